@@ -1,0 +1,32 @@
+"""Run a float :class:`~qdeploy.ir.Graph` on onnxruntime (ground truth, rung 1)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import Graph
+from .onnx_export import export_bytes
+
+
+def session(g: Graph, expose=(), threads: int = 0):
+    """An onnxruntime CPU session of the exported graph; ``expose`` lists
+    intermediate tensors to return as extra outputs."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
+    return ort.InferenceSession(export_bytes(g, expose), so, providers=["CPUExecutionProvider"])
+
+
+def run_float(g: Graph, inputs: dict[str, np.ndarray] | np.ndarray, expose=()) -> dict[str, np.ndarray]:
+    """Outputs (and exposed tensors) by name for one batch of inputs."""
+    if isinstance(inputs, np.ndarray):
+        inputs = {g.inputs[0]: inputs}
+    sess = session(g, expose)
+    names = list(g.outputs) + [e for e in expose if e not in g.outputs]
+    return dict(zip(names, sess.run(names, inputs)))
+
+
+def random_inputs(g: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {i: rng.standard_normal(g.shape(i)).astype(g.tensor(i).dtype) for i in g.inputs}

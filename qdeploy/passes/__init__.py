@@ -1,0 +1,44 @@
+"""Graph passes: one module per pass, run in one ordered pipeline.
+
+Every pass module defines ``NAME`` (its name in logs and in ``qdeploy inspect``),
+a docstring saying what it does, and ``run(graph, opts) -> list[str]`` which
+edits the graph in place and returns one message per change it made (empty
+when nothing applied). Passes never change the float semantics of the graph:
+``tests/passes/`` runs onnxruntime on the exported graph before and after.
+
+Order matters: activation recognition runs before clamp fusion (a decomposed
+h-swish contains a Clip(0, 6) that must not be fused away first), and the
+shortcut check runs last, on the graph that will be quantized.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir import Graph
+from . import fold_bn, fold_pad, recognize_activation, fuse_activation, leaky_shift, shortcut_check
+
+PIPELINE = [fold_bn, fold_pad, recognize_activation, fuse_activation, leaky_shift, shortcut_check]
+
+
+@dataclass(frozen=True)
+class PassOptions:
+    # bits of the leaky-ReLU integer multiplier (alpha ~= m / 2**shift with m < 2**bits)
+    leaky_bits: int = 8
+
+
+def run_passes(g: Graph, opts: PassOptions | None = None, only: list[str] | None = None,
+               copy: bool = True) -> Graph:
+    """Run the pipeline (or the passes named in ``only``, in pipeline order);
+    every change is appended to ``graph.log`` as ``(pass name, message)``."""
+    opts = opts or PassOptions()
+    g = g.copy() if copy else g
+    for p in PIPELINE:
+        if only is not None and p.NAME not in only:
+            continue
+        for msg in p.run(g, opts):
+            g.log.append((p.NAME, msg))
+    return g
+
+
+def pass_names() -> list[str]:
+    return [p.NAME for p in PIPELINE]

@@ -1,0 +1,11 @@
+import pytest
+
+from tests.helpers import realmodels_dir
+
+
+@pytest.fixture
+def realmodels():
+    d = realmodels_dir()
+    if d is None:
+        pytest.skip("real models unavailable (run ../shared/realmodels/get.sh .cache/realmodels)")
+    return d
