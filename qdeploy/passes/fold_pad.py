@@ -1,0 +1,118 @@
+"""Fold an explicit Pad into the Conv or pool that reads it.
+
+A ``Pad`` (IR attrs ``pads``, ``mode``, ``value``) is folded into its only
+consumer's ``pads`` attribute when all of these hold:
+
+* the Pad's output is not a graph output and the consumer reads it as its
+  data input (input 0);
+* ``mode`` is ``constant``, every pad is >= 0 (negative pads crop) and the
+  batch and channel dims are not padded;
+* the consumer pads with the same value the Pad writes:
+  - ``Conv``: value 0 (a convolution's implicit padding is zeros);
+  - ``AveragePool``: value 0 and ``count_include_pad=1`` (with the default 0
+    the implicit zeros are left out of the divisor, explicit ones are not)
+    and ``ceil_mode=0`` (with ceil_mode, windows that run past the padding
+    are divided by a different count);
+  - ``MaxPool``: value ``-inf`` only (its implicit padding never wins the max).
+    A zero Pad before a MaxPool is equivalent only when the input is never
+    negative, which this pass cannot prove on a float graph, so it is kept.
+    Every folded MaxPool pad stays below the kernel extent, so no window lies
+    wholly in the padding.
+
+ConvTranspose is never a target (its ``pads`` crop the output). When the
+consumer uses ``auto_pad`` (SAME_UPPER / SAME_LOWER / VALID), its padding is
+first made explicit from the static input shape, so the result always carries
+plain ``pads`` and ``auto_pad`` is dropped. Consumers without a Pad in front
+keep their ``auto_pad`` as it is.
+"""
+from __future__ import annotations
+
+import math
+
+from ..ir import Graph, Node
+
+NAME = "fold_pad"
+
+
+def run(g: Graph, opts) -> list[str]:
+    msgs = []
+    for pad in [n for n in g.nodes if n.op == "Pad"]:
+        cons = g.consumers(pad.outputs[0])
+        if len(cons) != 1 or g.is_graph_output(pad.outputs[0]):
+            continue
+        target = cons[0]
+        extra = _spatial_pads(g, pad)
+        if extra is None or target.inputs[0] != pad.outputs[0] or target.inputs.count(pad.outputs[0]) != 1:
+            continue
+        if not _legal(target, float(pad.attrs.get("value", 0.0))):
+            continue
+        own = explicit_pads(target, g.shape(pad.outputs[0]), _kernel(g, target))
+        k = len(extra) // 2
+        new = [a + b for a, b in zip(own, extra)]
+        if target.op == "MaxPool" and not _windows_overlap_data(target, new, _kernel(g, target)):
+            continue
+        target.attrs.pop("auto_pad", None)
+        target.attrs["pads"] = new
+        g.bypass(pad)
+        msgs.append(f"folded Pad '{pad.name}' (spatial pads {extra[:k]} begin, {extra[k:]} end) "
+                    f"into {target.op} '{target.name}'")
+    return msgs
+
+
+def _spatial_pads(g: Graph, pad: Node) -> list[int] | None:
+    """``[begin..., end...]`` over the spatial dims, or None if not foldable."""
+    mode = pad.attrs.get("mode", "constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    pads = [int(p) for p in pad.attrs.get("pads", ())]
+    rank = len(g.shape(pad.inputs[0]))
+    if mode != "constant" or len(pads) != 2 * rank or rank < 3 or any(p < 0 for p in pads):
+        return None
+    if pads[0] or pads[1] or pads[rank] or pads[rank + 1]:
+        return None
+    return pads[2:rank] + pads[rank + 2:]
+
+
+def _legal(target: Node, value: float) -> bool:
+    if target.op == "Conv":
+        return value == 0.0
+    if target.op == "AveragePool":
+        return (value == 0.0 and int(target.attrs.get("count_include_pad", 0)) == 1
+                and not int(target.attrs.get("ceil_mode", 0)))
+    if target.op == "MaxPool":
+        return value == -math.inf and len(target.outputs) == 1
+    return False
+
+
+def _kernel(g: Graph, node: Node) -> list[int]:
+    if "kernel_shape" in node.attrs:
+        return [int(k) for k in node.attrs["kernel_shape"]]
+    return list(g.shape(node.inputs[1])[2:])    # Conv without kernel_shape: from the weights
+
+
+def explicit_pads(node: Node, in_shape: tuple[int, ...], kernel: list[int]) -> list[int]:
+    """The node's padding as explicit ``[begin..., end...]`` for an input of
+    shape ``in_shape`` (NC + spatial), resolving ONNX ``auto_pad``."""
+    k = len(kernel)
+    auto = node.attrs.get("auto_pad", "NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto in ("NOTSET", ""):
+        return [int(p) for p in node.attrs.get("pads", [0] * (2 * k))]
+    if auto == "VALID":
+        return [0] * (2 * k)
+    strides = node.attrs.get("strides", [1] * k)
+    dil = node.attrs.get("dilations", [1] * k)
+    begin, end = [], []
+    for size, kk, s, d in zip(in_shape[2:], kernel, strides, dil):
+        out = -(-size // s)
+        total = max(0, (out - 1) * s + (kk - 1) * d + 1 - size)
+        small, big = total // 2, total - total // 2
+        begin.append(small if auto == "SAME_UPPER" else big)
+        end.append(big if auto == "SAME_UPPER" else small)
+    return begin + end
+
+
+def _windows_overlap_data(node: Node, pads: list[int], kernel: list[int]) -> bool:
+    k = len(kernel)
+    dil = node.attrs.get("dilations", [1] * k)
+    ext = [(kk - 1) * d + 1 for kk, d in zip(kernel, dil)]
+    return all(pads[i] < ext[i] and pads[k + i] < ext[i] for i in range(k))

@@ -1,0 +1,48 @@
+"""Tiny ONNX graphs for the pass tests, and the before/after check every pass test uses."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from qdeploy.ir import Graph
+from qdeploy.onnx_import import import_onnx
+from qdeploy.passes import PassOptions
+from tests.helpers import assert_float_equal
+
+
+def model(nodes: list[onnx.NodeProto], inputs: dict[str, tuple[int, ...]], outputs: list[str],
+          inits: dict[str, np.ndarray] | None = None, opset: int = 13) -> onnx.ModelProto:
+    """A float32 model; outputs get their shapes from the importer's inference."""
+    g = helper.make_graph(
+        nodes, "t",
+        [helper.make_tensor_value_info(k, onnx.TensorProto.FLOAT, v) for k, v in inputs.items()],
+        [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in outputs],
+        initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 7 if opset < 15 else 8
+    return m
+
+
+def f32(*vals) -> np.ndarray:
+    """A float32 constant: one value -> a scalar, several -> a vector."""
+    return np.array(vals[0] if len(vals) == 1 else vals, np.float32)
+
+
+def rand(rng: np.random.Generator, *shape, lo=-1.0, hi=1.0) -> np.ndarray:
+    return rng.uniform(lo, hi, shape).astype(np.float32)
+
+
+def apply(m: onnx.ModelProto | Graph, pass_module, opts: PassOptions | None = None,
+          inputs: dict[str, np.ndarray] | None = None) -> tuple[Graph, Graph, list[str]]:
+    """Import (if needed), run one pass on a copy, and check onnxruntime gives the
+    same outputs before and after. Returns (before, after, messages)."""
+    before = m if isinstance(m, Graph) else import_onnx(m)
+    after = before.copy()
+    msgs = pass_module.run(after, opts or PassOptions())
+    assert_float_equal(before, after, inputs=inputs)
+    return before, after, msgs
+
+
+def ops(g: Graph) -> list[str]:
+    return [n.op for n in g.nodes]
