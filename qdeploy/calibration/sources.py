@@ -1,0 +1,119 @@
+"""Which input files make a calibration set, and reading tensor files.
+
+Decisions where the issue is silent:
+
+* Folders are walked recursively; files and folders whose name starts with a
+  dot are skipped (editor and OS litter, half-written outputs), and so are
+  files of other types (a README next to the images is fine). A file named
+  explicitly must be an image or a tensor file.
+* The list is sorted by display name; a file inside folder ``imgs`` is named
+  ``imgs/sub/a.jpg`` (relative, so the recipe, and the bytes of the set, do
+  not depend on where the folder lives). A file given twice counts once.
+* Images and tensor files cannot be mixed in one set.
+* A tensor file holds a *batch*: its first axis counts samples (save a single
+  sample with a leading axis of 1, i.e. the model's batch-1 input). A ``.npz``
+  must hold one array, or an ``x`` entry (so a qdeploy set can be re-stacked).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import QDeployError
+from .images import IMAGE_SUFFIXES
+
+TENSOR_SUFFIXES = (".npy", ".npz")
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path
+    name: str
+
+    @property
+    def is_image(self) -> bool:
+        return self.path.suffix.lower() in IMAGE_SUFFIXES
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def _wanted(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_SUFFIXES + TENSOR_SUFFIXES
+
+
+def collect(paths, exclude=()) -> list[Source]:
+    """Files named by ``paths`` (files or folders), sorted; ``exclude`` holds
+    paths never to read (the output file)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    skip = {Path(p).resolve() for p in exclude}
+    seen, out = set(), []
+    for arg in paths:
+        arg = Path(arg)
+        if arg.is_dir():
+            found = [p for p in arg.rglob("*")
+                     if p.is_file() and _wanted(p)
+                     and not any(part.startswith(".") for part in p.relative_to(arg).parts)]
+            if not found:
+                raise QDeployError(f"no images found in folder {arg} (looked for "
+                                   f"{', '.join(IMAGE_SUFFIXES + TENSOR_SUFFIXES)})")
+            items = [(p, f"{arg.resolve().name}/{p.relative_to(arg).as_posix()}") for p in found]
+        elif arg.is_file():
+            if not _wanted(arg):
+                raise QDeployError(f"unsupported file type '{arg.suffix}' ({arg}); give images "
+                                   f"({', '.join(IMAGE_SUFFIXES)}) or .npy/.npz tensors")
+            items = [(arg, arg.name)]
+        else:
+            raise QDeployError(f"no such file or folder: {arg}")
+        for p, name in items:
+            r = p.resolve()
+            if r not in seen and r not in skip:
+                seen.add(r)
+                out.append(Source(p, name))
+    if not out:
+        raise QDeployError("no input files: give image files, folders of images, or .npy/.npz tensors")
+    kinds = {s.is_image for s in out}
+    if len(kinds) > 1:
+        img = next(s for s in out if s.is_image)
+        ten = next(s for s in out if not s.is_image)
+        raise QDeployError(f"images ({img.name}) and tensor files ({ten.name}) cannot be mixed "
+                           "in one calibration set; build them separately")
+    return sorted(out, key=lambda s: s.name)
+
+
+def read_tensor(src: Source) -> np.ndarray:
+    """A tensor file as a float32 batch (N, ...); NaN/Inf and non-numeric data
+    are errors naming the file."""
+    try:
+        loaded = np.load(src.path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            a = loaded
+        else:
+            with loaded as z:
+                if "x" in z.files:
+                    a = z["x"]
+                elif len(z.files) == 1:
+                    a = z[z.files[0]]
+                else:
+                    raise QDeployError(f"{src.name} holds {len(z.files)} arrays "
+                                       f"({', '.join(z.files)}); store one array, or name the "
+                                       "samples 'x'")
+    except QDeployError:
+        raise
+    except Exception as e:
+        raise QDeployError(f"cannot read tensor file {src.name}: {type(e).__name__}: {e}") from None
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise QDeployError(f"tensor file {src.name} has dtype {a.dtype}; calibration needs numbers")
+    if a.ndim < 2:
+        raise QDeployError(f"tensor file {src.name} has shape {tuple(a.shape)}; store a batch "
+                           "N x ... (one sample: add a leading axis of 1)")
+    a = a.astype(np.float32)
+    if not np.isfinite(a).all():
+        bad = int(np.argwhere(~np.isfinite(a).reshape(len(a), -1).all(axis=1))[0, 0])
+        raise QDeployError(f"tensor file {src.name} contains NaN or Inf (first in sample {bad}); "
+                           "clean the data before calibrating")
+    return a
