@@ -137,6 +137,9 @@ def _fix_inputs(model: onnx.ModelProto, input_shapes: InputShapes, where: str) -
     given: dict[str, tuple[int, ...]] = {}
     if isinstance(input_shapes, Mapping):
         given = {k: tuple(v) for k, v in input_shapes.items()}
+        if None in given and len(real) != 1:
+            raise QDeployError(f"{where}: the model has {len(real)} inputs {[i.name for i in real]}; "
+                               "give each its shape as --input-shape name:1x3xHxW")
         unknown = set(given) - {i.name for i in real}
         if None in unknown and len(real) == 1:
             given[real[0].name] = given.pop(None)
@@ -311,6 +314,7 @@ def import_onnx(source: str | os.PathLike | onnx.ModelProto, input_shapes: Input
     _fix_inputs(model, input_shapes, where)
 
     consts, nodes = _fold(model, opset)
+    _check_ops(nodes, where)   # before anything runs the graph: list every unknown op at once
     # Graph outputs that folded to constants are not a CNN: refuse clearly.
     out_names = [o.name for o in model.graph.output]
     for o in out_names:
@@ -341,23 +345,8 @@ def import_onnx(source: str | os.PathLike | onnx.ModelProto, input_shapes: Input
         for o in n.output:
             if o:
                 g.tensors[o] = Tensor(o, tuple(shapes[o]), dtypes.get(o, "float32"))
-    names: set[str] = set()
-    for k, n in enumerate(nodes):
-        nm = n.name or f"{n.op_type}_{k}"
-        while nm in names:
-            nm = f"{nm}_{k}"
-        names.add(nm)
+    for n, nm in zip(nodes, _node_names(nodes)):
         g.nodes.append(Node(n.op_type, nm, list(n.input), list(n.output), _attr(n)))
-        if n.domain not in ("", "ai.onnx"):
-            g.nodes[-1].attrs["_domain"] = n.domain
-
-    unknown = [n for n in g.nodes if n.op not in OPS and n.op not in _NORMALISE
-               or n.attrs.get("_domain")]
-    if unknown:
-        listed = ", ".join(f"'{n.name}' ({n.attrs.get('_domain', '') + '.' if n.attrs.get('_domain') else ''}{n.op})"
-                           for n in unknown)
-        raise QDeployError(f"{where}: {len(unknown)} node(s) with ops qdeploy does not know: {listed}; "
-                           "replace them with supported ops (see 'qdeploy targets') and re-export")
     for n in list(g.nodes):
         fn = _NORMALISE.get(n.op)
         if fn is not None:
@@ -367,6 +356,32 @@ def import_onnx(source: str | os.PathLike | onnx.ModelProto, input_shapes: Input
     g.log.append(("import", f"imported {len(g.nodes)} nodes at opset {opset}, "
                             f"{len(consts)} constants folded or kept"))
     return g
+
+
+def _node_names(nodes: Sequence[onnx.NodeProto]) -> list[str]:
+    """Unique node names (unnamed nodes become ``<op>_<index>``)."""
+    names: list[str] = []
+    taken: set[str] = set()
+    for k, n in enumerate(nodes):
+        nm = n.name or f"{n.op_type}_{k}"
+        while nm in taken:
+            nm = f"{nm}_{k}"
+        taken.add(nm)
+        names.append(nm)
+    return names
+
+
+def _check_ops(nodes: Sequence[onnx.NodeProto], where: str) -> None:
+    """Refuse, in one message, every node whose op qdeploy does not know
+    (custom domains included), after constant folding removed the ops that only
+    compute constants."""
+    unknown = [(nm, n) for n, nm in zip(nodes, _node_names(nodes))
+               if n.domain not in ("", "ai.onnx") or (n.op_type not in OPS and n.op_type not in _NORMALISE)]
+    if unknown:
+        listed = ", ".join(f"'{nm}' ({n.domain + '.' if n.domain not in ('', 'ai.onnx') else ''}{n.op_type})"
+                           for nm, n in unknown)
+        raise QDeployError(f"{where}: {len(unknown)} node(s) with ops qdeploy does not know: {listed}; "
+                           "replace them with supported ops (see 'qdeploy targets') and re-export")
 
 
 def _check_structure(model: onnx.ModelProto, where: str) -> None:
