@@ -14,7 +14,7 @@ Steps, in order:
    Dropout removed, Gemm and MatMul(+Add) into one fully-connected ``Gemm``,
    Flatten/Squeeze/Unsqueeze/Reshape into ``Reshape`` with a static shape,
    Clip/Pad/Slice/Split/Resize/ReduceMean parameters into attributes, Sum
-   into Adds, Upsample into Resize;
+   into Adds, Upsample into Resize, Conv/pool ``auto_pad`` into explicit ``pads``;
 6. refuse ops that are not in :data:`qdeploy.ops.OPS`, all listed at once.
 
 Opsets 11 to 21 are imported as they are; opsets 7 to 10 are first upgraded
@@ -633,7 +633,36 @@ def _n_reshape_attrs(g: Graph, n: Node, where: str) -> None:
     _to_reshape(g, n, where)
 
 
+def _n_auto_pad(g: Graph, n: Node, where: str) -> None:
+    """``auto_pad`` (SAME_UPPER/SAME_LOWER/VALID) becomes explicit ``pads``
+    from the static input shape, so no later stage has to know ``auto_pad``."""
+    auto = n.attrs.pop("auto_pad", "NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    in_hw = g.shape(n.inputs[0])[2:]
+    if n.op == "Conv":
+        kernel = list(n.attrs.get("kernel_shape") or g.shape(n.inputs[1])[2:])
+    else:
+        kernel = list(n.attrs["kernel_shape"])
+    k = len(kernel)
+    if auto in ("NOTSET", ""):
+        n.attrs["pads"] = [int(p) for p in n.attrs.get("pads", [0] * (2 * k))]
+        return
+    if auto == "VALID":
+        n.attrs["pads"] = [0] * (2 * k)
+        return
+    strides = list(n.attrs.get("strides", [1] * k))
+    dil = list(n.attrs.get("dilations", [1] * k))
+    begin, end = [], []
+    for size, kk, st, d in zip(in_hw, kernel, strides, dil):
+        total = max(0, (-(-size // st) - 1) * st + (kk - 1) * d + 1 - size)
+        small, big = total // 2, total - total // 2
+        begin.append(small if auto == "SAME_UPPER" else big)
+        end.append(big if auto == "SAME_UPPER" else small)
+    n.attrs["pads"] = begin + end
+
+
 _NORMALISE = {
+    "Conv": _n_auto_pad, "MaxPool": _n_auto_pad, "AveragePool": _n_auto_pad,
     "Identity": _n_identity, "Dropout": _n_dropout, "Gemm": _n_gemm, "MatMul": _n_matmul,
     "Clip": _n_clip, "Pad": _n_pad, "Slice": _n_slice, "Split": _n_split,
     "Resize": _n_resize, "Upsample": _n_resize, "ReduceMean": _n_reduce_mean,

@@ -264,3 +264,23 @@ def test_real_model_imports_and_matches_original(realmodels, name):
     assert time.time() - t < 30
     assert not {"Identity", "Dropout", "Shape", "Constant", "Flatten", "Squeeze", "Unsqueeze"} & set(ops(g))
     assert_same_as_original(str(path), g)
+
+
+@pytest.mark.parametrize("auto", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+def test_auto_pad_becomes_explicit_pads(auto):
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from qdeploy.float_run import run_float
+    w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], auto_pad=auto, strides=[2, 2]),
+             helper.make_node("MaxPool", ["y"], ["z"], kernel_shape=[2, 2], auto_pad=auto)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 9, 10])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w, "w")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    g = import_onnx(m)
+    assert all("auto_pad" not in n.attrs and len(n.attrs["pads"]) == 4 for n in g.nodes)
+    x = np.random.default_rng(1).standard_normal((1, 3, 9, 10)).astype(np.float32)
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(run_float(g, x)["z"], ref)
