@@ -1,0 +1,207 @@
+"""The quantizer: float Graph + calibrated ranges + target -> QGraph.
+
+``quantize_graph(graph, ranges, target, per_tensor=False)`` runs in four steps:
+
+1. **Check** (one error for everything): every op must have a handler in
+   ``prepare.HANDLERS`` and be allowed by the target (all unsupported nodes are
+   listed at once, with what to do); every activation whose scale comes from
+   calibration must have a range (the missing ones are named).
+2. **Activation parameters**, in topological order, by each op's output rule
+   (``prepare.out_rule``): from the range (intersected with a fused clamp),
+   tied to the input (MaxPool, Reshape, Transpose, Pad, Slice, Split,
+   DepthToSpace, AvgPool, Resize: TFLite requires equal scales), fixed
+   (arm: Logistic/Softmax 1/256 zp -128, Tanh 1/128 zp 0) or shared (Concat).
+3. **Concat sharing**: the Concat output takes the range covering all its
+   inputs. An input produced by a requantizing op (Conv, FC, Add, ...) that
+   nobody else reads takes the shared parameters directly (the concat output
+   has that precision anyway, so nothing is lost). Any other input (a graph
+   input, a tensor read elsewhere, the output of a tied op) gets a
+   ``Requantize`` node in front of the Concat, so its other readers keep
+   their precision.
+4. **Prepare**: each node's handler (``prepare.py``) appends quantized nodes
+   with every integer. The float input gets a ``Quantize`` node (its int
+   tensor is named ``<input>_q``), each output a ``Dequantize`` (the int
+   tensor is ``<output>_q``; the float output keeps the model's name). Every
+   other tensor keeps its float graph name, so per-layer tools can pair them.
+
+Warnings (weights that had to be adjusted, per-tensor weights with an
+enormous channel ratio) are issued with :func:`warnings.warn` naming the
+layer and recorded in ``qgraph.metadata["warnings"]``.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from ..errors import QDeployError
+from ..ir import Graph
+from .prepare import HANDLERS, fixed_params, Ctx, insert_requantize, out_rule, unsupported_reason
+from .qgraph import QGraph, QNode, QTensor
+from .scales import activation_params
+from .targets import Target, load_target
+
+REQUANTIZING = {"Conv", "Gemm", "Add", "Sub", "Mul", "Relu", "Clip", "GlobalAveragePool", "ReduceMean"}
+
+
+def quantize_graph(graph: Graph, ranges: dict, target: "str | Target" = "arm",
+                   per_tensor: bool = False) -> QGraph:
+    target = load_target(target)
+    g = graph
+    _check_ops(g, target)
+    ranges = {k: (float(v[0]), float(v[1])) for k, v in ranges.items()}
+    _check_ranges(g, ranges, target)
+    qt = _activation_params(g, ranges, target)
+    ctx = Ctx(g, target, per_tensor, qt)
+    shared = _share_concat_scales(g, ctx)
+    for n in g.nodes:
+        if n.op == "Concat":
+            n = _concat_inputs(ctx, n, shared)
+        HANDLERS[n.op](ctx, n)
+    qg = _wrap(g, ctx, target)
+    for w in ctx.warnings:
+        warnings.warn(w, stacklevel=2)
+    return qg
+
+
+# ------------------------------------------------------------------ checks
+def _check_ops(g: Graph, target: Target) -> None:
+    bad = []
+    for n in g.nodes:
+        why = unsupported_reason(g, n, target)
+        if why:
+            bad.append(f"'{n.name}' ({n.op}) {why}")
+    if bad:
+        raise QDeployError(f"{len(bad)} node(s) cannot be quantized for target '{target.name}': "
+                           + "; ".join(bad))
+
+
+def _needs_range(g: Graph, target: Target) -> list[str]:
+    need = list(g.inputs)
+    for n in g.nodes:
+        if out_rule(n.op, target) == "range":
+            need += [o for o in n.outputs if o]
+    return need
+
+
+def _check_ranges(g: Graph, ranges: dict, target: Target) -> None:
+    missing = [t for t in _needs_range(g, target) if t not in ranges]
+    if missing:
+        shown = ", ".join(f"'{m}'" for m in missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise QDeployError(f"the ranges have no entry for {len(missing)} tensor(s) of model '{g.name}': {shown}; "
+                           "the ranges come from another model or an older graph: calibrate this model again")
+    for t in _needs_range(g, target):
+        lo, hi = ranges[t]
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+            raise QDeployError(f"the range of tensor '{t}' is [{lo}, {hi}]; ranges must be finite with "
+                               "min <= max: calibrate again (check the calibration images for NaN/Inf)")
+
+
+# ------------------------------------------------------------------ activation parameters
+def _activation_params(g: Graph, ranges: dict, target: Target) -> dict[str, QTensor]:
+    nm = target.numerics
+    qmin, qmax = target.qrange
+    dtype = nm.activation_dtype
+
+    def make(name, s, zp):
+        return QTensor(name, tuple(g.shape(name)), dtype, np.array([s], np.float32), np.array([zp], np.int32))
+
+    def from_range(name, clamp=None):
+        lo, hi = ranges[name]
+        if clamp is not None:
+            lo, hi = max(lo, clamp[0]), min(hi, clamp[1])
+            hi = max(hi, lo)
+        return make(name, *activation_params(lo, hi, qmin, qmax, nm.activation_symmetric, nm.pow2_scales))
+
+    qt = {i: from_range(i) for i in g.inputs}
+    for n in g.nodes:
+        rule = out_rule(n.op, target)
+        for o in n.outputs:
+            if not o:
+                continue
+            if rule == "tie":
+                src = qt[n.inputs[0]]
+                qt[o] = make(o, src.s, src.zp)
+            elif rule == "fixed":
+                qt[o] = make(o, *fixed_params(n.op, target))
+            elif rule == "concat":
+                lo = min(qt[i].s * (qmin - qt[i].zp) if i in qt else float(np.min(g.const(i))) for i in n.inputs)
+                hi = max(qt[i].s * (qmax - qt[i].zp) if i in qt else float(np.max(g.const(i))) for i in n.inputs)
+                clamp = n.attrs.get("q_clamp")
+                if clamp is not None:
+                    lo, hi = max(lo, clamp[0]), min(hi, clamp[1])
+                qt[o] = make(o, *activation_params(lo, hi, qmin, qmax, nm.activation_symmetric, nm.pow2_scales))
+            else:
+                qt[o] = from_range(o, n.attrs.get("q_clamp"))
+    return qt
+
+
+def _share_concat_scales(g: Graph, ctx: Ctx) -> dict[str, set[str]]:
+    """Give each Concat input produced by a private requantizing op the
+    Concat's parameters; return, per Concat, the inputs that still differ."""
+    qt = ctx.qt
+    differ: dict[str, set[str]] = {}
+    for n in g.nodes:
+        if n.op != "Concat":
+            continue
+        out = qt[n.outputs[0]]
+        for i in n.inputs:
+            if g.const(i) is not None:
+                continue
+            prod = g.producer(i)
+            private = (prod is not None and prod.op in REQUANTIZING and len(g.consumers(i)) == 1
+                       and not g.is_graph_output(i) and out_rule(prod.op, ctx.target) == "range")
+            if private:
+                qt[i].scale, qt[i].zero_point = out.scale.copy(), out.zero_point.copy()
+        differ[n.name] = {i for i in n.inputs if g.const(i) is not None or
+                          (qt[i].s, qt[i].zp) != (out.s, out.zp)}
+    return differ
+
+
+def _concat_inputs(ctx: Ctx, n, shared: dict[str, set[str]]):
+    """The Concat node with a Requantize in front of each input whose
+    parameters differ from the output's."""
+    out = ctx.t(n.outputs[0])
+    inputs = []
+    for k, i in enumerate(n.inputs):
+        if i in shared.get(n.name, set()):
+            if ctx.g.const(i) is not None:
+                i = ctx.const_operand(i)
+            i = insert_requantize(ctx, i, out.s, out.zp, f"{n.name}_in{k}_requant", n)
+        inputs.append(i)
+    from ..ir import Node
+    return Node(n.op, n.name, inputs, list(n.outputs), dict(n.attrs))
+
+
+# ------------------------------------------------------------------ assembling the QGraph
+def _wrap(g: Graph, ctx: Ctx, target: Target) -> QGraph:
+    qt = ctx.qt
+    nodes = list(ctx.nodes)
+    renames = {}
+    for o in g.outputs:
+        renames[o] = o + "_q"
+    head = []
+    for i in g.inputs:
+        renames[i] = i + "_q"
+        head.append(QNode("Quantize", f"{i}_quantize", [i], [i + "_q"], {}, {}, []))
+    tensors: dict[str, QTensor] = {}
+    for name, t in qt.items():
+        new = renames.get(name, name)
+        t.name = new
+        tensors[new] = t
+    for n in nodes:
+        n.inputs = [renames.get(i, i) for i in n.inputs]
+        n.outputs = [renames.get(o, o) for o in n.outputs]
+    tail = []
+    for o in g.outputs:
+        tail.append(QNode("Dequantize", f"{o}_dequantize", [o + "_q"], [o], {}, {}, []))
+    for name in list(g.inputs) + list(g.outputs):
+        tensors[name] = QTensor(name, tuple(g.shape(name)), "float32")
+    used = {i for n in nodes for i in n.inputs} | {o for n in nodes for o in n.outputs}
+    used |= {renames.get(x, x) for x in list(g.inputs) + list(g.outputs)} | set(g.inputs) | set(g.outputs)
+    tensors = {k: v for k, v in tensors.items() if k in used}
+    meta = {"warnings": list(ctx.warnings), "float_names": {v: k for k, v in renames.items()},
+            "qmin": target.qrange[0], "qmax": target.qrange[1]}
+    return QGraph(g.name, target.name, target.profile, list(g.inputs), list(g.outputs), tensors,
+                  head + nodes + tail, meta)
