@@ -35,6 +35,14 @@ def main():
 def _register():
     from .inspect_cmd import inspect
     main.add_command(inspect)
+    from .calib_cmd import calib
+    main.add_command(calib)
+    from .targets_cmd import targets
+    main.add_command(targets)
+    from .quantize_cmd import quantize
+    main.add_command(quantize)
+    from .run_cmd import run
+    main.add_command(run)
 
 
 _register()
