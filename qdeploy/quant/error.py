@@ -1,0 +1,139 @@
+"""Quantization error metrics and the per-layer error table.
+
+Metrics (``ref`` = float reference, ``test`` = dequantized result; both are
+flattened, computed in float64):
+
+* ``sqnr_db``: ``10 log10(sum ref^2 / sum (ref - test)^2)``; ``inf`` when the
+  two are identical, ``-inf`` when ``ref`` is all zero and ``test`` is not.
+* ``cosine``: ``<ref, test> / (|ref| |test|)``; 1 when both are all zero, 0
+  when exactly one is.
+* ``max_abs``: ``max |ref - test|``.
+
+:func:`layer_errors` measures every quantized activation tensor of a QGraph
+that has a float counterpart of the same name (the quantizer keeps the float
+graph's tensor names; tensors it adds, such as a requantized Concat branch,
+have no counterpart and are not listed) in two ways:
+
+* **accumulated**: the reference interpreter runs the whole QGraph; each
+  intermediate is dequantized and compared with the float graph's tensor
+  (onnxruntime, every tensor exposed). This is the error a deployed model has
+  at that point.
+* **local**: each quantized node is run alone (the interpreter's per-op
+  kernel) on the *float* reference inputs quantized with that node's input
+  parameters, so only this layer's own quantization error shows (its weights,
+  its output scale, its requantisation, its clamp, its LUT). An input with no
+  float counterpart takes the interpreter's own value.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def sqnr_db(ref, test) -> float:
+    r = np.asarray(ref, np.float64).ravel()
+    t = np.asarray(test, np.float64).ravel()
+    noise = float(np.sum((r - t) ** 2))
+    signal = float(np.sum(r ** 2))
+    if noise == 0.0:
+        return float("inf")
+    if signal == 0.0:
+        return float("-inf")
+    return 10.0 * float(np.log10(signal / noise))
+
+
+def cosine(ref, test) -> float:
+    r = np.asarray(ref, np.float64).ravel()
+    t = np.asarray(test, np.float64).ravel()
+    nr, nt = float(np.linalg.norm(r)), float(np.linalg.norm(t))
+    if nr == 0.0 and nt == 0.0:
+        return 1.0
+    if nr == 0.0 or nt == 0.0:
+        return 0.0
+    return float(np.dot(r, t) / (nr * nt))
+
+
+def max_abs(ref, test) -> float:
+    r = np.asarray(ref, np.float64).ravel()
+    t = np.asarray(test, np.float64).ravel()
+    return float(np.max(np.abs(r - t))) if r.size else 0.0
+
+
+def metrics(ref, test) -> dict[str, float]:
+    return {"sqnr_db": sqnr_db(ref, test), "cosine": cosine(ref, test), "max_abs": max_abs(ref, test)}
+
+
+# ------------------------------------------------------------------ per-layer table
+_INT = ("int8", "uint8", "int16")
+
+
+def layer_errors(float_graph, qg, inputs) -> list[dict]:
+    """One row per quantized activation tensor with a float counterpart, in
+    execution order: ``tensor``, ``node``, ``op`` (QGraph op), ``source``
+    (float node names), accumulated ``sqnr_db``/``cosine``/``max_abs`` and
+    layer-local ``local_sqnr_db``/``local_cosine``/``local_max_abs``.
+    ``inputs``: an array (N samples along axis 0, single-input models) or a
+    dict by input name."""
+    from .interpreter import run, run_node
+    if not isinstance(inputs, dict):
+        inputs = {qg.inputs[0]: inputs}
+    inputs = {k: np.asarray(v, np.float32) for k, v in inputs.items()}
+    ref = float_tensors(float_graph, inputs)
+    got = run(qg, inputs, keep=True)
+    rows = []
+    for n in qg.nodes:
+        outs = [o for o in n.outputs if qg.tensors[o].dtype in _INT and float_name(qg, ref, o)]
+        if not outs:
+            continue
+        local_in = [_local_input(qg, i, ref, got) for i in n.inputs]
+        local_out = dict(zip(n.outputs, run_node(qg, n, local_in)))
+        for o in outs:
+            fo = ref[float_name(qg, ref, o)]
+            row = {"tensor": o, "node": n.name, "op": n.op, "source": list(n.source)}
+            row.update(metrics(fo, dequantize(qg, o, got[o])))
+            row.update({"local_" + k: v for k, v in metrics(fo, dequantize(qg, o, local_out[o])).items()})
+            rows.append(row)
+    return rows
+
+
+def float_tensors(g, inputs: dict) -> dict:
+    """Every activation of the float graph on onnxruntime (one sample at a time:
+    the imported graph has batch 1), stacked along axis 0."""
+    from ..float_run import session
+    names = [t for t in g.activations() if t not in g.inputs]
+    sess = session(g, names)
+    n = len(next(iter(inputs.values())))
+    runs = [sess.run(names, {k: v[i:i + 1] for k, v in inputs.items()}) for i in range(n)]
+    out = {k: np.concatenate([r[j] for r in runs]) for j, k in enumerate(names)}
+    out.update(inputs)
+    return out
+
+
+def dequantize(qg, name: str, q) -> np.ndarray:
+    t = qg.tensors[name]
+    return (np.asarray(q, np.float64) - t.zp) * t.s
+
+
+def float_name(qg, ref, name: str) -> str | None:
+    """The float tensor (a key of ``ref``) of QGraph tensor ``name``: the same
+    name, or the one the quantizer recorded in ``metadata["float_names"]``
+    (graph inputs and outputs: ``<name>_q`` is the int tensor of ``<name>``)."""
+    fn = qg.metadata.get("float_names", {}).get(name, name)
+    return fn if fn in ref else None
+
+
+def _local_input(qg, name: str, ref: dict, got: dict):
+    """The float reference value quantized with the tensor's own parameters
+    (the interpreter's Quantize kernel, so rounding is the contract's); the
+    interpreter's value where there is no float counterpart; None for a
+    constant (read from the QGraph)."""
+    from .interpreter import run_node
+    from .qgraph import QNode
+    t = qg.tensors[name]
+    if t.is_const:
+        return None
+    fn = float_name(qg, ref, name)
+    if fn is None:
+        return got[name]
+    if t.dtype not in _INT:
+        return ref[fn]
+    return run_node(qg, QNode("Quantize", "local_quantize", [fn], [name]), [ref[fn]])[0]

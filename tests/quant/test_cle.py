@@ -1,0 +1,188 @@
+"""Cross-layer equalization: float outputs preserved (onnxruntime before/after)
+and per-channel weight ranges actually equalized."""
+import math
+
+import numpy as np
+import pytest
+
+from qdeploy.float_run import random_inputs, run_float
+from qdeploy.ir import Graph, Node, Tensor
+from qdeploy.quant.cle import equalize, find_pairs
+from tests.helpers import assert_float_equal
+
+RELU = (0.0, math.inf)
+
+
+def _graph(layers, in_shape=(1, 3, 12, 12), seed=0):
+    """A chain of layers: (op, c_out, group, q_clamp, act_node) where act_node is
+    None or an unfused 'Relu'/'LeakyRelu' node after the layer. Per-channel
+    weight magnitudes spread over ~3 decades, as in BN-folded MobileNets."""
+    rng = np.random.default_rng(seed)
+    tensors = {"x": Tensor("x", in_shape)}
+    nodes, cur, c_in = [], "x", in_shape[1]
+    for i, (op, c_out, group, clamp, act) in enumerate(layers):
+        spread = 10.0 ** rng.uniform(-1.5, 1.5, size=c_out)
+        if op == "Conv":
+            w = rng.standard_normal((c_out, c_in // group, 3, 3)) * spread[:, None, None, None] * 0.2
+            attrs = {"group": group, "pads": [1, 1, 1, 1], "kernel_shape": [3, 3]}
+        else:
+            w = rng.standard_normal((c_out, c_in)) * spread[:, None] * 0.2
+            attrs = {}
+        b = rng.standard_normal(c_out) * spread * 0.1
+        if clamp is not None:
+            attrs["q_clamp"] = clamp
+        wn, bn, out = f"w{i}", f"b{i}", f"t{i}"
+        tensors[wn] = Tensor(wn, w.shape, "float32", w.astype(np.float32))
+        tensors[bn] = Tensor(bn, b.shape, "float32", b.astype(np.float32))
+        shape = (1, c_out) + (in_shape[2:] if op == "Conv" else ())
+        tensors[out] = Tensor(out, shape)
+        nodes.append(Node(op, f"layer{i}", [cur, wn, bn], [out], attrs))
+        cur, c_in = out, c_out
+        if act is not None:
+            a = f"a{i}"
+            tensors[a] = Tensor(a, shape)
+            nodes.append(Node(act, f"act{i}", [cur], [a], {"alpha": 0.1} if act == "LeakyRelu" else {}))
+            cur = a
+    return Graph(nodes, tensors, ["x"], [cur])
+
+
+def _spread(g, name):
+    w = np.abs(g.const(name).reshape(g.const(name).shape[0], -1)).max(axis=1)
+    return w.max() / w.min()
+
+
+def _pair_ranges(g, w1, w2, group2=1):
+    """Independent per-channel ranges: r1[c] over W1's output channel c, r2[c]
+    over every weight of the next layer that reads channel c."""
+    a, b = np.abs(g.const(w1)), np.abs(g.const(w2))
+    r1 = a.reshape(a.shape[0], -1).max(axis=1)
+    c = r1.size
+    r2 = np.zeros(c)
+    cpg, opg = b.shape[1], b.shape[0] // group2
+    for ch in range(c):
+        grp, local = divmod(ch, cpg)
+        r2[ch] = b[grp * opg:(grp + 1) * opg, local].max()
+    return r1, r2
+
+
+def _check(layers, in_shape=(1, 3, 12, 12), **kw):
+    g = _graph(layers, in_shape)
+    before = g.copy()
+    msgs = equalize(g, **kw)
+    assert msgs and all("equalized" in m for m in msgs), msgs
+    for seed in range(3):
+        assert_float_equal(before, g, seed=seed)
+    return before, g
+
+
+def test_relu_chain_preserves_outputs_and_equalizes():
+    before, g = _check([("Conv", 8, 1, RELU, None), ("Conv", 6, 1, None, None), ("Conv", 4, 1, RELU, None)])
+    for w in ("w0", "w1"):
+        assert _spread(g, w) < _spread(before, w) / 5
+    r1, r2 = _pair_ranges(g, "w0", "w1")
+    np.testing.assert_allclose(r1, r2, rtol=1e-2)
+
+
+def test_depthwise_separable_chain():
+    before, g = _check([("Conv", 8, 1, RELU, None), ("Conv", 8, 8, RELU, None), ("Conv", 5, 1, None, None)])
+    # the depthwise layer sits in two pairs; the sweeps converge to the point
+    # where both pairs are equalized at once (r1 = r2 per channel in each pair)
+    for w1, w2, grp in (("w0", "w1", 8), ("w1", "w2", 1)):
+        r1, r2 = _pair_ranges(g, w1, w2, grp)
+        np.testing.assert_allclose(r1, r2, rtol=1e-2)
+        r1b, r2b = _pair_ranges(before, w1, w2, grp)
+        assert not np.allclose(r1b, r2b, rtol=0.5)
+    assert _spread(g, "w1") < _spread(before, "w1") / 3
+    assert len(find_pairs(g)) == 2
+
+
+def test_grouped_second_layer_and_unfused_activation_nodes():
+    _check([("Conv", 8, 1, None, "Relu"), ("Conv", 8, 2, None, "LeakyRelu"), ("Conv", 4, 4, None, None)])
+
+
+def test_gemm_pair():
+    before, g = _check([("Gemm", 16, 1, RELU, None), ("Gemm", 10, 1, None, None)], in_shape=(1, 20))
+    assert _spread(g, "w0") < _spread(before, "w0") / 5
+
+
+def _relu6_graph():
+    g = _graph([("Conv", 8, 1, (0.0, 6.0), None), ("Conv", 8, 8, (0.0, 6.0), None), ("Conv", 4, 1, None, None)])
+    x = random_inputs(g, 0)
+    return g, x
+
+
+def _minmax(g, x):
+    acts = [n.output for n in g.nodes]
+    out = run_float(g, x, expose=acts)
+    return {k: (float(v.min()), float(v.max())) for k, v in out.items()}
+
+
+def test_relu6_data_policy_equalizes_only_when_the_clamp_never_engages():
+    g, x = _relu6_graph()
+    ranges = _minmax(g, x)
+    engaged = [n.name for n in g.nodes[:2] if ranges[n.output][1] >= 6.0]
+    assert engaged, "test graph must reach the ReLU6 clip somewhere"
+    # without ranges: nothing crosses a ReLU6, the graph is untouched
+    g0 = g.copy()
+    msgs = equalize(g0)
+    assert all("skipped" in m for m in msgs) and len(msgs) == 2
+    assert all(np.array_equal(g0.const(k), g.const(k)) for k in ("w0", "w1", "w2"))
+    # with ranges: the pairs whose clamp never engaged are equalized, exactly
+    g1 = g.copy()
+    msgs = equalize(g1, ranges=ranges)
+    done = [m for m in msgs if "equalized" in m]
+    assert len(done) == 2 - len(engaged)
+    assert_float_equal(g, g1, inputs=x)
+    # scale the weights down so that no clamp engages: both pairs equalize, outputs identical
+    small = g.copy()
+    for k in ("w0", "b0"):
+        small.tensors[k] = Tensor(k, small.shape(k), "float32", small.const(k) * np.float32(1e-3))
+    ranges = _minmax(small, x)
+    assert all(ranges[n.output][1] < 6.0 for n in small.nodes[:2])
+    eq = small.copy()
+    msgs = equalize(eq, ranges=ranges)
+    assert sum("equalized" in m for m in msgs) == 2
+    assert_float_equal(small, eq, inputs=x)
+    assert _spread(eq, "w1") < _spread(small, "w1") / 3
+    # the loosened clamp is above 6 and still finite
+    assert all(6.0 <= n.attrs["q_clamp"][1] < math.inf for n in eq.nodes[:2])
+
+
+def test_relu6_relax_policy_moves_the_clip_point():
+    g, x = _relu6_graph()
+    eq = g.copy()
+    msgs = equalize(eq, relu6="relax")
+    assert sum("equalized" in m for m in msgs) == 2
+    # where no ReLU6 engages (tiny inputs) the function is unchanged ...
+    tiny = {"x": x["x"] * np.float32(1e-3)}
+    assert_float_equal(g, eq, inputs=tiny)
+    # ... and where it does, the relaxed clamp lets values through: outputs differ
+    big = {"x": x["x"] * np.float32(100.0)}
+    a, b = run_float(g, big)[g.outputs[0]], run_float(eq, big)[g.outputs[0]]
+    assert np.abs(a - b).max() > 1e-2 * np.abs(a).max()
+
+
+def test_shared_or_exposed_intermediates_are_not_paired():
+    g = _graph([("Conv", 8, 1, RELU, None), ("Conv", 6, 1, None, None)])
+    g.outputs.append("t0")                     # layer0's output is a graph output too
+    assert find_pairs(g) == []
+    g = _graph([("Conv", 8, 1, (-1.0, 1.0), None), ("Conv", 6, 1, None, None)])
+    msgs = equalize(g)
+    assert len(msgs) == 1 and "lower bound" in msgs[0]
+
+
+def test_zero_channel_is_left_alone():
+    g = _graph([("Conv", 8, 1, RELU, None), ("Conv", 6, 1, None, None)])
+    w = g.const("w0").copy()
+    w[3] = 0
+    g.tensors["w0"] = Tensor("w0", w.shape, "float32", w)
+    before = g.copy()
+    equalize(g)
+    assert np.all(np.isfinite(g.const("w1"))) and not np.any(g.const("w0")[3])
+    assert_float_equal(before, g)
+
+
+@pytest.mark.parametrize("policy", ["bogus"])
+def test_bad_policy(policy):
+    with pytest.raises(ValueError):
+        equalize(_graph([("Conv", 4, 1, None, None)]), relu6=policy)
