@@ -19,11 +19,8 @@ consumer's ``pads`` attribute when all of these hold:
     Every folded MaxPool pad stays below the kernel extent, so no window lies
     wholly in the padding.
 
-ConvTranspose is never a target (its ``pads`` crop the output). When the
-consumer uses ``auto_pad`` (SAME_UPPER / SAME_LOWER / VALID), its padding is
-first made explicit from the static input shape, so the result always carries
-plain ``pads`` and ``auto_pad`` is dropped. Consumers without a Pad in front
-keep their ``auto_pad`` as it is.
+ConvTranspose is never a target (its ``pads`` crop the output). The importer
+has already turned every ``auto_pad`` into explicit ``pads`` (IR contract).
 """
 from __future__ import annotations
 
@@ -46,12 +43,11 @@ def run(g: Graph, opts) -> list[str]:
             continue
         if not _legal(target, float(pad.attrs.get("value", 0.0))):
             continue
-        own = explicit_pads(target, g.shape(pad.outputs[0]), _kernel(g, target))
         k = len(extra) // 2
+        own = [int(p) for p in target.attrs.get("pads", [0] * (2 * k))]
         new = [a + b for a, b in zip(own, extra)]
         if target.op == "MaxPool" and not _windows_overlap_data(target, new, _kernel(g, target)):
             continue
-        target.attrs.pop("auto_pad", None)
         target.attrs["pads"] = new
         g.bypass(pad)
         msgs.append(f"folded Pad '{pad.name}' (spatial pads {extra[:k]} begin, {extra[k:]} end) "
@@ -87,28 +83,6 @@ def _kernel(g: Graph, node: Node) -> list[int]:
     if "kernel_shape" in node.attrs:
         return [int(k) for k in node.attrs["kernel_shape"]]
     return list(g.shape(node.inputs[1])[2:])    # Conv without kernel_shape: from the weights
-
-
-def explicit_pads(node: Node, in_shape: tuple[int, ...], kernel: list[int]) -> list[int]:
-    """The node's padding as explicit ``[begin..., end...]`` for an input of
-    shape ``in_shape`` (NC + spatial), resolving ONNX ``auto_pad``."""
-    k = len(kernel)
-    auto = node.attrs.get("auto_pad", "NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
-    if auto in ("NOTSET", ""):
-        return [int(p) for p in node.attrs.get("pads", [0] * (2 * k))]
-    if auto == "VALID":
-        return [0] * (2 * k)
-    strides = node.attrs.get("strides", [1] * k)
-    dil = node.attrs.get("dilations", [1] * k)
-    begin, end = [], []
-    for size, kk, s, d in zip(in_shape[2:], kernel, strides, dil):
-        out = -(-size // s)
-        total = max(0, (out - 1) * s + (kk - 1) * d + 1 - size)
-        small, big = total // 2, total - total // 2
-        begin.append(small if auto == "SAME_UPPER" else big)
-        end.append(big if auto == "SAME_UPPER" else small)
-    return begin + end
 
 
 def _windows_overlap_data(node: Node, pads: list[int], kernel: list[int]) -> bool:
