@@ -50,7 +50,6 @@ from typing import Any
 
 import numpy as np
 
-from .errors import QDeployError
 from .ir import Graph, Node
 from .ops import OPS
 from .quant.targets import Target, load_target

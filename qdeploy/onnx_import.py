@@ -569,7 +569,7 @@ def _n_slice(g: Graph, n: Node, where: str) -> None:
 
 def _n_split(g: Graph, n: Node, where: str) -> None:
     rank = len(g.shape(n.inputs[0]))
-    split = _need_const(g, n, 1, "split sizes", where)
+    _need_const(g, n, 1, "split sizes", where)   # a computed split is refused; sizes come from the shapes
     axis = int(n.attrs.get("axis", 0)) % rank
     sizes = [g.shape(o)[axis] for o in n.outputs]
     n.inputs, n.attrs = [n.inputs[0]], {"axis": axis, "split": tuple(int(s) for s in sizes)}

@@ -11,10 +11,10 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from qdeploy.cli import main
-from tests.passes.build import f32, model, rand
+from tests.passes.build import model, rand
 
 RNG = np.random.default_rng(2)
 
