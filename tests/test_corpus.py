@@ -185,3 +185,14 @@ def test_passes_preserve_outputs_and_fold_every_batchnorm(models, name):
     h = run_passes(g)
     assert not [n.name for n in h.nodes if n.op == "BatchNormalization"]
     assert_float_equal(g, h, seed=3)
+
+
+@pytest.mark.parametrize("pass_name", __import__("qdeploy.passes", fromlist=["pass_names"]).pass_names())
+@pytest.mark.parametrize("name", NAMES)
+def test_each_pass_alone_preserves_outputs(models, name, pass_name):
+    """Every pass on its own (not only the whole pipeline) keeps the float
+    semantics of every corpus model, judged by onnxruntime."""
+    from qdeploy.passes import run_passes
+    g = import_onnx(models[name])
+    h = run_passes(g, only=[pass_name])
+    assert_float_equal(g, h, seed=4)
