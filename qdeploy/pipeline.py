@@ -1,24 +1,53 @@
-"""The main job, end to end: ``qdeploy quantize`` as a Python function.
+"""The main job, end to end: ``qdeploy quantize`` and ``qdeploy run`` as Python functions.
 
-    model.onnx -> import -> passes [-> CLE] -> calibrate -> quantize [-> bias correction]
-               -> OUT/ (model.qgraph, model.float.onnx, ranges.json, manifest.json)
-
-``OUT`` is built in a temporary sibling folder and moved into place only when
-everything succeeded (no partial output); the input model is only read.
-Identical inputs and options give byte-identical files (the manifest records
-inputs' sha256 and versions, never times or absolute paths).
+    model.onnx -> import -> passes -> [check ops] -> calibration samples -> [CLE]
+               -> calibrate (or --ranges) -> quantize -> [bias correction] -> OUT/
 
 Files in OUT (the emitters add their artefacts beside them):
 
-- ``model.qgraph``      the quantized graph: every integer (see ``qdeploy/quant/qgraph.py``)
-- ``model.float.onnx``  the pass-processed float graph (rung 1 of the verification ladder;
-                        ``qdeploy run --backend float``)
+- ``model.qgraph``      the quantized graph: every integer (``qdeploy/quant/qgraph.py``)
+- ``model.float.onnx``  the pass-processed float graph (rung 1 of the verification
+                        ladder; ``qdeploy run --backend float``)
 - ``ranges.json``       the calibration result (reusable with ``--ranges``)
-- ``manifest.json``     inputs' sha256, options, versions, artefact sizes
+- ``manifest.json``     format ``qdeploy-manifest`` v1: inputs' sha256 (file names, never
+                        absolute paths), options, target, versions, the model's inputs and
+                        outputs (name, per-sample shape), pass log, warnings, artefact sizes
+
+Decisions (where DESIGN.md is silent):
+
+- **Checks before work.** Options, OUT, target, model, the target's ops (every
+  unsupported node in one error) and ``--ranges`` (fingerprint, version) are
+  checked before the first calibration sample is read.
+- **OUT** is built in a temporary sibling and renamed into place only when
+  everything succeeded, so a failed run writes nothing and leaves an existing OUT
+  as it was. OUT must be absent, an empty folder or an earlier qdeploy OUT (it has
+  our ``manifest.json``); anything else (a file, a folder of other files, a name
+  ending in a file suffix such as ``.onnx``, a folder holding one of the inputs) is
+  refused rather than replaced.
+- **Determinism.** Same inputs and options -> byte-identical files: no times, no
+  absolute paths, stable JSON, deterministic npz/ONNX bytes.
+- **--ranges** replaces only the range measurement. The samples of ``--calib`` (default:
+  the bundled photographs) still feed bias correction, so ``calib ranges M SET -o r.json``
+  + ``quantize --ranges r.json --calib SET`` is byte-identical to ``quantize --calib SET``;
+  a warning says when the file's calibration recipe differs from ``--calib``'s.
+- **--ranges and CLE.** Equalization rescales channels, so ranges measured on the
+  original graph do not describe the equalized one, and measuring new ones needs the
+  data the file was meant to replace. Hence: ``--cle`` with ``--ranges`` is an error;
+  with CLE left automatic (on for per-tensor weights) ``--ranges`` switches it off
+  with a warning; a ``ranges.json`` written by a run that equalized carries
+  ``options.cle = true`` and is refused by ``--ranges`` (it fits only the equalized graph).
+- **Calibration samples.** ``--limit N`` keeps the first N samples (``calib build
+  --limit`` makes a seeded choice when a random subset is wanted).
+
+``run_artifact`` (``qdeploy run``) takes N samples of the batch-1 model along the
+first axis in the model's own layout, checks each input's per-sample shape against
+the manifest, and returns every output stacked the same way; ``BACKENDS`` is the
+table backend -> runner (the emitters add theirs).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,12 +63,15 @@ from .onnx_import import import_onnx
 from .passes import run_passes
 
 QGRAPH, FLOAT, RANGES, MANIFEST = "model.qgraph", "model.float.onnx", "ranges.json", "manifest.json"
+MANIFEST_FORMAT, MANIFEST_VERSION = "qdeploy-manifest", 1
+METHODS = ("minmax", "percentile", "entropy", "mse")
+FILE_SUFFIXES = (".onnx", ".tflite", ".npz", ".npy", ".json", ".qgraph", ".toml", ".h", ".c", ".zip")
 
 
 @dataclass
 class QuantizeOptions:
-    target: str = "arm"
-    calib: str | None = None          # SET.npz, an image folder, or None: the bundled calib/ photos
+    target: str = "arm"               # bundled target name, the path of a .toml, or a Target
+    calib: str | None = None          # SET.npz, .npy, an image folder, or None: the bundled calib/ photos
     ranges: str | None = None         # a ranges.json to reuse instead of calibrating
     method: str = "minmax"            # minmax | percentile | entropy | mse
     per_tensor: bool = False
@@ -50,7 +82,7 @@ class QuantizeOptions:
     cle: bool | None = None           # cross-layer equalization (float graph, re-calibrated after)
     bias_correction: bool | None = None   # empirical bias correction (after quantization)
     batch_size: int = 8
-    limit: int | None = None          # at most this many calibration samples
+    limit: int | None = None          # at most this many calibration samples (the first ones)
     progress: bool = True
 
 
@@ -73,29 +105,23 @@ def prepare_float(model, input_shape=None) -> Graph:
 def calibration_samples(g: Graph, calib: str | None, preset: str = "imagenet",
                         limit: int | None = None, on_warning=None) -> tuple[np.ndarray, dict | None]:
     """The calibration tensor for the graph's (single) input, and its recipe:
-    a saved set (``.npz``) checked against the input, a folder of images, or
-    the bundled ``calib/`` photographs preprocessed for the input's shape."""
+    a saved set (``.npz``) or tensor file checked against the input, a folder
+    of images, or the bundled ``calib/`` photographs preprocessed for the input."""
     from .calibration.dataset import build_set, check_against_model, images_for_model, load_set
     if len(g.inputs) != 1:
         raise QDeployError(f"model '{g.name}' has {len(g.inputs)} inputs; qdeploy quantizes "
                            "single-input models")
     inp = g.inputs[0]
     shape = g.shape(inp)
-    if calib is not None and Path(calib).suffix.lower() in (".npz", ".npy") and Path(calib).is_file():
-        if _is_calib_set(calib):
-            cs = load_set(calib)
-        else:   # plain tensors (non-image models, or data preprocessed elsewhere)
-            cs = build_set([calib], on_warning=on_warning)
-        check_against_model(cs, shape, inp)
-    elif calib is not None and not Path(calib).exists():
+    if calib is not None and not Path(calib).exists():
         raise QDeployError(f"--calib {calib}: no such file or folder; give a set made by "
                            "'qdeploy calib build' (.npz) or a folder of images")
+    if calib is not None and Path(calib).is_file():
+        cs = load_set(calib) if _is_calib_set(calib) else build_set([calib], on_warning=on_warning)
+        check_against_model(cs, shape, inp)
     else:
-        cs = images_for_model(None if calib is None else calib, shape, preset=preset, name=inp,
-                              on_warning=on_warning)
-    x = cs.x
-    if limit is not None:
-        x = x[:limit]
+        cs = images_for_model(calib, shape, preset=preset, name=inp, on_warning=on_warning)
+    x = cs.x[:limit] if limit is not None else cs.x
     return np.ascontiguousarray(x, np.float32), cs.recipe
 
 
@@ -106,73 +132,129 @@ def _is_calib_set(path) -> bool:
         with np.load(path, allow_pickle=False) as z:
             return "recipe" in z.files
     except Exception:
-        return False   # load_set reports unreadable files with a clear message
+        return False   # build_set reports unreadable files with a clear message
 
 
 def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeResult:
-    """Quantize ``model`` (an ONNX path) for ``opts.target`` into the folder ``out``."""
+    """Quantize ``model`` (an ONNX path) for ``opts.target`` into the folder ``out``
+    (see the module docstring for what is checked and written)."""
     from .calibration.calibrate import calibrate
-    from .calibration.ranges import load_ranges, save_ranges
+    from .calibration.ranges import load_ranges
     from .quant.qgraph import qgraph_bytes
-    from .quant.quantizer import quantize_graph
+    from .quant.quantizer import check_ops, quantize_graph
     from .quant.targets import load_target
 
     opts = opts or QuantizeOptions()
-    model = Path(model)
+    _check_options(opts)
+    model, out = Path(model), Path(out)
+    _check_out(out, [model] + [Path(p) for p in (opts.calib, opts.ranges, opts.target) if isinstance(p, str)])
     target = load_target(opts.target)
     g = prepare_float(model, opts.input_shape)
-    x, recipe = calibration_samples(g, opts.calib, opts.preset, opts.limit)
+    check_ops(g, target)
+    warn: list[str] = []
     per_tensor = opts.per_tensor or not target.numerics.weight_per_channel
     cle = per_tensor if opts.cle is None else opts.cle
-    if cle and opts.ranges:
-        raise QDeployError("--ranges cannot be combined with --cle: equalization changes the "
-                           "activation ranges (drop --ranges, or pass --no-cle)")
+    given = load_ranges(opts.ranges, g) if opts.ranges else None
+    if given is not None:
+        cle = _ranges_without_cle(opts, given, cle, warn)
+    x, recipe = calibration_samples(g, opts.calib, opts.preset, opts.limit, on_warning=warn.append)
+    if given is not None and given.recipe is not None and recipe != given.recipe:
+        warn.append(f"--ranges {Path(opts.ranges).name} was measured on another calibration set "
+                    "than the one given (recipes differ); bias correction uses the given set")
     if cle:
         # CLE needs the observed maxima of ReLU6 outputs (see quant/cle.py), then the
         # equalized graph is calibrated again: its activation ranges changed
         from .quant.cle import equalize
         first = calibrate(g, x, method="minmax", batch_size=opts.batch_size, progress=False)
-        for msg in equalize(g, first):
-            g.log.append(("cle", msg))
-    if opts.ranges:
-        ranges = load_ranges(opts.ranges, g)
-    else:
-        ranges = calibrate(g, x, method=opts.method, batch_size=opts.batch_size,
-                           progress=opts.progress, recipe=recipe)
-    range_dict = {t: ranges.range(t) for t in ranges.names()}
+        g.log += [("cle", msg) for msg in equalize(g, first)]
+    ranges = given if given is not None else calibrate(
+        g, x, method=opts.method, batch_size=opts.batch_size, progress=opts.progress, recipe=recipe)
+    if cle:
+        ranges.options["cle"] = True
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        qg = quantize_graph(g, range_dict, target, per_tensor=per_tensor)
-        if opts.bias_correction is None or opts.bias_correction:
+        qg = quantize_graph(g, {t: ranges.range(t) for t in ranges.names()}, target, per_tensor=per_tensor)
+        if opts.bias_correction is not False:
             from .quant.bias_correction import correct_bias
-            for msg in correct_bias(g, qg, x):
-                g.log.append(("bias_correction", msg))
-    warn = [str(w.message) for w in caught]
+            g.log += [("bias_correction", msg) for msg in correct_bias(g, qg, x)]
+    warn += [str(w.message) for w in caught]
 
-    files = {QGRAPH: qgraph_bytes(qg), FLOAT: export_bytes(g)}
-    from .fsutil import dumps_json as _dj
-    files[RANGES] = _dj(ranges.to_dict()).encode()
-    manifest = {
-        "format": "qdeploy-manifest", "version": 1, "qdeploy": __version__,
+    files = {QGRAPH: qgraph_bytes(qg), FLOAT: export_bytes(g), RANGES: dumps_json(ranges.to_dict()).encode()}
+    manifest = _manifest(model, opts, target, g, ranges, len(x), cle, per_tensor, warn, files)
+    files[MANIFEST] = dumps_json(manifest).encode()
+    try:
+        with atomic_dir(out) as tmp:
+            for name, data in files.items():
+                write_bytes(tmp / name, data)
+    except OSError as e:
+        raise QDeployError(f"-o {out}: cannot write the output folder ({e.strerror or e}); "
+                           "choose a writable location") from None
+    return QuantizeResult(out, g, qg, ranges, x, list(g.log), warn)
+
+
+def _check_options(opts: QuantizeOptions) -> None:
+    if opts.method not in METHODS:
+        raise QDeployError(f"unknown calibration method '{opts.method}'; choose from {', '.join(METHODS)}")
+    for name in ("limit", "batch_size"):
+        v = getattr(opts, name)
+        if v is not None and (not isinstance(v, int) or v < 1):
+            raise QDeployError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
+
+
+def _check_out(out: Path, inputs: list[Path]) -> None:
+    """Refuse an OUT that is not ours to replace (see the module docstring)."""
+    if out.suffix.lower() in FILE_SUFFIXES:
+        raise QDeployError(f"-o {out}: OUT is a folder (it receives {QGRAPH}, {RANGES}, ...), "
+                           f"not a '{out.suffix}' file; give a folder name such as out/")
+    if out.exists() and not out.is_dir():
+        raise QDeployError(f"-o {out}: is an existing file; OUT must be a folder (absent, empty or "
+                           "an earlier qdeploy output)")
+    if out.is_dir() and any(out.iterdir()) and read_manifest(out, strict=False) is None:
+        raise QDeployError(f"-o {out}: the folder holds other files and is not a qdeploy output "
+                           f"(no qdeploy {MANIFEST}); qdeploy replaces OUT as a whole, so give a "
+                           "new or empty folder")
+    root = out.resolve()
+    for p in inputs:
+        if p.exists() and root in p.resolve().parents:
+            raise QDeployError(f"{p} lies inside -o {out}, which is replaced as a whole; "
+                               "write to another folder")
+
+
+def _ranges_without_cle(opts: QuantizeOptions, given, cle: bool, warn: list[str]) -> bool:
+    """CLE with --ranges (see the module docstring): the decision, or an error."""
+    name = Path(opts.ranges).name
+    if given.options.get("cle"):
+        raise QDeployError(f"--ranges {name} was measured on a cross-layer-equalized graph and fits "
+                           "only that graph; quantize with --calib instead (CLE is recomputed from it)")
+    if cle and opts.cle:
+        raise QDeployError("--ranges cannot be combined with --cle: equalization changes the activation "
+                           "ranges (drop --ranges to calibrate the equalized graph, or pass --no-cle)")
+    if cle:
+        warn.append(f"cross-layer equalization skipped: the ranges of --ranges {name} describe the "
+                    "unequalized graph (drop --ranges to equalize and recalibrate)")
+    return False
+
+
+def _manifest(model: Path, opts, target, g: Graph, ranges, samples: int, cle: bool,
+              per_tensor: bool, warn: list[str], files: dict[str, bytes]) -> dict:
+    calib = Path(opts.calib) if opts.calib else None
+    return {
+        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "qdeploy": __version__,
         "model": {"file": model.name, "sha256": _sha256(model.read_bytes())},
-        "calibration": {"source": "bundled calib/" if opts.calib is None else Path(opts.calib).name,
-                        "sha256": None if opts.calib is None or not Path(opts.calib).is_file()
-                        else _sha256(Path(opts.calib).read_bytes()),
-                        "samples": int(len(x)), "method": ranges.method,
-                        "ranges_file": None if not opts.ranges else Path(opts.ranges).name},
+        "calibration": {"source": calib.name if calib else "bundled calib/",
+                        "sha256": _sha256(calib.read_bytes()) if calib and calib.is_file() else None,
+                        "samples": samples, "method": ranges.method,
+                        "ranges_file": Path(opts.ranges).name if opts.ranges else None},
         "target": target.summary(),
-        "options": {**{k: v for k, v in asdict(opts).items() if k not in ("calib", "ranges", "progress")},
+        "options": {**{k: v for k, v in asdict(opts).items() if k not in ("calib", "ranges", "progress", "target")},
                     "cle": cle, "per_tensor": per_tensor},
+        "inputs": [{"name": n, "shape": list(g.shape(n)[1:])} for n in g.inputs],
+        "outputs": [{"name": n, "shape": list(g.shape(n)[1:])} for n in g.outputs],
         "versions": _versions(),
         "passes": [f"{p}: {m}" for p, m in g.log],
         "warnings": warn,
         "artefacts": {name: {"bytes": len(data), "sha256": _sha256(data)} for name, data in sorted(files.items())},
     }
-    files[MANIFEST] = dumps_json(manifest).encode()
-    with atomic_dir(out) as tmp:
-        for name, data in files.items():
-            write_bytes(tmp / name, data)
-    return QuantizeResult(Path(out), g, qg, ranges, x, list(g.log), warn)
 
 
 def _sha256(data: bytes) -> str:
@@ -186,49 +268,85 @@ def _versions() -> dict:
 
 
 # ---------------------------------------------------------------- run
-BACKENDS = ("float", "ref")
+def read_manifest(out, strict: bool = True) -> dict | None:
+    """OUT's manifest; a folder without a qdeploy manifest is an error
+    (``strict``) or None."""
+    out = Path(out)
+    try:
+        m = json.loads((out / MANIFEST).read_text())
+        ok = isinstance(m, dict) and m.get("format") == MANIFEST_FORMAT
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        m, ok = None, False
+    if not ok:
+        if not strict:
+            return None
+        raise QDeployError(f"{out}: not a qdeploy output folder (no qdeploy {MANIFEST}); make one "
+                           "with 'qdeploy quantize MODEL -o OUT'")
+    if m.get("version") != MANIFEST_VERSION:
+        raise QDeployError(f"{out}: written by another qdeploy (manifest version {m.get('version')}, this "
+                           f"one reads {MANIFEST_VERSION}); quantize the model again")
+    return m
+
+
+def _run_float(out: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import onnx
+    from .float_run import session
+    g = import_onnx(onnx.load(str(out / FLOAT)), name="model")
+    sess = session(g)
+    n = len(next(iter(inputs.values())))
+    res = [sess.run(list(g.outputs), {k: v[i:i + 1] for k, v in inputs.items()}) for i in range(n)]
+    return {o: np.concatenate([r[j] for r in res]) for j, o in enumerate(g.outputs)}
+
+
+def _run_ref(out: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from .quant.interpreter import run
+    from .quant.qgraph import load_qgraph
+    return run(load_qgraph(out / QGRAPH), inputs)
+
+
+BACKENDS = {"float": _run_float, "ref": _run_ref}
 
 
 def run_artifact(out, backend: str, x: np.ndarray | dict) -> dict[str, np.ndarray]:
     """Run the artefact of ``backend`` in ``out`` on a batch of inputs (N
-    samples of a batch-1 model along the first axis, in the model's own layout);
-    returns the outputs by name, stacked the same way."""
+    samples of a batch-1 model along the first axis, in the model's own layout;
+    one array, or a dict by input name); returns the outputs by name (in the
+    model's order), stacked the same way."""
     out = Path(out)
-    if not (out / MANIFEST).is_file():
-        raise QDeployError(f"{out}: not a qdeploy output folder (no {MANIFEST}); make one with "
-                           "'qdeploy quantize MODEL -o OUT'")
-    if backend == "float":
-        import onnx
-        from .float_run import session
-        g = import_onnx(onnx.load(str(out / FLOAT)), name="model")
-        inputs = _as_inputs(g.inputs, x)
-        sess = session(g)
-        n = _batch(inputs)
-        res = [sess.run(list(g.outputs), {k: v[i:i + 1] for k, v in inputs.items()}) for i in range(n)]
-        return {o: np.concatenate([r[j] for r in res]) for j, o in enumerate(g.outputs)}
-    if backend == "ref":
-        from .quant.interpreter import run
-        from .quant.qgraph import load_qgraph
-        qg = load_qgraph(out / QGRAPH)
-        return run(qg, _as_inputs(qg.inputs, x))
-    raise QDeployError(f"backend '{backend}' is not available in this build; choose from "
-                       f"{', '.join(BACKENDS)}")
+    manifest = read_manifest(out)
+    if backend not in BACKENDS:
+        raise QDeployError(f"unknown backend '{backend}'; this qdeploy runs: {', '.join(BACKENDS)}")
+    return BACKENDS[backend](out, _as_inputs(manifest["inputs"], x))
 
 
-def _as_inputs(names, x) -> dict[str, np.ndarray]:
+def _as_inputs(specs: list[dict], x) -> dict[str, np.ndarray]:
+    names = [s["name"] for s in specs]
+    if isinstance(x, dict) and len(x) == 1 and len(names) == 1:
+        x = next(iter(x.values()))
     if isinstance(x, dict):
         missing = [n for n in names if n not in x]
         if missing:
-            raise QDeployError(f"input file lacks the model input(s) {missing}")
-        return {n: np.asarray(x[n], np.float32) for n in names}
-    if len(names) != 1:
+            raise QDeployError(f"the inputs lack the model input(s) {', '.join(missing)} (given: "
+                               f"{', '.join(x) or 'none'}); name the arrays after the model's inputs")
+    elif len(names) != 1:
         raise QDeployError(f"the model has {len(names)} inputs; give them as an .npz with arrays "
-                           f"named {names}")
-    return {names[0]: np.asarray(x, np.float32)}
-
-
-def _batch(inputs: dict[str, np.ndarray]) -> int:
-    sizes = {len(v) for v in inputs.values()}
+                           f"named {', '.join(names)}")
+    else:
+        x = {names[0]: x}
+    inputs, sizes = {}, set()
+    for s in specs:
+        v = np.asarray(x[s["name"]])
+        want = "x".join(map(str, s["shape"]))
+        if v.dtype.kind not in "biuf" or v.ndim != len(s["shape"]) + 1 or list(v.shape[1:]) != s["shape"]:
+            got = "x".join(map(str, v.shape)) if v.ndim else "a scalar"
+            raise QDeployError(f"input '{s['name']}' is {got} {v.dtype}; the model takes N x {want} "
+                               "(N samples along the first axis, numbers)")
+        if len(v) == 0 or not np.isfinite(v).all():
+            raise QDeployError(f"input '{s['name']}' " + ("has no samples" if len(v) == 0 else
+                               "contains NaN or Inf") + f"; give N >= 1 finite samples of {want}")
+        inputs[s["name"]] = np.ascontiguousarray(v, np.float32)
+        sizes.add(len(v))
     if len(sizes) != 1:
-        raise QDeployError("the inputs have different batch sizes")
-    return sizes.pop()
+        raise QDeployError(f"the inputs have different sample counts ({sorted(sizes)}); give the "
+                           "same N for every input")
+    return inputs

@@ -1,12 +1,18 @@
-"""``qdeploy quantize MODEL --target T -o OUT``: the main job."""
+"""``qdeploy quantize MODEL --target T -o OUT``: the main job (:func:`qdeploy.pipeline.quantize_model`).
+
+Output: one summary line on stdout (``--json``: a JSON object and nothing else;
+``--quiet``: nothing), warnings on stderr; the progress bar goes to stderr and
+only when stderr is a terminal (so logs and pipes get no bar remnants).
+"""
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
 from ..onnx_import import parse_input_shape
-from ..pipeline import QuantizeOptions, quantize_model
+from ..pipeline import METHODS, QuantizeOptions, quantize_model
 
 
 def input_shapes(values):
@@ -20,16 +26,17 @@ def input_shapes(values):
 
 
 @click.command("quantize")
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model")
 @click.option("--target", "-t", default="arm", show_default=True,
               help="Target name (see 'qdeploy targets') or the path of a target .toml.")
-@click.option("--calib", type=click.Path(), default=None,
-              help="Calibration set (.npz from 'qdeploy calib build') or a folder of images. "
-                   "Default: the bundled calib/ photographs, preprocessed for the model's input.")
-@click.option("--ranges", "ranges_file", type=click.Path(dir_okay=False), default=None,
-              help="Reuse a ranges.json instead of calibrating.")
-@click.option("--method", type=click.Choice(["minmax", "percentile", "entropy", "mse"]),
-              default="minmax", show_default=True, help="Calibration method.")
+@click.option("--calib", default=None,
+              help="Calibration set (.npz from 'qdeploy calib build', or .npy tensors) or a folder of "
+                   "images. Default: the bundled calib/ photographs, preprocessed for the model's input.")
+@click.option("--ranges", "ranges_file", default=None,
+              help="Reuse a ranges.json ('qdeploy calib ranges') instead of measuring ranges; "
+                   "--calib still feeds bias correction.")
+@click.option("--method", default="minmax", show_default=True,
+              help=f"Calibration method: {', '.join(METHODS)}.")
 @click.option("--per-tensor", is_flag=True, help="One weight scale per tensor instead of per channel.")
 @click.option("--preset", type=click.Choice(["imagenet", "unit", "symmetric", "raw"]), default="imagenet",
               show_default=True, help="Preprocessing of calibration images (folder or bundled).")
@@ -39,27 +46,30 @@ def input_shapes(values):
               help="Cross-layer equalization (default: on for per-tensor weights, off otherwise).")
 @click.option("--bias-correction/--no-bias-correction", default=None,
               help="Empirical bias correction from the calibration set (default: on).")
-@click.option("--limit", type=int, default=None, help="Use at most N calibration samples.")
+@click.option("--limit", type=int, default=None, help="Use the first N calibration samples.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Calibration batch size.")
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress, only errors.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.option("-o", "--out", required=True, help="Output folder (replaced as a whole, atomically).")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (nothing else).")
 def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shapes, cle,
              bias_correction, limit, batch_size, out, quiet, as_json):
     """Quantize MODEL (ONNX) for a target; writes OUT/ atomically."""
     opts = QuantizeOptions(target=target, calib=calib, ranges=ranges_file, method=method,
                            per_tensor=per_tensor, preset=preset, input_shape=input_shapes(shapes),
-                           cle=cle, bias_correction=bias_correction, limit=limit,
-                           batch_size=batch_size, progress=not (quiet or as_json))
+                           cle=cle, bias_correction=bias_correction, limit=limit, batch_size=batch_size,
+                           progress=not (quiet or as_json) and sys.stderr.isatty())
     res = quantize_model(model, out, opts)
-    summary = {"out": str(res.out), "target": target, "samples": int(len(res.calib_x)),
+    summary = {"out": str(res.out), "target": res.qgraph.target, "samples": int(len(res.calib_x)),
                "method": res.ranges.method, "nodes": len(res.qgraph.nodes),
-               "files": sorted(p.name for p in res.out.iterdir()), "warnings": res.warnings}
+               "ops": res.qgraph.op_counts(), "files": sorted(p.name for p in res.out.iterdir()),
+               "warnings": res.warnings}
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
-    elif not quiet:
-        for w in res.warnings:
-            click.echo(f"warning: {w}", err=True)
-        click.echo(f"quantized {model} for '{target}' ({summary['nodes']} int8 nodes, "
-                   f"{summary['samples']} calibration samples, {summary['method']}) -> {res.out}/: "
-                   + ", ".join(summary["files"]))
+        return
+    if quiet:
+        return
+    for w in res.warnings:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(f"quantized {model} for '{summary['target']}' ({summary['nodes']} int8 nodes, "
+               f"{summary['samples']} calibration samples, {summary['method']}) -> {res.out}/: "
+               + ", ".join(summary["files"]))

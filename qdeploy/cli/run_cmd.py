@@ -1,6 +1,15 @@
-"""``qdeploy run OUT --backend B --input X.npy -o Y.npy``."""
+"""``qdeploy run OUT --backend B --input X.npy -o Y.npy`` (:func:`qdeploy.pipeline.run_artifact`).
+
+``--input``: an .npy (single-input models) or an .npz of arrays named after the
+model's inputs; N samples along the first axis, the model's own layout.
+``-o``: an .npy for a single-output model, an .npz (arrays named after the
+outputs) for any model. Every check (backend, OUT, output suffix and count,
+input shapes) happens before anything runs; the output file is written
+atomically and only on success.
+"""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import click
@@ -8,36 +17,56 @@ import numpy as np
 
 from ..errors import QDeployError
 from ..fsutil import npz_bytes, write_bytes
-from ..pipeline import BACKENDS, run_artifact
+from ..pipeline import BACKENDS, read_manifest, run_artifact
 
 
 @click.command("run")
-@click.argument("out", type=click.Path(file_okay=False))
-@click.option("--backend", "-b", type=click.Choice(BACKENDS), default="ref", show_default=True,
-              help="float: the float model on onnxruntime; ref: the integer reference interpreter.")
-@click.option("--input", "-i", "input_path", required=True, type=click.Path(dir_okay=False),
+@click.argument("out")
+@click.option("--backend", "-b", default="ref", show_default=True,
+              help=f"One of {', '.join(BACKENDS)} (float: the float model on onnxruntime; "
+                   "ref: the integer reference interpreter).")
+@click.option("--input", "-i", "input_path", required=True,
               help="Inputs: .npy (N samples along the first axis, the model's own layout) or .npz by input name.")
-@click.option("-o", "--output", "output_path", required=True, type=click.Path(dir_okay=False),
+@click.option("-o", "--output", "output_path", required=True,
               help="Outputs: .npy for one output, .npz (by output name) for several.")
 def run(out, backend, input_path, output_path):
     """Run an artefact of a quantize OUT folder on a batch of inputs."""
-    p = Path(input_path)
+    if backend not in BACKENDS:
+        raise QDeployError(f"unknown backend '{backend}'; this qdeploy runs: {', '.join(BACKENDS)}")
+    outputs = [o["name"] for o in read_manifest(out)["outputs"]]
+    dst = Path(output_path)
+    if dst.suffix not in (".npy", ".npz"):
+        raise QDeployError(f"-o {dst}: give an .npy (one output) or .npz path")
+    if dst.suffix == ".npy" and len(outputs) != 1:
+        raise QDeployError(f"-o {dst}: the model has {len(outputs)} outputs ({', '.join(outputs)}); "
+                           "give an .npz path")
+    if dst.is_dir():
+        raise QDeployError(f"-o {dst}: is a folder; give a file path")
+    res = run_artifact(out, backend, load_inputs(input_path))
+    if dst.suffix == ".npy":
+        buf = io.BytesIO()
+        np.save(buf, next(iter(res.values())), allow_pickle=False)
+        data = buf.getvalue()
+    else:
+        data = npz_bytes(res)
+    try:
+        write_bytes(dst, data)
+    except OSError as e:
+        raise QDeployError(f"-o {dst}: cannot write ({e.strerror or e})") from None
+
+
+def load_inputs(path) -> np.ndarray | dict[str, np.ndarray]:
+    """An .npy array or an .npz's arrays by name."""
+    p = Path(path)
+    if p.suffix not in (".npy", ".npz"):
+        raise QDeployError(f"--input {p}: give an .npy or .npz array file")
     if not p.is_file():
         raise QDeployError(f"--input {p}: no such file; give an .npy or .npz array file")
     try:
         loaded = np.load(p, allow_pickle=False)
-        x = dict(loaded) if isinstance(loaded, np.lib.npyio.NpzFile) else loaded
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                return {k: loaded[k] for k in loaded.files}
+        return loaded
     except Exception as e:
         raise QDeployError(f"--input {p}: not a readable .npy/.npz ({type(e).__name__})") from None
-    res = run_artifact(out, backend, x)
-    o = Path(output_path)
-    if o.suffix == ".npy":
-        if len(res) != 1:
-            raise QDeployError(f"the model has {len(res)} outputs; give -o an .npz path")
-        buf = __import__("io").BytesIO()
-        np.save(buf, next(iter(res.values())), allow_pickle=False)
-        write_bytes(o, buf.getvalue())
-    elif o.suffix == ".npz":
-        write_bytes(o, npz_bytes(res))
-    else:
-        raise QDeployError(f"-o {o}: give an .npy (one output) or .npz path")

@@ -42,14 +42,15 @@ from .qgraph import QGraph, QNode, QTensor
 from .scales import activation_params
 from .targets import Target, load_target
 
-REQUANTIZING = {"Conv", "Gemm", "Add", "Sub", "Mul", "Relu", "Clip", "GlobalAveragePool", "ReduceMean"}
+REQUANTIZING = {"Conv", "ConvTranspose", "Gemm", "Add", "Sub", "Mul", "Div", "Max", "Min", "PRelu",
+                "Relu", "Clip", "GlobalAveragePool", "ReduceMean"}
 
 
 def quantize_graph(graph: Graph, ranges: dict, target: "str | Target" = "arm",
                    per_tensor: bool = False) -> QGraph:
     target = load_target(target)
     g = graph
-    _check_ops(g, target)
+    check_ops(g, target)
     ranges = {k: (float(v[0]), float(v[1])) for k, v in ranges.items()}
     _check_ranges(g, ranges, target)
     qt = _activation_params(g, ranges, target)
@@ -66,7 +67,10 @@ def quantize_graph(graph: Graph, ranges: dict, target: "str | Target" = "arm",
 
 
 # ------------------------------------------------------------------ checks
-def _check_ops(g: Graph, target: Target) -> None:
+def check_ops(g: Graph, target: "str | Target") -> None:
+    """Raise one error listing every node ``target`` cannot run (public: the
+    pipeline checks this before calibrating)."""
+    target = load_target(target)
     bad = []
     for n in g.nodes:
         why = unsupported_reason(g, n, target)

@@ -1,0 +1,271 @@
+"""``qdeploy quantize``: the bad-input contract (one line, exit 2, nothing written,
+an existing OUT untouched), the user's files never modified, byte-identical
+reruns, ``--ranges`` reuse (also with CLE), and ``--json`` / ``--quiet`` output."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qdeploy.pipeline import MANIFEST, QGRAPH, RANGES, QuantizeOptions, quantize_model
+from tests.cli_helpers import (DIGITS_CALIB, DIGITS_MODEL, assert_error, cli, folder_bytes,
+                               lrn_softmax_model, snapshot, two_output_model)
+
+FAST = ("--limit", "32")   # enough for the checks below, keeps each quantize well under a second
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """Copies of the digits model and calibration data, a calibration set with its
+    recipe, the ranges of that set, and one successful OUT."""
+    d = tmp_path_factory.mktemp("quantize")
+    model, calib = d / "digits.onnx", d / "calib.npz"
+    shutil.copy(DIGITS_MODEL, model)
+    shutil.copy(DIGITS_CALIB, calib)
+    assert cli("calib", "build", calib, "-o", d / "set.npz").exit_code == 0
+    assert cli("calib", "ranges", model, d / "set.npz", "-o", d / "r.json", "-q").exit_code == 0
+    res = cli("quantize", model, "--calib", calib, *FAST, "-o", d / "good", "-q")
+    assert res.exit_code == 0, res.stderr
+    return d
+
+
+# ---------------------------------------------------------------- bad input
+def _other_ranges(w: Path, tmp: Path) -> list:
+    two = two_output_model(tmp / "two.onnx")
+    return [two, "--ranges", w / "r.json"]
+
+
+def _old_version(w: Path, tmp: Path) -> list:
+    d = json.loads((w / "r.json").read_text())
+    d["version"] = 99
+    (tmp / "old.json").write_text(json.dumps(d))
+    return [w / "digits.onnx", "--calib", w / "set.npz", "--ranges", tmp / "old.json"]
+
+
+def _bad_target(w: Path, tmp: Path) -> list:
+    text = (Path(__file__).parents[1] / "targets" / "arm.toml").read_text()
+    (tmp / "board.toml").write_text(text.replace('profile = "arm"', 'profile = "gpu"'))
+    return [w / "digits.onnx", "--target", tmp / "board.toml"]
+
+
+def _calib_file(name, x):
+    def make(w: Path, tmp: Path) -> list:
+        np.save(tmp / name, x)
+        return [w / "digits.onnx", "--calib", tmp / name]
+    return make
+
+
+def _nan():
+    x = np.zeros((8, 1, 8, 8), np.float32)
+    x[3, 0, 2, 2] = np.nan
+    return x
+
+
+CASES = {
+    "missing model": (lambda w, t: [t / "nope.onnx"], ["nope.onnx", "no such file"]),
+    "model is a folder": (lambda w, t: [t], ["folder"]),
+    "unknown target": (lambda w, t: [w / "digits.onnx", "--target", "tpu"], ["unknown target 'tpu'", "arm"]),
+    "missing target file": (lambda w, t: [w / "digits.onnx", "--target", t / "x.toml"], ["x.toml", "no such file"]),
+    "bad target file": (_bad_target, ["board.toml", "profile 'gpu'"]),
+    "ranges of another model": (_other_ranges, ["r.json", "made for model 'digits'", "fingerprint"]),
+    "ranges of another version": (_old_version, ["old.json", "version 99"]),
+    "missing ranges": (lambda w, t: [w / "digits.onnx", "--ranges", t / "none.json"], ["none.json"]),
+    "unsupported ops, all listed": (lambda w, t: [lrn_softmax_model(t / "m.onnx"), "--target", "fpga"],
+                                    ["2 node(s)", "'norm1' (LRN)", "'prob' (Softmax)", "fpga"]),
+    "calibration shape": (_calib_file("s.npy", np.zeros((4, 1, 9, 9), np.float32)), ["1x9x9", "1x8x8"]),
+    "calibration NaN": (_calib_file("n.npy", _nan()), ["NaN"]),
+    "missing calibration": (lambda w, t: [w / "digits.onnx", "--calib", t / "no.npz"], ["no.npz", "no such"]),
+    "unknown method": (lambda w, t: [w / "digits.onnx", "--method", "kl"], ["method 'kl'", "entropy"]),
+    "limit 0": (lambda w, t: [w / "digits.onnx", "--limit", "0"], ["--limit", "positive"]),
+    "--cle with --ranges": (lambda w, t: [w / "digits.onnx", "--calib", w / "set.npz", "--ranges", w / "r.json",
+                                          "--cle"], ["--ranges", "--cle"]),
+    "ranges of an equalized graph": (
+        lambda w, t: [w / "digits.onnx", "--ranges", _equalized_ranges(w, t), "--target", "fpga"],
+        ["equalized", "--calib"]),
+    "input shape": (lambda w, t: [w / "digits.onnx", "--input-shape", "1x1xfoo"], ["--input-shape"]),
+}
+
+
+def _equalized_ranges(w: Path, tmp: Path) -> Path:
+    out = tmp / "fpga_out"
+    assert cli("quantize", w / "digits.onnx", "--calib", w / "calib.npz", "--target", "fpga", *FAST,
+               "-o", out, "-q").exit_code == 0
+    assert json.loads((out / RANGES).read_text())["options"]["cle"] is True
+    shutil.copy(out / RANGES, tmp / "eq.json")
+    return tmp / "eq.json"
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_one_line_nothing_written(case, work, tmp_path):
+    args, words = CASES[case]
+    args = args(work, tmp_path)
+    before = snapshot(work, *(a for a in args if isinstance(a, Path) and a.exists()))
+    out = tmp_path / "out"
+    assert_error(cli("quantize", *args, "-o", out), *words)
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]   # no temporary leftovers
+    assert snapshot(work, *(a for a in args if isinstance(a, Path) and a.exists())) == before
+
+
+@pytest.mark.parametrize("case", ["unknown target", "unsupported ops, all listed", "calibration NaN",
+                                  "ranges of another model"])
+def test_failed_run_leaves_existing_out_untouched(case, work, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(work / "good", out)
+    before = snapshot(out)
+    args, words = CASES[case]
+    assert_error(cli("quantize", *args(work, tmp_path), "-o", out), *words)
+    assert snapshot(out) == before
+
+
+def test_write_failure_midway_leaves_existing_out_untouched(work, tmp_path, monkeypatch):
+    """A disk error while OUT's files are written: the old OUT stays as it was,
+    the temporary folder is gone, the error is one line."""
+    import qdeploy.pipeline as pipeline
+    out = tmp_path / "out"
+    shutil.copytree(work / "good", out)
+    before = snapshot(out)
+    written = []
+
+    def failing_write(path, data):
+        if len(written) == 2:
+            raise OSError(28, "No space left on device")
+        written.append(path)
+        Path(path).write_bytes(data)
+    monkeypatch.setattr(pipeline, "write_bytes", failing_write)
+    assert_error(cli("quantize", work / "digits.onnx", "--calib", work / "calib.npz", *FAST, "-o", out),
+                 "No space left on device")
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("kind", ["file", "folder of other files", "file suffix", "holds the model"])
+def test_out_that_is_not_ours_is_refused(kind, work, tmp_path):
+    model = work / "digits.onnx"
+    out = tmp_path / "out"
+    if kind == "file":
+        out.write_text("keep me")
+        words = ["existing file"]
+    elif kind == "folder of other files":
+        out.mkdir()
+        (out / "notes.txt").write_text("keep me")
+        words = ["not a qdeploy output"]
+    elif kind == "file suffix":
+        out = tmp_path / "model.onnx"
+        words = ["folder", ".onnx"]
+    else:
+        shutil.copytree(work / "good", out)
+        model = out / "digits.onnx"
+        shutil.copy(work / "digits.onnx", model)
+        words = ["inside", "another folder"]
+    before = snapshot(out) if out.exists() else None
+    assert_error(cli("quantize", model, "--calib", work / "calib.npz", *FAST, "-o", out), *words)
+    assert (snapshot(out) if out.exists() else None) == before
+
+
+def test_empty_folder_and_earlier_out_are_replaced(work, tmp_path):
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "empty", tmp_path / "again"):
+        for _ in range(2):   # the second run replaces the first one's OUT
+            res = cli("quantize", work / "digits.onnx", "--calib", work / "calib.npz", *FAST, "-o", out, "-q")
+            assert res.exit_code == 0, res.stderr
+        assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (work / "good").iterdir())
+
+
+# ---------------------------------------------------------------- user files, determinism
+def test_user_files_are_never_modified(work, tmp_path):
+    files = [tmp_path / n for n in ("m.onnx", "set.npz", "r.json", "board.toml")]
+    for src, dst in zip((work / "digits.onnx", work / "set.npz", work / "r.json",
+                         Path(__file__).parents[1] / "targets" / "arm.toml"), files):
+        shutil.copy(src, dst)
+    before = snapshot(*files)
+    res = cli("quantize", files[0], "--calib", files[1], "--ranges", files[2], "--target", files[3],
+              "-o", tmp_path / "out", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert snapshot(*files) == before
+
+
+@pytest.mark.parametrize("target", ["arm", "fpga"])
+def test_same_inputs_give_byte_identical_out(target, work, tmp_path, monkeypatch):
+    """Two runs from different folders, with the inputs at different absolute
+    paths, write the same bytes in every file (no times, no absolute paths)."""
+    outs = []
+    for k in range(2):
+        d = tmp_path / ("a" if k == 0 else "b/deeper")
+        d.mkdir(parents=True)
+        shutil.copy(work / "digits.onnx", d / "digits.onnx")
+        shutil.copy(work / "calib.npz", d / "calib.npz")
+        monkeypatch.chdir(d)
+        res = cli("quantize", "digits.onnx", "--calib", "calib.npz", "--target", target, *FAST,
+                  "-o", d / "out", "-q")
+        assert res.exit_code == 0, res.stderr
+        outs.append(folder_bytes(d / "out"))
+    assert set(outs[0]) == {QGRAPH, RANGES, MANIFEST, "model.float.onnx"}
+    for name in outs[0]:
+        assert outs[0][name] == outs[1][name], name
+    text = outs[0][MANIFEST].decode() + outs[0][RANGES].decode()
+    assert str(tmp_path) not in text
+
+
+# ---------------------------------------------------------------- --ranges
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_ranges_reuse_equals_calibrating_inside(method, work, tmp_path):
+    """``calib ranges`` + ``quantize --ranges`` == ``quantize`` calibrating itself
+    with the same method and set: byte-identical qgraph and ranges."""
+    m, s = work / "digits.onnx", work / "set.npz"
+    assert cli("calib", "ranges", m, s, "--method", method, "-o", tmp_path / "r.json", "-q").exit_code == 0
+    a = cli("quantize", m, "--calib", s, "--ranges", tmp_path / "r.json", "-o", tmp_path / "a", "-q")
+    b = cli("quantize", m, "--calib", s, "--method", method, "-o", tmp_path / "b", "-q")
+    assert a.exit_code == b.exit_code == 0, (a.stderr, b.stderr)
+    assert (tmp_path / "a" / QGRAPH).read_bytes() == (tmp_path / "b" / QGRAPH).read_bytes()
+    assert (tmp_path / "a" / RANGES).read_bytes() == (tmp_path / "b" / RANGES).read_bytes()
+    manifest = json.loads((tmp_path / "a" / MANIFEST).read_text())
+    assert manifest["calibration"]["ranges_file"] == "r.json" and manifest["calibration"]["method"] == method
+
+
+def test_ranges_with_automatic_cle_skip_it_with_a_warning(work, tmp_path):
+    """fpga turns CLE on by default; with --ranges it is skipped (warned), which
+    equals an explicit --no-cle run that calibrates itself."""
+    m, s = work / "digits.onnx", work / "set.npz"
+    a = cli("quantize", m, "--calib", s, "--ranges", work / "r.json", "--target", "fpga", "-o", tmp_path / "a")
+    b = cli("quantize", m, "--calib", s, "--no-cle", "--target", "fpga", "-o", tmp_path / "b", "-q")
+    assert a.exit_code == b.exit_code == 0, (a.stderr, b.stderr)
+    assert "warning: cross-layer equalization skipped" in a.stderr
+    assert (tmp_path / "a" / QGRAPH).read_bytes() == (tmp_path / "b" / QGRAPH).read_bytes()
+    assert json.loads((tmp_path / "a" / MANIFEST).read_text())["options"]["cle"] is False
+
+
+def test_ranges_of_another_calibration_set_warn(work, tmp_path):
+    """Without --calib, bias correction runs on the bundled photos, not on the set
+    the ranges were measured on: said in a warning."""
+    res = cli("quantize", work / "digits.onnx", "--ranges", work / "r.json", "-o", tmp_path / "o", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert any("recipes differ" in w for w in json.loads(res.stdout)["warnings"])
+
+
+# ---------------------------------------------------------------- output streams
+def test_json_prints_only_json(work, tmp_path):
+    res = cli("quantize", work / "digits.onnx", "--calib", work / "calib.npz", *FAST, "-o", tmp_path / "o",
+              "--json")
+    assert res.exit_code == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["samples"] == 32 and summary["target"] == "arm" and summary["method"] == "minmax"
+    assert summary["files"] == sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert summary["ops"]["Conv2D"] == 5 and summary["ops"]["FullyConnected"] == 1
+
+
+def test_quiet_prints_nothing_and_default_prints_one_line(work, tmp_path):
+    args = (work / "digits.onnx", "--calib", work / "calib.npz", *FAST)
+    quiet = cli("quantize", *args, "-o", tmp_path / "q", "-q")
+    assert quiet.exit_code == 0 and quiet.stdout == "" and quiet.stderr == ""
+    loud = cli("quantize", *args, "-o", tmp_path / "l")
+    assert loud.exit_code == 0 and loud.stdout.count("\n") == 1 and "quantized" in loud.stdout
+
+
+def test_progress_goes_to_stderr(work, tmp_path, capfd):
+    quantize_model(work / "digits.onnx", tmp_path / "o",
+                   QuantizeOptions(calib=str(work / "calib.npz"), limit=16, progress=True))
+    assert capfd.readouterr().out == ""
