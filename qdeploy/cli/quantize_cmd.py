@@ -44,8 +44,8 @@ def input_shapes(values):
               help="Fix dynamic input dims: 1x3x224x224 or name:1x3x224x224 (repeatable).")
 @click.option("--cle/--no-cle", default=None,
               help="Cross-layer equalization (default: on for per-tensor weights, off otherwise).")
-@click.option("--bias-correction/--no-bias-correction", default=None,
-              help="Empirical bias correction from the calibration set (default: on).")
+@click.option("--bias-correction/--no-bias-correction", default=False, show_default=True,
+              help="Empirical bias correction from the calibration set (see bench/RESULTS.md).")
 @click.option("--limit", type=int, default=None, help="Use the first N calibration samples.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Calibration batch size.")
 @click.option("-o", "--out", required=True, help="Output folder (replaced as a whole, atomically).")
