@@ -1,0 +1,408 @@
+"""Streaming, mergeable range observers for calibration.
+
+An observer sees one tensor's values batch after batch (``update``), keeps a
+state whose size does not depend on how much it has seen, and answers
+``range() -> (lo, hi)``, the float range the int8 quantizer will use (always
+widened to contain 0, so that the int8 zero is exact). ``merge(a, b)`` combines
+two observers of the same tensor and equals observing the concatenation of
+their data, exactly: shards of a calibration set are calibrated separately and
+reduced later. ``to_dict`` / ``from_dict`` give plain JSON-able state.
+
+Methods
+-------
+``minmax``      the observed minimum and maximum (exact).
+``percentile``  the ``100 - p`` and ``p`` percentiles of the *signed* values
+                (``p = 99.99`` by default), from the histogram, linearly
+                interpolated inside the bin: within one bin width of
+                ``np.percentile(x, [100 - p, p])``.
+``entropy``     TensorRT-style KL-divergence threshold search. The reference
+                distribution is the signed histogram; candidate thresholds are
+                ``T = i * w`` for ``i = 128 .. 2048`` bins of ``|x|``. For each
+                candidate the window ``[-T, T]`` is intersected with the observed
+                extent (a ReLU output gives ``[0, T]``), outliers are folded into
+                the window's edge bins (P), the window without outliers is merged
+                into 255 levels -- the steps of the asymmetric int8 quantizer over
+                that window -- and spread back evenly over the bins where P is
+                non-zero (Q); the candidate with the smallest KL(P||Q) wins (ties:
+                the smallest). A window of fewer than 255 bins (a one-sided
+                tensor below i = 255) is skipped: at histogram resolution it
+                would quantize losslessly. A candidate whose clipped mass lands in a level
+                that is otherwise empty has infinite divergence. Exact zeros
+                (counted apart: int8 represents 0 exactly) are one extra atom,
+                equal in P and Q -- without this, the spike of zeros after a
+                ReLU dominates the divergence and the search clips hard.
+``mse``         the clip range ``[lo, hi]`` (lo <= 0 <= hi) minimising the expected
+                squared error of int8 asymmetric quantize-dequantize over the
+                histogram: in-range values cost ``step**2 / 12`` each
+                (``step = (hi - lo) / 255``), clipped values cost their squared
+                distance to the clip bound (bin centres), exact zeros cost
+                nothing. Candidates are bin edges
+                (at most 512 per side, evenly subsampled) plus the exact min/max.
+
+Histogram scheme (exact re-binning)
+-----------------------------------
+One signed histogram of ``2 * 2048`` bins over ``[-R, R)`` where ``R = 2**e`` is
+the smallest power of two strictly above every ``|x|`` seen (at least 2**-24).
+Bin ``k`` holds ``x`` with ``floor(x * 2048 / R) + 2048 == k``: edges are exact
+binary fractions, 0 is an edge, and scaling by a power of two is exact in
+floating point. When a larger value arrives, ``R`` doubles (as often as needed)
+and bin ``k`` moves to ``(k + 2048) // 2``: each new bin is exactly the union of
+two old ones, so the counts equal those of observing everything at the final
+``R`` -- streaming, merging and one-shot observation give identical histograms.
+The ``|x|`` histogram used by the entropy search is this one folded at 0.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+B = 2048                 # bins per side of the signed histogram
+MIN_EXP = -24            # R >= 2**-24
+MSE_CANDIDATES = 512     # per side
+ENTROPY_LEVELS = 255     # steps of the int8 quantizer over the chosen window
+ENTROPY_START = 128      # smallest candidate threshold, in bins of |x|
+COARSE_BINS = 32         # histogram summary for reports
+
+
+def _finite_minmax(x: np.ndarray) -> tuple[float, float]:
+    lo, hi = float(x.min()), float(x.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError("tensor contains NaN or Inf")
+    return lo, hi
+
+
+def _with_zero(lo: float, hi: float) -> tuple[float, float]:
+    return min(lo, 0.0), max(hi, 0.0)
+
+
+class MinMax:
+    """Exact minimum and maximum."""
+
+    method = "minmax"
+
+    def __init__(self):
+        self.count, self.min, self.max = 0, math.inf, -math.inf
+
+    def update(self, x: np.ndarray) -> None:
+        x = np.asarray(x)
+        if x.size == 0:
+            return
+        lo, hi = _finite_minmax(x)
+        self.count += int(x.size)
+        self.min, self.max = min(self.min, lo), max(self.max, hi)
+
+    def _merge_from(self, other: "MinMax") -> None:
+        self.count += other.count
+        self.min, self.max = min(self.min, other.min), max(self.max, other.max)
+
+    def range(self) -> tuple[float, float]:
+        if self.count == 0:
+            return 0.0, 0.0
+        return _with_zero(self.min, self.max)
+
+    def clipped(self) -> float:
+        return 0.0
+
+    def state(self) -> dict:
+        return {"count": self.count, "min": self.min if self.count else None,
+                "max": self.max if self.count else None}
+
+    def _load(self, d: dict) -> None:
+        self.count = int(d["count"])
+        if self.count:
+            self.min, self.max = float(d["min"]), float(d["max"])
+
+    def options(self) -> dict:
+        return {}
+
+    def summary(self) -> dict:
+        lo, hi = self.range()
+        return {"min": self.min if self.count else 0.0, "max": self.max if self.count else 0.0,
+                "lo": lo, "hi": hi, "clipped": self.clipped(), "count": self.count,
+                "hist": self.coarse_hist()}
+
+    def coarse_hist(self) -> dict | None:
+        return None
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, **self.options(), **self.state()}
+
+
+class Histogram(MinMax):
+    """Min/max plus the exact power-of-two signed histogram (see module doc).
+    Subclasses choose the range from it."""
+
+    method = "histogram"
+
+    def __init__(self):
+        super().__init__()
+        self.exp = MIN_EXP
+        self.counts = np.zeros(2 * B, np.int64)
+        self.zeros = 0       # exact zeros (inside bin B; int8 represents them exactly)
+        self._range = None   # cache of the chosen range (cleared when the state changes)
+
+    # ---- state ---------------------------------------------------------
+    @property
+    def width(self) -> float:
+        return math.ldexp(1.0, self.exp) / B
+
+    def _grow(self, exp: int) -> None:
+        if not self.counts.any():
+            self.exp = max(self.exp, exp)
+        while self.exp < exp:
+            new = np.zeros_like(self.counts)
+            np.add.at(new, (np.arange(2 * B) + B) // 2, self.counts)
+            self.counts, self.exp = new, self.exp + 1
+
+    @staticmethod
+    def _exp_for(lo: float, hi: float) -> int:
+        m = max(abs(lo), abs(hi))
+        return max(MIN_EXP, math.frexp(m)[1]) if m > 0 else MIN_EXP
+
+    def update(self, x: np.ndarray) -> None:
+        x = np.asarray(x)
+        if x.size == 0:
+            return
+        lo, hi = _finite_minmax(x)
+        self._range = None
+        self.count += int(x.size)
+        self.min, self.max = min(self.min, lo), max(self.max, hi)
+        self._grow(self._exp_for(lo, hi))
+        ft = np.float64 if x.dtype == np.float64 else np.float32
+        scale = ft(math.ldexp(1.0, -self.exp) * B)   # a power of two: x * scale is exact
+        v = x.astype(ft, copy=False).ravel() * scale
+        np.floor(v, out=v)
+        idx = v.astype(np.intp)
+        idx += B
+        self.counts += np.bincount(idx, minlength=2 * B)
+        self.zeros += int(idx.size - np.count_nonzero(x))
+
+    def _merge_from(self, other: "Histogram") -> None:
+        self._grow(other.exp)
+        other_counts = other.counts
+        if other.exp < self.exp:
+            o = Histogram.__new__(Histogram)
+            o.exp, o.counts = other.exp, other.counts.copy()
+            o._grow(self.exp)
+            other_counts = o.counts
+        super()._merge_from(other)
+        self._range = None
+        self.counts = self.counts + other_counts
+        self.zeros += other.zeros
+
+    def state(self) -> dict:
+        nz = np.flatnonzero(self.counts)
+        first = int(nz[0]) if nz.size else 0
+        last = int(nz[-1]) + 1 if nz.size else 0
+        return {**super().state(), "exp": self.exp, "zeros": self.zeros, "first_bin": first,
+                "bins": self.counts[first:last].tolist()}
+
+    def _load(self, d: dict) -> None:
+        super()._load(d)
+        self.exp = int(d["exp"])
+        self._range = None
+        self.zeros = int(d["zeros"])
+        self.counts = np.zeros(2 * B, np.int64)
+        bins = np.asarray(d["bins"], np.int64)
+        self.counts[int(d["first_bin"]):int(d["first_bin"]) + bins.size] = bins
+
+    # ---- helpers for the range choosers ---------------------------------
+    def edges(self) -> np.ndarray:
+        return (np.arange(2 * B + 1) - B) * self.width
+
+    def occupied(self) -> tuple[int, int]:
+        nz = np.flatnonzero(self.counts)
+        return int(nz[0]), int(nz[-1])
+
+    def clipped(self) -> float:
+        """Fraction of the observed values in bins entirely outside the range
+        (bin resolution)."""
+        if self.count == 0:
+            return 0.0
+        lo, hi = self.range()
+        e = self.edges()
+        below = self.counts[e[1:] <= lo].sum() if lo > self.min else 0
+        above = self.counts[e[:-1] >= hi].sum() if hi < self.max else 0
+        return float(below + above) / self.count
+
+    def coarse_hist(self) -> dict | None:
+        if self.count == 0:
+            return None
+        a, b = self.occupied()
+        parts = np.array_split(np.arange(a, b + 1), min(COARSE_BINS, b + 1 - a))
+        e = self.edges()
+        return {"edges": [float(e[p[0]]) for p in parts] + [float(e[b + 1])],
+                "counts": [int(self.counts[p].sum()) for p in parts]}
+
+    def range(self) -> tuple[float, float]:
+        if self._range is None:
+            self._range = self._choose() if self.count else (0.0, 0.0)
+        return self._range
+
+    def _choose(self) -> tuple[float, float]:
+        return MinMax.range(self)
+
+class Percentile(Histogram):
+    method = "percentile"
+
+    def __init__(self, percentile: float = 99.99):
+        super().__init__()
+        if not 50.0 < percentile <= 100.0:
+            raise ValueError(f"percentile must be in (50, 100], got {percentile}")
+        self.percentile = float(percentile)
+
+    def options(self) -> dict:
+        return {"percentile": self.percentile}
+
+    def _choose(self) -> tuple[float, float]:
+        cdf = np.cumsum(self.counts)
+        e = self.edges()
+
+        def at(q: float) -> float:
+            # value at rank q * (n - 1) (np.percentile's linear rule), interpolated in its bin
+            rank = q * (self.count - 1) + 0.5
+            k = int(np.searchsorted(cdf, rank, side="left"))
+            before = cdf[k - 1] if k else 0
+            return float(e[k] + self.width * (rank - before) / self.counts[k])
+
+        p = self.percentile / 100.0
+        lo = max(self.min, min(self.max, at(1.0 - p)))
+        hi = max(self.min, min(self.max, at(p)))
+        return _with_zero(lo, hi)
+
+
+class Entropy(Histogram):
+    method = "entropy"
+
+    def _choose(self) -> tuple[float, float]:
+        kmin, kmax = self.occupied()
+        kmin, kmax = min(kmin, B), max(kmax, B - 1)     # the window always holds 0
+        if kmax - kmin < 1:
+            return MinMax.range(self)
+        i = entropy_threshold_bins(self.counts, kmin, kmax, self.zeros)
+        t = i * self.width
+        return _with_zero(max(self.min, -t), min(self.max, t))
+
+
+def _xlogx(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, np.float64)
+    return np.where(v > 0, v * np.log(np.where(v > 0, v, 1.0)), 0.0)
+
+
+def entropy_divergences(counts: np.ndarray, kmin: int, kmax: int, zeros: int = 0,
+                        levels: int = ENTROPY_LEVELS, start: int = ENTROPY_START) -> np.ndarray:
+    """KL(P||Q) of every candidate threshold ``i = start .. B`` (bins of |x|),
+    vectorised over candidates with prefix sums (see the module docstring for
+    P and Q; the ``zeros`` exact zeros are one more atom, the same in P and Q).
+    Returns an array indexed by ``i - start``."""
+    h = counts.astype(np.float64)
+    n = h.sum()                                      # every value (P's normaliser)
+    h[B] -= zeros
+    nh = n - zeros
+    ch = np.concatenate([[0.0], np.cumsum(h)])
+    cnz = np.concatenate([[0], np.cumsum(h > 0)])
+    chl = np.concatenate([[0.0], np.cumsum(_xlogx(h))])
+    # candidates beyond the occupied extent repeat the full window: compute it once
+    top = max(start, min(B, max(B - kmin, kmax + 1 - B)))
+    i = np.arange(start, top + 1)
+    a = np.maximum(B - i, kmin)
+    b = np.minimum(B + i, kmax + 1)                  # window is bins a .. b-1
+    nw = b - a
+    below, above = ch[a], nh - ch[b]
+    nq = nh - below - above                          # window without outliers and zeros
+    # level starts: a + ceil(l * nw / levels), l = 0..levels
+    l = np.arange(levels + 1)
+    starts = a[:, None] + (l[None, :] * nw[:, None] + levels - 1) // levels
+    s = ch[starts[:, 1:]] - ch[starts[:, :-1]]       # S'_l (no outliers)
+    nz = (cnz[starts[:, 1:]] - cnz[starts[:, :-1]]).astype(np.float64)
+    last = ((nw - 1) * levels) // nw                 # level of bin b-1
+    rows = np.arange(i.size)
+    pl = s.copy()
+    pl[:, 0] += below
+    pl[rows, last] += above
+    ha, hb = h[a], h[b - 1]
+    nz[:, 0] += (ha == 0) & (below > 0)
+    nz[rows, last] += (hb == 0) & (above > 0)
+    # sum_j p log p: interior xlogx + corrected edge bins
+    plogp = chl[b] - chl[a] - _xlogx(ha) - _xlogx(hb) + _xlogx(ha + below) + _xlogx(hb + above)
+    ratio = np.divide(s, nz, out=np.zeros_like(s), where=nz > 0)
+    logr = np.log(ratio, out=np.zeros_like(s), where=ratio > 0)
+    bad = ((pl > 0) & (ratio <= 0)).any(axis=1)
+    kl = (plogp - (pl * logr).sum(axis=1)) / n - np.log(n) + np.log(np.maximum(nq, 1.0) + zeros)
+    kl[bad | (nq <= 0) | (nw < levels)] = np.inf
+    full = np.arange(start, B + 1)
+    return kl[np.minimum(full, top) - start]
+
+
+def entropy_threshold_bins(counts: np.ndarray, kmin: int, kmax: int, zeros: int = 0) -> int:
+    """The candidate ``i`` (bins of |x|) with the smallest divergence."""
+    kl = entropy_divergences(counts, kmin, kmax, zeros)
+    return int(np.argmin(kl)) + ENTROPY_START
+
+
+class MSE(Histogram):
+    method = "mse"
+
+    def _choose(self) -> tuple[float, float]:
+        e = self.edges()
+        kmin, kmax = self.occupied()
+        lo_c = _candidates(e[kmin:B + 1], self.min, 0.0) if self.min < 0 else np.array([0.0])
+        hi_c = _candidates(e[B:kmax + 2], 0.0, self.max) if self.max > 0 else np.array([0.0])
+        lo, hi = mse_search(self.counts, e, lo_c, hi_c, self.zeros)
+        return _with_zero(lo, hi)
+
+
+def _candidates(edges: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    c = edges[(edges >= lo) & (edges <= hi)]
+    if c.size > MSE_CANDIDATES:
+        c = c[np.linspace(0, c.size - 1, MSE_CANDIDATES).round().astype(int)]
+    return np.unique(np.concatenate([c, [lo, hi]]))
+
+
+def mse_search(counts: np.ndarray, edges: np.ndarray, lo_c: np.ndarray,
+               hi_c: np.ndarray, zeros: int = 0) -> tuple[float, float]:
+    """argmin over (lo, hi) in lo_c x hi_c of the expected int8 asymmetric
+    quantization error (see module docstring), with prefix sums: O(1) per pair."""
+    h = counts.astype(np.float64)
+    c = (edges[:-1] + edges[1:]) / 2
+    s0 = np.concatenate([[0.0], np.cumsum(h)])
+    s1 = np.concatenate([[0.0], np.cumsum(h * c)])
+    s2 = np.concatenate([[0.0], np.cumsum(h * c * c)])
+    # bins whose centre is below lo / above hi are clipped
+    jl = np.searchsorted(c, lo_c, side="left")       # bins [0, jl) have c < lo
+    jh = np.searchsorted(c, hi_c, side="right")      # bins [jh, end) have c > hi
+    err_lo = s2[jl] - 2 * lo_c * s1[jl] + lo_c ** 2 * s0[jl]
+    n = s0[-1]
+    err_hi = (s2[-1] - s2[jh]) - 2 * hi_c * (s1[-1] - s1[jh]) + hi_c ** 2 * (n - s0[jh])
+    inside = n - s0[jl][:, None] - (n - s0[jh])[None, :] - zeros    # exact zeros cost nothing
+    step = (hi_c[None, :] - lo_c[:, None]) / 255.0
+    total = err_lo[:, None] + err_hi[None, :] + inside * step ** 2 / 12.0
+    a, b = np.unravel_index(int(np.argmin(total)), total.shape)
+    return float(lo_c[a]), float(hi_c[b])
+
+
+METHODS = {"minmax": MinMax, "percentile": Percentile, "entropy": Entropy, "mse": MSE}
+
+
+def make(method: str, percentile: float = 99.99) -> MinMax:
+    """A fresh observer for ``method`` (one of :data:`METHODS`)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown calibration method '{method}' (choose {', '.join(METHODS)})")
+    return Percentile(percentile) if method == "percentile" else METHODS[method]()
+
+
+def from_dict(d: dict) -> MinMax:
+    obs = make(d["method"], d.get("percentile", 99.99))
+    obs._load(d)
+    return obs
+
+
+def merge(a: MinMax, b: MinMax) -> MinMax:
+    """A new observer equal to one that saw a's data and then b's."""
+    if a.method != b.method or a.options() != b.options():
+        raise ValueError(f"cannot merge a {a.method} observer {a.options()} with a "
+                         f"{b.method} observer {b.options()}")
+    out = from_dict(a.to_dict())
+    out._merge_from(b)
+    return out
