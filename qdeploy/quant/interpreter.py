@@ -5,15 +5,17 @@ This is the contract every backend is checked against. After the input
 reference kernels (and the fpga profile's shift arithmetic); it only *reads*
 the integers the quantizer stored (TFLite Micro's Eval step):
 
-* Conv2D / FullyConnected: ``acc = bias + sum (x - zp_x) * w`` where padded
-  input positions contribute 0 (TFLite skips them), then the per-channel
+* Conv2D / FullyConnected / TransposeConv2D: ``acc = bias + sum (x - zp_x) *
+  w`` where padded input positions contribute 0 (TFLite skips them; the
+  transposed convolution scatters and crops), then the per-channel
   requantisation (``mbqm`` with Q31 multiplier and shift, double rounding; or
   the fpga rounding shift), ``+ zp_y`` and the clamp ``[act_min, act_max]``.
   The sums are formed with float64 matrix products: every product of an int8
   weight and a 9-bit input is an integer below 2**16 and every partial sum
   below 2**53, so the float64 result is the exact integer (and BLAS-fast).
-* Add/Sub/Mul, AvgPool, Mean, Softmax, Lut tables, Quantize/Requantize use the
-  recipes of ``qdeploy.quant.recipes`` (TFLite's integer recipes).
+* Add/Sub/Mul, PRelu, AvgPool, Mean, Softmax, Lut tables, Quantize/Requantize
+  use the recipes of ``qdeploy.quant.recipes`` (TFLite's integer recipes).
+* Maximum/Minimum compare integers of one shared scale (TFLite MAXIMUM/MINIMUM).
 * data movement ops move integers and never change them.
 
 Inputs are a batch along axis 0 (N samples of a batch-1 model); every kernel
@@ -89,6 +91,35 @@ def conv2d(n: QNode, ins, qg: QGraph):
     return [_finish(qg, n, _requant(acc, n.params, (1, -1, 1, 1)))]
 
 
+def transpose_conv2d(n: QNode, ins, qg: QGraph):
+    """TFLite TRANSPOSE_CONV: every input pixel scatters ``(x - zp_x) * w`` into
+    the full output ``(H - 1) * stride + (k - 1) * dilation + 1`` (+ the
+    output padding), which is then cropped at ``[pad_top, pad_left]`` to the
+    output size; bias, requantisation and clamp as Conv2D. Groups are
+    independent channel slices."""
+    x, w, b = ins
+    a = n.attrs
+    zp = qg.tensors[n.inputs[0]].zp
+    nb, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    og = o // a["group"]
+    (sh, sw), (dh, dw) = a["strides"], a["dilations"]
+    top, left = a["pads"][0], a["pads"][1]
+    oh, ow = qg.tensors[n.outputs[0]].shape[2:]
+    full = np.zeros((nb, o, max((h - 1) * sh + (kh - 1) * dh + 1, top + oh),
+                     max((wd - 1) * sw + (kw - 1) * dw + 1, left + ow)))
+    xf = (x.astype(np.float64) - zp).reshape(nb, c, h * wd)
+    wf = w.astype(np.float64)
+    for gi in range(a["group"]):
+        xs, outs = xf[:, gi * cg:(gi + 1) * cg], slice(gi * og, (gi + 1) * og)
+        for i in range(kh):
+            for j in range(kw):
+                tap = np.matmul(wf[outs, :, i, j], xs).reshape(nb, og, h, wd)
+                full[:, outs, i * dh: i * dh + sh * (h - 1) + 1: sh, j * dw: j * dw + sw * (wd - 1) + 1: sw] += tap
+    acc = full[:, :, top:top + oh, left:left + ow].astype(np.int64) + b.astype(np.int64)[None, :, None, None]
+    return [_finish(qg, n, _requant(acc, n.params, (1, -1, 1, 1)))]
+
+
 def fully_connected(n: QNode, ins, qg: QGraph):
     x, w, b = ins
     zp = qg.tensors[n.inputs[0]].zp
@@ -117,6 +148,27 @@ def eltwise(n: QNode, ins, qg: QGraph):
     fn = {"Add": recipes.add_eval, "Sub": recipes.sub_eval, "Mul": recipes.mul_eval}[n.op]
     a, b = np.broadcast_arrays(a, b)
     return [np.asarray(fn(a, b, p, lo, hi)).astype(_dtype(qg, n.outputs[0]))]
+
+
+def max_min(n: QNode, ins, qg: QGraph):
+    """Maximum / Minimum of operands that share the output's parameters."""
+    fn = np.maximum if n.op == "Maximum" else np.minimum
+    y = ins[0]
+    for v in ins[1:]:
+        y = fn(y, v)
+    return [np.clip(y, n.params["act_min"], n.params["act_max"]).astype(_dtype(qg, n.outputs[0]))]
+
+
+def prelu(n: QNode, ins, qg: QGraph):
+    x, alpha = ins
+    p = n.params
+    if p.get("requant") == "shift":
+        xi = x.astype(np.int64)
+        acc = np.where(xi >= 0, fp.shift_round(xi, p["pos_shift"]),
+                       fp.shift_round(xi * alpha.astype(np.int64), p["neg_shift"]))
+        return [_finish(qg, n, acc)]
+    y = recipes.prelu_eval(x, alpha, p, p["act_min"], p["act_max"])
+    return [y.astype(_dtype(qg, n.outputs[0]))]
 
 
 def avg_pool(n: QNode, ins, qg: QGraph):
@@ -263,9 +315,9 @@ def resize(n: QNode, ins, qg: QGraph):
 
 KERNELS = {
     "Quantize": quantize, "Dequantize": dequantize,
-    "Conv2D": conv2d, "FullyConnected": fully_connected,
-    "Add": eltwise, "Sub": eltwise, "Mul": eltwise,
-    "AvgPool": avg_pool, "Mean": mean, "MaxPool": max_pool,
+    "Conv2D": conv2d, "TransposeConv2D": transpose_conv2d, "FullyConnected": fully_connected,
+    "Add": eltwise, "Sub": eltwise, "Mul": eltwise, "Maximum": max_min, "Minimum": max_min,
+    "PRelu": prelu, "AvgPool": avg_pool, "Mean": mean, "MaxPool": max_pool,
     "Concat": concat, "Reshape": reshape, "Transpose": transpose, "Pad": pad, "Slice": slice_,
     "Split": split, "DepthToSpace": depth_to_space, "SpaceToDepth": space_to_depth, "Resize": resize,
     "Lut": lut, "Softmax": softmax, "Requantize": requantize, "LeakyShift": leaky_shift,
@@ -365,11 +417,15 @@ def fake_quant_graph(qg: QGraph, float_graph):
     g = float_graph.copy()
     names = qg.metadata.get("float_names", {})
     for qn in qg.nodes:
-        if qn.op in ("Conv2D", "FullyConnected"):
-            for src, qname in zip(g.node(qn.source[0]).inputs[1:3], qn.inputs[1:3]):
+        if qn.op in ("Conv2D", "FullyConnected", "TransposeConv2D"):
+            for k, (src, qname) in enumerate(zip(g.node(qn.source[0]).inputs[1:3], qn.inputs[1:3])):
                 t = qg.tensors[qname]
                 shape = (-1,) + (1,) * (t.data.ndim - 1)
                 deq = t.data.astype(np.float64) * t.scale.astype(np.float64).reshape(shape)
+                if qn.op == "TransposeConv2D" and k == 0:   # back to ONNX [C_in, C_out/g, kh, kw]
+                    o, cg, kh, kw = deq.shape
+                    gr = qn.attrs["group"]
+                    deq = deq.reshape(gr, o // gr, cg, kh, kw).transpose(0, 2, 1, 3, 4)
                 if src:
                     g.tensors[src].data = deq.astype(np.float32).reshape(g.tensors[src].shape)
     for name in g.activations():

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import QDeployError
 from ..ir import Graph, Node
+from ..passes.fuse_activation import clamp_range
 from . import recipes
 from .fixedpoint import quantize_multiplier_array
 from .qgraph import QNode, QTensor
@@ -98,12 +99,20 @@ class Ctx:
     def const_operand(self, name: str) -> str:
         """A constant operand of an element-wise op, quantized per tensor with
         the activation rules (its own min/max)."""
-        v = np.asarray(self.g.const(name), np.float64)
+        return self.const_values(name + "_q", self.g.const(name))
+
+    def const_values(self, base: str, values, scale=None, zp=None) -> str:
+        """A new constant int tensor of ``values``: at ``scale``/``zp`` when
+        given, else with its own per-tensor parameters from its min/max (as
+        TFLite quantizes a constant operand); round half away from zero."""
+        v = np.asarray(values, np.float64)
         nm = self.target.numerics
-        s, zp = activation_params(v.min(), v.max(), self.qmin, self.qmax,
-                                  nm.activation_symmetric, nm.pow2_scales)
-        q = np.clip(zp + np.sign(v / s) * np.floor(np.abs(v / s) + 0.5), self.qmin, self.qmax)
-        return self.add_const(name + "_q", q.astype(nm.activation_dtype), s, zp)
+        if scale is None:
+            scale, zp = activation_params(v.min(), v.max(), self.qmin, self.qmax,
+                                          nm.activation_symmetric, nm.pow2_scales)
+        r = v / float(scale)
+        q = np.clip(zp + np.sign(r) * np.floor(np.abs(r) + 0.5), self.qmin, self.qmax)
+        return self.add_const(base, q.astype(nm.activation_dtype), scale, zp)
 
     def warn(self, n: Node, msg: str) -> None:
         self.warnings.append(f"node '{n.name}' ({n.op}): {msg}")
@@ -168,6 +177,61 @@ def gemm(ctx: Ctx, n: Node) -> None:
     ctx.emit("FullyConnected", n, [x, wq, bq], [y], {}, params)
 
 
+def conv_transpose(ctx: Ctx, n: Node) -> None:
+    """ConvTranspose -> TransposeConv2D (TFLite TRANSPOSE_CONV numerics).
+
+    The ONNX weight ``[C_in, C_out/g, kh, kw]`` is stored output-channel first,
+    ``[C_out, C_in/g, kh, kw]`` (output channel ``gi * C_out/g + j`` of group
+    ``gi``), so that weight scales, bias and requantisation are per output
+    channel along axis 0 exactly as for Conv2D (TFLite's OHWI filter is a
+    plain transpose of it). ``pads`` and ``output_padding`` are explicit
+    (``auto_pad`` / ``output_shape`` resolved). Groups are kept (TFLite has
+    none: an emitter splits the channels per group)."""
+    g = ctx.g
+    x, y = n.inputs[0], n.outputs[0]
+    W = g.const(n.inputs[1])
+    B = g.const(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else None
+    group = int(n.attrs.get("group", 1))
+    c_in, og, kh, kw = W.shape
+    cg = c_in // group
+    Wt = W.reshape(group, cg, og, kh, kw).transpose(0, 2, 1, 3, 4).reshape(group * og, cg, kh, kw)
+    attrs = dict(transpose_conv_geometry(g, n), group=group)
+    wq, bq, params = _weights(ctx, n, x, y, Wt, B)
+    params.update(zip(("act_min", "act_max"), ctx.act_range(y, n.attrs.get("q_clamp"))))
+    ctx.emit("TransposeConv2D", n, [x, wq, bq], [y], attrs, params)
+
+
+def transpose_conv_geometry(g: Graph, n: Node) -> dict:
+    """strides, dilations, output_padding and explicit ``pads [t, l, b, r]`` of
+    a ConvTranspose, with ``out = s * (in - 1) + (k - 1) * d + 1 +
+    output_padding - begin - end`` per axis. With ``output_shape`` or
+    ``auto_pad`` the begin pad follows the ONNX rule on ``total = begin + end``
+    (SAME_UPPER: ``total // 2``; SAME_LOWER / output_shape: ``total - total //
+    2``; VALID: 0)."""
+    a = n.attrs
+    in_hw, out_hw = g.shape(n.inputs[0])[2:], g.shape(n.outputs[0])[2:]
+    k = g.shape(n.inputs[1])[2:]
+    st = [int(v) for v in a.get("strides", [1, 1])]
+    dil = [int(v) for v in a.get("dilations", [1, 1])]
+    opad = [int(v) for v in a.get("output_padding", [0, 0])]
+    auto = a.get("auto_pad", "NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    given = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
+    pads = [0, 0, 0, 0]
+    for i in range(2):
+        total = st[i] * (in_hw[i] - 1) + (k[i] - 1) * dil[i] + 1 + opad[i] - out_hw[i]
+        if auto == "SAME_UPPER":
+            start = total // 2
+        elif auto == "SAME_LOWER" or "output_shape" in a:
+            start = total - total // 2
+        elif auto == "VALID":
+            start = 0
+        else:
+            start = given[i]
+        pads[i], pads[i + 2] = start, total - start
+    return {"strides": st, "pads": pads, "dilations": dil, "output_padding": opad}
+
+
 def _weights(ctx: Ctx, n: Node, x: str, y: str, W, B):
     nm = ctx.target.numerics
     per_channel = nm.weight_per_channel and not ctx.per_tensor
@@ -197,11 +261,26 @@ def _operands(ctx: Ctx, n: Node) -> list[str]:
 
 
 def eltwise(ctx: Ctx, n: Node) -> None:
+    """Add/Sub/Mul; a constant operand (either side, scalar or broadcast) is
+    an int8 tensor with its own per-tensor scale, as TFLite quantizes it."""
     a, b = _operands(ctx, n)
+    _binary(ctx, n, n.op, a, b)
+
+
+def div_const(ctx: Ctx, n: Node) -> None:
+    """``x / c`` with a constant ``c`` is ``Mul(x, 1/c)`` (TFLite has no int8
+    DIV): the reciprocal, computed in float64, is quantized as Mul's constant
+    operand. In float, ``x * (1/c)`` and ``x / c`` differ by at most 1 ulp; in
+    int8 the difference is far below the constant's own quantization step."""
+    c = np.asarray(ctx.g.const(n.inputs[1]), np.float64)
+    recip = ctx.const_values(n.inputs[1] + "_reciprocal_q", 1.0 / c)
+    _binary(ctx, n, "Mul", n.inputs[0], recip)
+
+
+def _binary(ctx: Ctx, n: Node, op: str, a: str, b: str) -> None:
     y = n.outputs[0]
     ta, tb, ty = ctx.t(a), ctx.t(b), ctx.t(y)
     lo, hi = ctx.act_range(y, n.attrs.get("q_clamp"))
-    op = {"Add": "Add", "Sub": "Sub", "Mul": "Mul"}[n.op]
     if ctx.shift_requant:
         ea, eb, ey = pow2_exponent(ta.s), pow2_exponent(tb.s), pow2_exponent(ty.s)
         if op == "Mul":
@@ -336,6 +415,56 @@ def requantize(ctx: Ctx, n: Node) -> None:
     ctx.emit("Requantize", n, [x], [y], {}, _requant_params(ctx, x, y, lo, hi))
 
 
+def max_min(ctx: Ctx, n: Node) -> None:
+    """Element-wise Max / Min that no producer took as a fused clamp.
+
+    * One operand a one-element constant ``c`` (``Max(x, c)`` is the clamp
+      ``[c, inf)``, ``Min(x, c)`` is ``(-inf, c]``): a Requantize from the
+      input to the output's own (calibrated) parameters with that clamp in the
+      integer domain, ``act_min = zp_y + round(c / s_y)`` (as a standalone Relu).
+    * Otherwise (two activations, or a broadcast constant): TFLite
+      MAXIMUM/MINIMUM need equal input and output parameters, so every
+      activation operand whose parameters differ from the output's gets a
+      Requantize to them (one rounding; max/min commute with the monotone
+      requantisation), a constant operand is quantized directly at the
+      output's parameters, and ``Maximum``/``Minimum`` take the integer max/min.
+    """
+    y = n.outputs[0]
+    clamp = clamp_range(ctx.g, n)
+    if clamp is not None:
+        x = next(i for i in n.inputs if ctx.g.const(i) is None)
+        lo, hi = ctx.act_range(y, clamp)
+        ctx.emit("Requantize", n, [x], [y], {}, _requant_params(ctx, x, y, lo, hi))
+        return
+    ty = ctx.t(y)
+    inputs = []
+    for k, i in enumerate(n.inputs):
+        if ctx.g.const(i) is not None:
+            i = ctx.const_values(f"{i}_q", ctx.g.const(i), ty.s, ty.zp)
+        elif (ctx.t(i).s, ctx.t(i).zp) != (ty.s, ty.zp):
+            i = insert_requantize(ctx, i, ty.s, ty.zp, f"{n.name}_in{k}_requant", n)
+        inputs.append(i)
+    lo, hi = ctx.act_range(y, n.attrs.get("q_clamp"))
+    ctx.emit({"Max": "Maximum", "Min": "Minimum"}[n.op], n, inputs, [y], {}, {"act_min": lo, "act_max": hi})
+
+
+def prelu(ctx: Ctx, n: Node) -> None:
+    """PRelu: the slope is an int8 constant with its own per-tensor scale
+    (TFLite PRELU; numpy/ONNX broadcasting against the input). arm/ort:
+    :func:`recipes.prelu_params`; fpga: ``y = x >= 0 ? shift_round(x,
+    pos_shift) : shift_round(x * alpha, neg_shift)`` (zero points are 0)."""
+    x, y = n.inputs[0], n.outputs[0]
+    alpha = ctx.const_operand(n.inputs[1])
+    tx, ta, ty = ctx.t(x), ctx.t(alpha), ctx.t(y)
+    if ctx.shift_requant:
+        ex, ea, ey = pow2_exponent(tx.s), pow2_exponent(ta.s), pow2_exponent(ty.s)
+        params = {"requant": "shift", "pos_shift": ey - ex, "neg_shift": ey - ex - ea}
+    else:
+        params = dict(recipes.prelu_params(tx.s, tx.zp, ta.s, ta.zp, ty.s, ty.zp))
+    params.update(zip(("act_min", "act_max"), ctx.act_range(y, n.attrs.get("q_clamp"))))
+    ctx.emit("PRelu", n, [x, alpha], [y], {}, params)
+
+
 def _requant_params(ctx: Ctx, x: str, y: str, lo: int, hi: int) -> dict:
     p = ctx.requant(np.float64(ctx.t(x).s) / np.float64(ctx.t(y).s))
     return {**p, "act_min": lo, "act_max": hi}
@@ -417,8 +546,9 @@ def _leaky_shift(ctx: Ctx, n: Node) -> None:
 
 
 HANDLERS = {
-    "Conv": conv, "Gemm": gemm,
-    "Add": eltwise, "Sub": eltwise, "Mul": eltwise,
+    "Conv": conv, "ConvTranspose": conv_transpose, "Gemm": gemm,
+    "Add": eltwise, "Sub": eltwise, "Mul": eltwise, "Div": div_const,
+    "Max": max_min, "Min": max_min, "PRelu": prelu,
     "AveragePool": avg_pool, "MaxPool": max_pool,
     "GlobalAveragePool": global_avg_pool, "ReduceMean": global_avg_pool,
     "GlobalMaxPool": global_max_pool,
@@ -459,13 +589,22 @@ def unsupported_reason(g: Graph, n: Node, target: Target) -> str | None:
     if n.op in _FUNC and n.op not in target.numerics.luts and not (
             n.op == "LeakyRelu" and target.numerics.leaky == "shift"):
         return f"is not in target '{target.name}''s lookup-table activations (add it to [numerics] luts)"
-    if n.op == "Conv":
+    if n.op in ("Conv", "ConvTranspose"):
         if g.const(n.inputs[1]) is None or (len(n.inputs) > 2 and n.inputs[2] and g.const(n.inputs[2]) is None):
             return "has computed weights (needs constant weights and bias)"
         if len(g.shape(n.inputs[0])) != 4:
-            return "is not a 2-D convolution (only NCHW Conv2D is quantized)"
-    if n.op in ("Add", "Sub", "Mul") and all(g.const(i) is not None for i in n.inputs):
+            return "is not a 2-D convolution (only NCHW 2-D convolutions are quantized)"
+    if n.op in ("Add", "Sub", "Mul", "Div", "Max", "Min") and all(g.const(i) is not None for i in n.inputs):
         return "has only constant inputs (fold it before quantizing)"
+    if n.op == "Div":
+        c = g.const(n.inputs[1])
+        if c is None:
+            return ("divides by a computed tensor (int8 has no division kernel; only division by a "
+                    "constant is quantized, as a Mul by its reciprocal)")
+        if np.any(np.asarray(c) == 0) or not np.all(np.isfinite(c)):
+            return "divides by a constant that contains 0 or a non-finite value"
+    if n.op == "PRelu" and g.const(n.inputs[1]) is None:
+        return "has a computed slope (only a constant slope is quantized)"
     if n.op == "ReduceMean" and tuple(n.attrs.get("axes", ())) != (2, 3):
         return "reduces over axes other than H, W (only spatial means are quantized)"
     if n.op in ("GlobalAveragePool", "GlobalMaxPool", "MaxPool", "AveragePool") and len(g.shape(n.inputs[0])) != 4:

@@ -34,12 +34,25 @@ Conv2D         x, w[O,I/g,kh,kw], b     attrs: strides, pads [t,l,b,r], dilation
                                         act_min, act_max.
                                         acc[o] = b[o] + sum (x - zp_x) * w (padding
                                         contributes 0); y = requant(acc) + zp_y
+TransposeConv2D x, w[O,I/g,kh,kw], b     ONNX ConvTranspose as TFLite TRANSPOSE_CONV. w is
+               -> y                     output-channel first (ONNX's [I, O/g, kh, kw]
+                                        reordered; TFLite OHWI = w.transpose(0,2,3,1)).
+                                        attrs: strides, dilations, group, pads [t,l,b,r],
+                                        output_padding (explicit; out = (H-1)*s +
+                                        (k-1)*d + 1 + output_padding - t - b). params
+                                        as Conv2D. acc = b + sum of (x - zp_x) * w
+                                        scattered to y[i*s + k*d - t] (TFLite's order)
 FullyConnected x[N,K], w[M,K], b[M]      as Conv2D (per output row M)
 Add / Sub      a, b -> y (broadcast)    params: recipe dict of recipes.add_params /
                                         sub_params (q31) or {"requant": "shift",
                                         a_shift, b_shift, out_shift}; act_min/max
 Mul            a, b -> y (broadcast)    recipes.mul_params (q31) or shift form
-                                        {"requant": "shift", out_shift}; act_min/max
+                                        {"requant": "shift", out_shift}; act_min/max.
+                                        Also ONNX Div by a constant (b = 1/c)
+Maximum /      xs -> y (broadcast, all  act_min/max; y = max/min of the integers
+Minimum        the output's scale)      (operands requantized to y's params first)
+PRelu          x, alpha -> y            recipes.prelu_params (q31), or fpga {"requant":
+                                        "shift", pos_shift, neg_shift}; act_min/max
 AvgPool        x -> y (same scale)      attrs: kernel, strides, pads; TFLite's rounded
                                         mean over the non-padded window; act_min/max
 Mean           x -> y                   attrs: axes (2, 3), keepdims; params:

@@ -8,7 +8,9 @@ array. Tensors are NHWC as TFLite wants them; callers transpose.
 
 * an input is ``Tensor(array, scale, zp)`` (a runtime input; int8, or float32
   with ``scale=None``) or ``Const(array)`` (a constant int32 tensor such as
-  MEAN's axes or RESIZE's size);
+  MEAN's axes or RESIZE's size; with ``scale`` a quantized constant such as
+  int8 weights or an int32 bias, per channel along ``axis`` when ``scale`` has
+  several values);
 * the output is ``Out(shape, scale, zp)`` (``scale=None``: a float32 output).
 
 The judge packages (``tflite-micro``, optional ``ai-edge-litert``) are in the
@@ -37,6 +39,9 @@ class Tensor:
 @dataclass
 class Const:
     data: np.ndarray
+    scale: "float | list | None" = None
+    zp: "int | list" = 0
+    axis: int = 0
 
 
 @dataclass
@@ -70,6 +75,11 @@ _OPS = {
                                 fb.BuiltinOptions.ResizeNearestNeighborOptions,
                                 fb.ResizeNearestNeighborOptionsT),
     "QUANTIZE": (fb.BuiltinOperator.QUANTIZE, 0, None),
+    "PRELU": (fb.BuiltinOperator.PRELU, 0, None),
+    "MAXIMUM": (fb.BuiltinOperator.MAXIMUM, 0, None),
+    "MINIMUM": (fb.BuiltinOperator.MINIMUM, 0, None),
+    "TRANSPOSE_CONV": (fb.BuiltinOperator.TRANSPOSE_CONV, fb.BuiltinOptions.TransposeConvOptions,
+                       fb.TransposeConvOptionsT),
 }
 
 ACTIVATIONS = {None: fb.ActivationFunctionType.NONE, "relu": fb.ActivationFunctionType.RELU,
@@ -78,16 +88,18 @@ ACTIVATIONS = {None: fb.ActivationFunctionType.NONE, "relu": fb.ActivationFuncti
 PADDING = {"same": fb.Padding.SAME, "valid": fb.Padding.VALID}
 
 
-def _tensor(shape, dtype, scale, zp, buffer, name):
+def _tensor(shape, dtype, scale, zp, buffer, name, axis=0):
     t = fb.TensorT()
     t.shape = [int(d) for d in shape]
     t.type = _TYPES[np.dtype(dtype)]
     t.buffer = buffer
     t.name = name
     if scale is not None:
+        scales = np.atleast_1d(np.asarray(scale, np.float32))
         q = fb.QuantizationParametersT()
-        q.scale = [float(np.float32(scale))]
-        q.zeroPoint = [int(zp)]
+        q.scale = [float(v) for v in scales]
+        q.zeroPoint = [int(v) for v in np.broadcast_to(np.asarray(zp, np.int64), scales.shape)]
+        q.quantizedDimension = int(axis)
         t.quantization = q
     return t
 
@@ -102,8 +114,8 @@ def build_oneop(op: str, inputs: list, output: Out, options: dict | None = None)
             b = fb.BufferT()
             b.data = list(np.ascontiguousarray(spec.data).tobytes())
             buffers.append(b)
-            tensors.append(_tensor(spec.data.shape, spec.data.dtype, None, 0, len(buffers) - 1,
-                                   f"const{i}"))
+            tensors.append(_tensor(spec.data.shape, spec.data.dtype, spec.scale, spec.zp,
+                                   len(buffers) - 1, f"const{i}", spec.axis))
         else:
             tensors.append(_tensor(spec.data.shape, spec.data.dtype, spec.scale, spec.zp, 0,
                                    f"in{i}"))

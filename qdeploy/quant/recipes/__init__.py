@@ -18,6 +18,7 @@ module                         ops
 :mod:`.luts`                   256-entry tables of the above, float LUTs
 :mod:`.pooling`                AVERAGE_POOL_2D, MEAN over H, W
 :mod:`.softmax`                SOFTMAX
+:mod:`.prelu`                  PRELU
 :mod:`.resize`                 RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR
 :mod:`.pow2`                   power-of-two scales (fpga profile)
 :mod:`.gemmlowp`               gemmlowp fixed-point exp/logistic/tanh
@@ -31,6 +32,7 @@ from .luts import (FUNCTIONS, float_lut, hard_swish_lut, leaky_relu_lut, logisti
                    lut_eval, lut_vs_recipe_error, tanh_lut)
 from .pooling import avg_pool2d_eval, avg_pool_eval, mean_eval, mean_params
 from .pow2 import pow2_scale
+from .prelu import prelu_eval, prelu_params
 from .quantize import dequantize, quantize_input, requantize_eval, requantize_params
 from .resize import (nearest_indices, resize_bilinear_eval, resize_bilinear_params,
                      resize_nearest_eval, tflite_resize_flags)
@@ -41,7 +43,8 @@ __all__ = [
     "FUNCTIONS", "hard_swish_eval", "hard_swish_lut", "hard_swish_params", "leaky_relu_eval",
     "leaky_relu_lut", "leaky_relu_params", "logistic_eval", "logistic_lut", "logistic_params",
     "lut_eval", "lut_vs_recipe_error", "mean_eval", "mean_params", "mul_eval", "mul_params",
-    "nearest_indices", "pow2_scale", "quantize_input", "requantize_eval", "requantize_params",
+    "nearest_indices", "pow2_scale", "prelu_eval", "prelu_params", "quantize_input",
+    "requantize_eval", "requantize_params",
     "resize_bilinear_eval", "resize_bilinear_params", "resize_nearest_eval", "softmax_eval",
     "softmax_params", "sub_eval", "sub_params", "tanh_eval", "tanh_lut", "tanh_params",
     "tflite_resize_flags",
