@@ -4,12 +4,26 @@
 
 For every corpus model and the digits example, the same calibration data feeds
 
-* qdeploy: passes -> calibrate (minmax) -> quantize per target profile -> the
-  reference interpreter (integer arithmetic); for ``arm`` also with the
-  accuracy-recovery options (CLE, bias correction) switched on;
+* qdeploy: passes -> calibrate -> quantize per target profile -> the reference
+  interpreter (integer arithmetic). ``arm`` with each calibration method
+  (minmax = the CLI default, percentile, entropy, mse), with the
+  accuracy-recovery options (CLE, bias correction), ``fpga`` and the ``ort``
+  profile (minmax). ``arm fq`` is the arm QGraph's fake-quant float model
+  (its scales and integer weights as QuantizeLinear/DequantizeLinear pairs on
+  onnxruntime, float bias): qdeploy's "QDQ semantics", the like-for-like peer
+  of onnxruntime's A numbers;
 * onnxruntime 1.x ``quantize_static`` (QDQ, per-channel int8 weights, after
   ``quant_pre_process``), calibration MinMax and Percentile, activations QUInt8
-  and QInt8, run on onnxruntime's CPU provider.
+  and QInt8, run on onnxruntime's CPU provider. ``ops left in float by ort``
+  lists the op types of the MinMax QDQ model with an input that is not a
+  DequantizeLinear output (none on this corpus: ort quantizes every op here).
+
+Draws. On random-weight networks the output SQNR of ONE quantized model is a
+noisy number: widening every range by a random 0-0.2 % (no change in the
+statistics) moves it by up to 1.6 dB (``--jitter`` table). So every number is
+the mean over ``--draws`` calibration draws (draw d: different random crops of
+the same calibration photos; digits: calib.npz samples 32d..32d+31); both
+sides always get the same draw, the evaluation set is fixed.
 
 Data. Corpus models (random-weight, so there are no labels): the bundled
 ``calib/`` photographs, random crops (35-100 % of the area, aspect 3/4..4/3,
@@ -79,17 +93,18 @@ def photo_inputs(shape, photos, per_photo: int, seed: int) -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
-def datasets(name: str, model: onnx.ModelProto):
-    """(calib_x, eval_x, eval_y or None) as batches along axis 0."""
+def datasets(name: str, model: onnx.ModelProto, draw: int = 0):
+    """(calib_x, eval_x, eval_y or None) as batches along axis 0; ``draw``
+    selects the calibration draw (the evaluation set does not depend on it)."""
     if name == "digits":
-        cal = np.load(DIGITS / "calib.npz")["x"][:N_CALIB]
+        cal = np.load(DIGITS / "calib.npz")["x"][N_CALIB * draw:N_CALIB * (draw + 1)]
         ev = np.load(DIGITS / "eval.npz")
         return cal, ev["x"], ev["y"]
     from qdeploy.calibration.dataset import bundled_images
     photos = bundled_images()
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     per = N_CALIB // len(photos[0::2])
-    cal = photo_inputs(dims, photos[0::2], per, seed=0)
+    cal = photo_inputs(dims, photos[0::2], per, seed=0 if draw == 0 else 1000 + draw)
     ev = photo_inputs(dims, photos[1::2], N_EVAL // len(photos[1::2]), seed=1)
     return cal, ev, None
 
@@ -153,6 +168,23 @@ def ort_quantize(model: onnx.ModelProto, calib_x: np.ndarray, method: str, act: 
         return dst.read_bytes()
 
 
+def ops_left_in_float(qdq_bytes: bytes) -> list[str]:
+    """Op types (sorted, unique) of a QDQ model with a non-constant input that
+    is not a DequantizeLinear output, i.e. ops onnxruntime runs in float even
+    on its int8 kernels."""
+    mp = onnx.load_from_string(qdq_bytes)
+    consts = {i.name for i in mp.graph.initializer}
+    prod = {o: n.op_type for n in mp.graph.node for o in n.output}
+    left = set()
+    for n in mp.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        if any(i and i not in consts and prod.get(i) not in ("DequantizeLinear", "Constant")
+               for i in n.input):
+            left.add(n.op_type)
+    return sorted(left)
+
+
 ORT_SETTINGS = [("MinMax", "QUInt8", False), ("MinMax", "QInt8", False), ("Percentile", "QUInt8", False),
                 ("Percentile", "QInt8", False), ("MinMax", "QUInt8", True)]
 
@@ -162,16 +194,20 @@ def ort_col(method: str, act: str, rr: bool) -> str:
 
 
 # ------------------------------------------------------------------ qdeploy
-QDEPLOY_SETTINGS = [  # (column, target, per_tensor, cle, bias_correction)
-    ("arm", "arm", False, False, False),
-    ("arm+cle+bc", "arm", False, True, True),
-    ("fpga", "fpga", False, False, False),
-    ("ort", "ort", False, False, False),
+QDEPLOY_SETTINGS = [  # (column, target, calibration method, cle, bias_correction)
+    ("arm", "arm", "minmax", False, False),
+    ("arm pct", "arm", "percentile", False, False),
+    ("arm ent", "arm", "entropy", False, False),
+    ("arm mse", "arm", "mse", False, False),
+    ("arm+cle+bc", "arm", "minmax", True, True),
+    ("fpga", "fpga", "minmax", False, False),
+    ("qd ort", "ort", "minmax", False, False),
 ]
+FAKE_COL = "arm fq"
 
 
 def qdeploy_quantize(model: onnx.ModelProto, calib_x: np.ndarray, target: str, per_tensor: bool,
-                     cle: bool, bc: bool, relu6: str = "data"):
+                     cle: bool, bc: bool, relu6: str = "data", method: str = "minmax"):
     """(float graph, QGraph) through the library's own API (what `qdeploy quantize` does)."""
     from qdeploy.calibration.calibrate import calibrate
     from qdeploy.onnx_import import import_onnx
@@ -182,10 +218,10 @@ def qdeploy_quantize(model: onnx.ModelProto, calib_x: np.ndarray, target: str, p
     from qdeploy.quant.bias_correction import correct_bias
     dims = [d.dim_value or 1 for d in model.graph.input[0].type.tensor_type.shape.dim]
     g = run_passes(import_onnx(model, {model.graph.input[0].name: tuple(dims)}))
-    ranges = calibrate(g, calib_x, method="minmax", progress=False)
+    ranges = calibrate(g, calib_x, method=method, progress=False)
     if cle:
         equalize(g, ranges=ranges, relu6=relu6)
-        ranges = calibrate(g, calib_x, method="minmax", progress=False)
+        ranges = calibrate(g, calib_x, method=method, progress=False)
     ranges = {k: ranges[k] for k in ranges.names()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -201,6 +237,14 @@ def qdeploy_run(qg, x: np.ndarray) -> list[np.ndarray]:
     return [np.concatenate([o[k] for o in outs]) for k in qg.outputs]
 
 
+def qdeploy_fake_run(g, qg, x: np.ndarray) -> list[np.ndarray]:
+    """The QGraph's fake-quant float model (interpreter.fake_quant_graph) on
+    onnxruntime with graph optimizations off, one sample at a time."""
+    from qdeploy.onnx_export import export_bytes
+    from qdeploy.quant.interpreter import fake_quant_graph
+    return ort_run(export_bytes(fake_quant_graph(qg, g)), x, optimize=False)
+
+
 # ------------------------------------------------------------------ table
 def worst_sqnr(ref: list[np.ndarray], test: list[np.ndarray]) -> float:
     return min(sqnr_db(r, t) for r, t in zip(ref, test))
@@ -210,34 +254,59 @@ def top1(outs: list[np.ndarray], y: np.ndarray) -> float:
     return 100.0 * float(np.mean(outs[0].reshape(len(y), -1).argmax(axis=1) == y))
 
 
-def measure(name: str, model: onnx.ModelProto, log) -> dict:
-    cal, ev, y = datasets(name, model)
+def measure_draw(name: str, model: onnx.ModelProto, draw: int, log) -> dict:
+    """One calibration draw: {column: SQNR or error text, column:top1: %,
+    "ort_float_ops": [...]}."""
+    cal, ev, y = datasets(name, model, draw)
     ref = ort_run(model.SerializeToString(), ev)
-    row = {"model": name, "float_top1": top1(ref, y) if y is not None else None}
-    for col, target, per_tensor, cle, bc in QDEPLOY_SETTINGS:
+    row = {"float_top1": top1(ref, y) if y is not None else None}
+
+    def record(col, out):
+        row[col] = worst_sqnr(ref, out)
+        if y is not None:
+            row[col + ":top1"] = top1(out, y)
+
+    for col, target, method, cle, bc in QDEPLOY_SETTINGS:
         t0 = time.time()
         try:
-            _, qg = qdeploy_quantize(model, cal, target, per_tensor, cle, bc)
-            out = qdeploy_run(qg, ev)
-            row[col] = worst_sqnr(ref, out)
-            if y is not None:
-                row[col + ":top1"] = top1(out, y)
+            g, qg = qdeploy_quantize(model, cal, target, False, cle, bc, method=method)
+            record(col, qdeploy_run(qg, ev))
+            if col == "arm":
+                record(FAKE_COL, qdeploy_fake_run(g, qg, ev))
         except Exception as e:  # a profile that cannot take the model is reported, not fatal
             row[col] = f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
-        log(f"  {name:18s} qdeploy {col:12s} {_fmt(row[col])}  ({time.time() - t0:.1f}s)")
+        log(f"  {name:18s} d{draw} qdeploy {col:12s} {_fmt(row[col])}  ({time.time() - t0:.1f}s)")
     for method, act, rr in ORT_SETTINGS:
         col = ort_col(method, act, rr)
         t0 = time.time()
         try:
             qdq = ort_quantize(model, cal, method, act, rr)
+            if (method, act, rr) == ORT_SETTINGS[0]:
+                row["ort_float_ops"] = ops_left_in_float(qdq)
             for suffix, optimize in (("", False), (":exec", True)):
-                out = ort_run(qdq, ev, optimize)
-                row[col + suffix] = worst_sqnr(ref, out)
-                if y is not None:
-                    row[col + suffix + ":top1"] = top1(out, y)
+                record(col + suffix, ort_run(qdq, ev, optimize))
         except Exception as e:
             row[col] = f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
-        log(f"  {name:18s} {col:22s} {_fmt(row[col])} / {_fmt(row.get(col + ':exec'))}  ({time.time() - t0:.1f}s)")
+        log(f"  {name:18s} d{draw} {col:22s} {_fmt(row[col])} / {_fmt(row.get(col + ':exec'))}"
+            f"  ({time.time() - t0:.1f}s)")
+    return row
+
+
+def measure(name: str, model: onnx.ModelProto, log, draws: int = 1) -> dict:
+    """Mean over ``draws`` calibration draws of every number; ``col:draws``
+    keeps the per-draw values; an error in any draw makes the cell an error."""
+    per = [measure_draw(name, model, d, log) for d in range(draws)]
+    row = {"model": name, "float_top1": per[0]["float_top1"], "ort_float_ops": per[0].get("ort_float_ops"),
+           "draws": draws}
+    keys = {k for r in per for k in r if k not in ("float_top1", "ort_float_ops")}
+    for k in keys:
+        vals = [r.get(k) for r in per]
+        bad = [v for v in vals if not isinstance(v, float)]
+        if bad:
+            row[k] = next((v for v in bad if isinstance(v, str)), "missing")
+        else:
+            row[k] = float(np.mean(vals))
+            row[k + ":draws"] = vals
     return row
 
 
@@ -247,33 +316,85 @@ def _fmt(v) -> str:
     return "err" if isinstance(v, str) else "-"
 
 
+def _best_ort(r: dict, exec_only: bool = False) -> float | None:
+    cols = [ort_col(*s) + ":exec" for s in ORT_SETTINGS]
+    if not exec_only:
+        cols += [ort_col(*s) for s in ORT_SETTINGS]
+    vals = [r[c] for c in cols if isinstance(r.get(c), float)]
+    return max(vals) if vals else None
+
+
+def _spread(r: dict, col: str) -> str:
+    v = r.get(col + ":draws")
+    return f"{min(v):.1f}..{max(v):.1f}" if v and len(v) > 1 else "-"
+
+
 def table(rows: list[dict]) -> str:
     qcols = [c for c, *_ in QDEPLOY_SETTINGS]
+    qcols = qcols[:1] + [FAKE_COL] + qcols[1:]
     ocols = [ort_col(*s) for s in ORT_SETTINGS]
-    cols = qcols + ocols + [c + ":exec" for c in ocols]
-    lines = ["| model | " + " | ".join(qcols + ocols) + " | arm - best ort |",
-             "|---" * (len(qcols + ocols) + 2) + "|"]
+    head = (qcols + ocols + ["ops left in float by ort", "arm draws", "arm - best ort",
+                             "arm - best ort exec", "best arm method - best ort"])
+    lines = ["| model | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    methods = ["arm", "arm pct", "arm ent", "arm mse"]
     for r in rows:
-        ort_best = max((r[c] for c in cols if c.startswith("ort ") and isinstance(r.get(c), float)),
-                       default=None)
+        best, best_x = _best_ort(r), _best_ort(r, exec_only=True)
         arm = r.get("arm")
-        diff = f"{arm - ort_best:+.1f}" if isinstance(arm, float) and ort_best is not None else "-"
-        cells = [_fmt(r.get(c)) for c in qcols] + [f"{_fmt(r.get(c))} / {_fmt(r.get(c + ':exec'))}"
-                                                   for c in ocols]
-        lines.append(f"| {r['model']} | " + " | ".join(cells) + f" | {diff} |")
+        arm_best = max((r[c] for c in methods if isinstance(r.get(c), float)), default=None)
+
+        def diff(a, b):
+            return f"{a - b:+.1f}" if isinstance(a, float) and b is not None else "-"
+        floats = r.get("ort_float_ops")
+        cells = ([_fmt(r.get(c)) for c in qcols]
+                 + [f"{_fmt(r.get(c))} / {_fmt(r.get(c + ':exec'))}" for c in ocols]
+                 + ["none" if floats == [] else (", ".join(floats) if floats else "-"), _spread(r, "arm"),
+                    diff(arm, best), diff(arm, best_x), diff(arm_best, best)])
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    cols = qcols + ocols + [c + ":exec" for c in ocols]
     errors = [f"- {r['model']} / {c}: {r[c]}" for r in rows for c in cols if isinstance(r.get(c), str)]
-    acc = [r for r in rows if r.get("float_top1") is not None]
     out = "\n".join(lines)
-    for r in acc:
+    for r in (r for r in rows if r.get("float_top1") is not None):
         parts = [f"float {r['float_top1']:.2f} %"]
-        for c in qcols + ocols + [c + ":exec" for c in ocols]:
+        for c in cols:
             if isinstance(r.get(c + ":top1"), float):
                 parts.append(f"{c} {r[c + ':top1']:.2f} % (drop {r['float_top1'] - r[c + ':top1']:+.2f})")
-        out += f"\n\nTop-1 on {r['model']} (eval.npz, {len(np.load(DIGITS / 'eval.npz')['y'])} samples): " \
-               + "; ".join(parts) + "."
+        out += (f"\n\nTop-1 on {r['model']} (eval.npz, {len(np.load(DIGITS / 'eval.npz')['y'])} samples, "
+                f"mean over {r['draws']} calibration draw(s)): " + "; ".join(parts) + ".")
     if errors:
         out += "\n\nFailures:\n" + "\n".join(errors)
     return out
+
+
+def jitter_table(names: list[str], allm: dict, log, k: int = 6, rel: float = 2e-3) -> str:
+    """Realization noise: arm (minmax, draw 0) with every calibrated range
+    bound multiplied by ``1 + rel * U(0, 1)`` (fresh U per bound, seeds
+    1..k-1; the first run is unjittered). The statistics of the quantized
+    model do not change; only which values round which way."""
+    from qdeploy.calibration.calibrate import calibrate
+    from qdeploy.quant.quantizer import quantize_graph
+    from qdeploy.quant.targets import load_target
+    lines = ["| model | " + " | ".join(["as calibrated"] + [f"jitter {i}" for i in range(1, k)])
+             + " | spread | mean |", "|---" * (k + 3) + "|"]
+    for name in names:
+        model = allm[name]
+        cal, ev, _ = datasets(name, model)
+        ref = ort_run(model.SerializeToString(), ev)
+        g, _ = qdeploy_quantize(model, cal, "arm", False, False, False)
+        r0 = calibrate(g, cal, method="minmax", progress=False)
+        r0 = {t: r0[t] for t in r0.names()}
+        vals = []
+        for i in range(k):
+            rng = np.random.default_rng(i)
+            r = {t: (lo * (1 + rel * rng.random()), hi * (1 + rel * rng.random())) if i else (lo, hi)
+                 for t, (lo, hi) in r0.items()}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                qg = quantize_graph(g, r, load_target("arm"))
+            vals.append(worst_sqnr(ref, qdeploy_run(qg, ev)))
+        log(f"  jitter {name:14s} " + " ".join(f"{v:.2f}" for v in vals))
+        lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in vals)
+                     + f" | {max(vals) - min(vals):.1f} | {np.mean(vals):.1f} |")
+    return "\n".join(lines)
 
 
 RECOVERY = [  # (label, cle, relu6 policy, bias correction)
@@ -330,33 +451,45 @@ def write_section(body: str, path: Path = ROOT / "bench" / "RESULTS.md") -> None
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", help="comma-separated subset (default: all corpus models + digits)")
+    ap.add_argument("--draws", type=int, default=3, help="calibration draws averaged per number (default 3)")
     ap.add_argument("--write", action="store_true", help="update the SQNR section of bench/RESULTS.md")
     ap.add_argument("--recovery", default="mobilenet_v2,mobilenet_v1,digits",
                     help="models for the CLE / bias-correction table ('' to skip)")
+    ap.add_argument("--jitter", default="mobilenet_v1,mobilenet_v2,mobilenet_v3_small,squeezenet,resnet",
+                    help="models for the realization-noise table ('' to skip)")
     args = ap.parse_args(argv)
     allm = models()
     names = args.models.split(",") if args.models else list(allm)
-    rows = []
-    for n in names:
-        rows.append(measure(n, allm[n], lambda s: print(s, file=sys.stderr, flush=True)))
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    rows = [measure(n, allm[n], log, args.draws) for n in names]
     body = table(rows)
+    jit = [n for n in args.jitter.split(",") if n]
+    if jit:
+        body += ("\n\n### Realization noise (arm, minmax, draw 0; every range bound widened by a random "
+                 "0-0.2 %)\n\n" + jitter_table(jit, allm, log))
     rec = [n for n in args.recovery.split(",") if n]
     if rec:
-        body += ("\n\n### Accuracy recovery (arm profile; SQNR dB vs the original float model, "
-                 "top-1 in brackets where labelled)\n\n"
-                 + recovery_table(rec, allm, lambda s: print(s, file=sys.stderr, flush=True)))
+        body += ("\n\n### Accuracy recovery (arm profile, draw 0; SQNR dB vs the original float model, "
+                 "top-1 in brackets where labelled)\n\n" + recovery_table(rec, allm, log))
     print(body)
     if args.write:
-        cmd = "OMP_NUM_THREADS=1 python bench/sqnr.py --write" + (f" --models {args.models}" if args.models else "")
+        cmd = f"OMP_NUM_THREADS=1 python bench/sqnr.py --write --draws {args.draws}" \
+              + (f" --models {args.models}" if args.models else "")
         head = (f"Command: `{cmd}`  \nDate: {_dt.date.today().isoformat()}  \nVersions: {versions()}\n\n"
                 f"Output SQNR in dB (higher is better) of each quantized model vs the float model "
                 f"on {N_EVAL} evaluation inputs ({N_CALIB} calibration inputs, the same for every "
-                f"column; see bench/sqnr.py's docstring). qdeploy columns run the reference "
-                f"interpreter; `ort` columns are onnxruntime's quantize_static (QDQ, per-channel int8 "
+                f"column), each number the mean over {args.draws} calibration draws (see bench/sqnr.py's "
+                f"docstring). qdeploy columns run the reference interpreter (`arm` = minmax, the CLI "
+                f"default; `pct`/`ent`/`mse` = the other calibration methods; `qd ort` = qdeploy's ort "
+                f"profile); `arm fq` is the arm model's fake-quant float graph (qdeploy's QDQ "
+                f"semantics). `ort` columns are onnxruntime's quantize_static (QDQ, per-channel int8 "
                 f"weights, after quant_pre_process) as `A / B`: A = the QDQ model's semantics "
                 f"(onnxruntime with graph optimizations off, Q/DQ as float ops), B = the same model "
                 f"on onnxruntime's fused int8 CPU kernels (default session). `rr` = reduce_range "
-                f"(7-bit weights). `arm - best ort` compares with the best of all ort numbers.\n\n")
+                f"(7-bit weights). `arm draws` = min..max of arm over the draws. `arm - best ort` "
+                f"compares with the best of all ort numbers (A and B), `exec` with the best B only; "
+                f"`best arm method` picks the best of arm's four calibration methods per model "
+                f"(like `best ort`, a choice made on the evaluation set).\n\n")
         write_section(head + body)
     return 0
 

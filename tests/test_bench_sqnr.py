@@ -1,0 +1,45 @@
+"""bench/sqnr.py helpers: the ops-left-in-float detector and the per-draw mean."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+_spec = importlib.util.spec_from_file_location("bench_sqnr", Path(__file__).resolve().parents[1] / "bench" / "sqnr.py")
+sq = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sq)
+
+
+def _qdq_model(quantize_relu_input: bool) -> bytes:
+    """x -> Q -> DQ -> Conv -> (Q -> DQ)? -> Relu -> y."""
+    init = [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]),
+            helper.make_tensor("z", TensorProto.UINT8, [], [128]),
+            helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 1, 1], [1.0])]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+             helper.make_node("Conv", ["xd", "w"], ["c"])]
+    r_in = "c"
+    if quantize_relu_input:
+        nodes += [helper.make_node("QuantizeLinear", ["c", "s", "z"], ["cq"]),
+                  helper.make_node("DequantizeLinear", ["cq", "s", "z"], ["cd"])]
+        r_in = "cd"
+    nodes.append(helper.make_node("Relu", [r_in], ["y"]))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 2, 2])], init)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+
+
+def test_ops_left_in_float():
+    assert sq.ops_left_in_float(_qdq_model(True)) == []
+    assert sq.ops_left_in_float(_qdq_model(False)) == ["Relu"]
+
+
+def test_measure_averages_draws_and_keeps_errors(monkeypatch):
+    draws = iter([{"float_top1": None, "arm": 10.0, "fpga": "QDeployError: x", "ort_float_ops": []},
+                  {"float_top1": None, "arm": 12.0, "fpga": 3.0, "ort_float_ops": []}])
+    monkeypatch.setattr(sq, "measure_draw", lambda name, model, d, log: next(draws))
+    row = sq.measure("m", onnx.ModelProto(), print, draws=2)
+    assert np.isclose(row["arm"], 11.0) and row["arm:draws"] == [10.0, 12.0]
+    assert row["fpga"] == "QDeployError: x"
+    assert sq._spread(row, "arm") == "10.0..12.0"
