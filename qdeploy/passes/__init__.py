@@ -6,7 +6,9 @@ edits the graph in place and returns one message per change it made (empty
 when nothing applied). Passes never change the float semantics of the graph:
 ``tests/passes/`` runs onnxruntime on the exported graph before and after.
 
-Order matters: activation recognition runs before clamp fusion (a decomposed
+Order matters: constant Add/Sub/Mul/Div folding runs right after BatchNorm
+folding and before clamp fusion (a conv with a fused clamp no longer takes an
+affine map), activation recognition runs before clamp fusion (a decomposed
 h-swish contains a Clip(0, 6) that must not be fused away first), and the
 shortcut check runs last, on the graph that will be quantized.
 """
@@ -15,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import Graph
-from . import fold_bn, fold_pad, recognize_activation, fuse_activation, leaky_shift, shortcut_check
+from . import fold_bn, fold_affine, fold_pad, recognize_activation, fuse_activation, leaky_shift, shortcut_check
 
-PIPELINE = [fold_bn, fold_pad, recognize_activation, fuse_activation, leaky_shift, shortcut_check]
+PIPELINE = [fold_bn, fold_affine, fold_pad, recognize_activation, fuse_activation, leaky_shift, shortcut_check]
 
 
 @dataclass(frozen=True)

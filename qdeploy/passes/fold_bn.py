@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Node
+from .fold_affine import fold_into
 
 NAME = "fold_bn"
 
@@ -40,7 +41,7 @@ def run(g: Graph, opts) -> list[str]:
         scale, shift = affine
         prod = _foldable_producer(g, bn)
         if prod is not None:
-            _fold(g, prod, scale, shift)
+            fold_into(g, prod, scale, shift, "bn")
             g.bypass(bn)
             msgs.append(f"folded BatchNormalization '{bn.name}' into {prod.op} '{prod.name}'")
         elif len(g.shape(bn.inputs[0])) == 4:
@@ -78,23 +79,6 @@ def _foldable_producer(g: Graph, bn: Node) -> Node | None:
     if len(prod.inputs) > 2 and prod.inputs[2] and g.const(prod.inputs[2]) is None:
         return None
     return prod
-
-
-def _fold(g: Graph, prod: Node, scale: np.ndarray, shift: np.ndarray) -> None:
-    w = g.const(prod.inputs[1]).astype(np.float64)
-    c_out = scale.size
-    if prod.op == "ConvTranspose":
-        groups = int(prod.attrs.get("group", 1))
-        grouped = w.reshape(groups, w.shape[0] // groups, w.shape[1], *w.shape[2:])
-        s = scale.reshape(groups, 1, w.shape[1], *([1] * (w.ndim - 2)))
-        w = (grouped * s).reshape(w.shape)
-    else:   # Conv [C_out, C_in/g, k...] and Gemm [M, K]: output channels on axis 0
-        w = w * scale.reshape(-1, *([1] * (w.ndim - 1)))
-    has_bias = len(prod.inputs) > 2 and prod.inputs[2]
-    b = g.const(prod.inputs[2]).astype(np.float64) if has_bias else np.zeros(c_out)
-    b = b * scale + shift
-    prod.inputs = [prod.inputs[0], g.add_const(f"{prod.name}_W_bn", w.astype(np.float32)),
-                   g.add_const(f"{prod.name}_B_bn", b.astype(np.float32))]
 
 
 def _to_depthwise(g: Graph, bn: Node, scale: np.ndarray, shift: np.ndarray) -> None:
