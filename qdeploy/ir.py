@@ -160,20 +160,11 @@ class Graph:
 
     def toposort(self) -> None:
         """Order nodes topologically (stable); raises ValueError on a cycle."""
-        ready = set(self.inputs) | {k for k, t in self.tensors.items() if t.is_const} | {""}
-        pending, order = list(self.nodes), []
-        while pending:
-            rest = []
-            for n in pending:
-                if all(i in ready for i in n.inputs):
-                    order.append(n)
-                    ready.update(n.outputs)
-                else:
-                    rest.append(n)
-            if len(rest) == len(pending):
-                names = ", ".join(f"'{n.name}' ({n.op})" for n in rest[:5])
-                raise ValueError(f"graph has a cycle or an input no node produces, at {names}")
-            pending = rest
+        ready = set(self.inputs) | {k for k, t in self.tensors.items() if t.is_const}
+        order, stuck = topo_order(self.nodes, ready, lambda n: n.inputs, lambda n: n.outputs)
+        if stuck:
+            names = ", ".join(f"'{n.name}' ({n.op})" for n in stuck[:5])
+            raise ValueError(f"graph has a cycle or an input no node produces, at {names}")
         self.nodes = order
 
     def copy(self) -> "Graph":
@@ -194,6 +185,27 @@ class Graph:
 
     def params(self) -> int:
         return int(sum(t.data.size for t in self.tensors.values() if t.is_const))
+
+
+def topo_order(nodes, ready, inputs_of, outputs_of):
+    """Stable topological order of ``nodes`` given the names already
+    available (``ready``; ``""`` — an absent optional input — always is).
+    Returns ``(ordered, stuck)``: ``stuck`` lists the nodes that can never run
+    (a cycle, or an input nobody produces), empty when all could be ordered."""
+    ready = set(ready) | {""}
+    pending, order = list(nodes), []
+    while pending:
+        rest = []
+        for n in pending:
+            if all(i in ready for i in inputs_of(n)):
+                order.append(n)
+                ready.update(outputs_of(n))
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
+            return order, rest
+        pending = rest
+    return order, []
 
 
 def nodes_of(graph: Graph, *ops: str) -> Iterable[Node]:

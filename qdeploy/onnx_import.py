@@ -31,7 +31,7 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 
 from .errors import QDeployError
-from .ir import Graph, Node, Tensor
+from .ir import Graph, Node, Tensor, topo_order
 from .ops import OPS
 
 MIN_OPSET, MAX_OPSET, UPGRADE_FROM = 11, 21, 7
@@ -398,21 +398,12 @@ def _check_structure(model: onnx.ModelProto, where: str) -> None:
                                    "node, input or initializer provides (missing initializer?); "
                                    "re-export the model")
     # cycles: ONNX requires topological order; sort and detect
-    order, ready = [], {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer} | {""}
-    pending = list(model.graph.node)
-    while pending:
-        rest = []
-        for n in pending:
-            if all(i in ready for i in n.input):
-                order.append(n)
-                ready.update(n.output)
-            else:
-                rest.append(n)
-        if len(rest) == len(pending):
-            names = ", ".join(f"'{n.name}' ({n.op_type})" for n in rest[:4])
-            raise QDeployError(f"{where}: the graph has a cycle through {names}; "
-                               "qdeploy takes acyclic (feed-forward) graphs")
-        pending = rest
+    ready = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer}
+    order, stuck = topo_order(model.graph.node, ready, lambda n: n.input, lambda n: n.output)
+    if stuck:
+        names = ", ".join(f"'{n.name}' ({n.op_type})" for n in stuck[:4])
+        raise QDeployError(f"{where}: the graph has a cycle through {names}; "
+                           "qdeploy takes acyclic (feed-forward) graphs")
     del model.graph.node[:]
     model.graph.node.extend(order)
     for o in model.graph.output:
