@@ -176,7 +176,8 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
         ranges.options["cle"] = True
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        qg = quantize_graph(g, {t: ranges.range(t) for t in ranges.names()}, target, per_tensor=per_tensor)
+        qg = quantize_graph(g, {t: ranges.range(t) for t in ranges.names()}, target, per_tensor=per_tensor,
+                            hists=_pow2_histograms(g, x, ranges, target, opts.batch_size))
         if opts.bias_correction:
             from .quant.bias_correction import correct_bias
             g.log += [("bias_correction", msg) for msg in correct_bias(g, qg, x)]
@@ -193,6 +194,22 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
         raise QDeployError(f"-o {out}: cannot write the output folder ({e.strerror or e}); "
                            "choose a writable location") from None
     return QuantizeResult(out, g, qg, ranges, x, list(g.log), warn)
+
+
+def _pow2_histograms(g: Graph, x: np.ndarray, ranges, target, batch_size: int) -> dict | None:
+    """Power-of-two targets choose each activation scale by the MSE over the
+    tensor's calibration histogram (``quant/pow2_select.py``): the observers'
+    own histograms when the method keeps one, else one histogram pass over the
+    calibration samples (also with ``--ranges``, so that it and ``--calib`` stay
+    byte-identical). None for other targets."""
+    if not target.numerics.pow2_scales:
+        return None
+    from .calibration.calibrate import calibrate
+    obs = ranges.observers
+    if all(hasattr(o, "counts") for o in obs.values()):
+        return dict(obs)
+    return dict(calibrate(g, x, method="mse", tensors=list(obs), batch_size=batch_size,
+                          progress=False).observers)
 
 
 def _check_options(opts: QuantizeOptions) -> None:

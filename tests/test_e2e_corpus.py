@@ -9,21 +9,24 @@ are not mirror-symmetric). SQNR (dB) of ref vs float, worst output, measured
 (onnxruntime 1.31, numpy 2.4; cortex-m has arm's numerics and measures the same):
 
     model               arm    ort   fpga
-    mobilenet_v1       16.1   16.1    8.4
+    mobilenet_v1       16.1   16.1    9.5
     mobilenet_v2       14.7   14.7    7.7
     mobilenet_v3_small  7.7    8.1    0.4
-    shufflenet_v2      18.4   18.4    8.9
-    squeezenet         29.7   29.7   22.1
+    shufflenet_v2      18.4   18.4   15.8
+    squeezenet         29.7   29.7   24.0
     resnet             21.4   21.4   20.0
-    resnext            27.5   27.5   15.8
-    ghostnet           16.2   16.2    2.0
+    resnext            27.5   27.5   16.9
+    ghostnet           16.2   16.2   11.2
     tiny_yolo          15.5   15.6    9.6
-    seg_head           19.5   19.5   10.6
-    he2014             31.2   31.2   18.7
+    seg_head           19.5   19.5   13.3
+    he2014             31.2   31.2   19.0
 
-The floors below are these values minus 3 dB. The low fpga numbers
-(mobilenet_v3_small, ghostnet: SE blocks, h-swish and Concat with power-of-two
-scales) are the profile's accuracy today, not a target.
+The floors below are these values minus 3 dB. The fpga column was raised by
+the power-of-two fixes of tests/quant/test_fpga.py (Concat shared scale, spatial
+mean scale, MSE-chosen scales; before/after table there); where the 8-image
+value came out lower after them (mobilenet_v2 6.0, mobilenet_v3_small 0.4,
+tiny_yolo 9.0, resnet 20.0 dB: within the noise of 8 samples on these
+random-weight nets, see the 32-sample table) the old value and floor are kept.
 
 Digits (eval.npz, 450 held-out samples, calibrated on calib.npz): float top-1
 98.00 %, ref arm 98.22 % (SQNR 37.1 dB), ref fpga 98.22 % (32.1 dB).
@@ -45,11 +48,11 @@ from tests.cli_helpers import DIGITS_CALIB, DIGITS_EVAL, DIGITS_MODEL
 
 TARGETS = ("arm", "cortex-m", "ort", "fpga")
 MEASURED = {   # model: (arm, ort, fpga), see the module docstring
-    "mobilenet_v1": (16.1, 16.1, 8.4), "mobilenet_v2": (14.7, 14.7, 7.7),
-    "mobilenet_v3_small": (7.7, 8.1, 0.4), "shufflenet_v2": (18.4, 18.4, 8.9),
-    "squeezenet": (29.7, 29.7, 22.1), "resnet": (21.4, 21.4, 20.0), "resnext": (27.5, 27.5, 15.8),
-    "ghostnet": (16.2, 16.2, 2.0), "tiny_yolo": (15.5, 15.6, 9.6), "seg_head": (19.5, 19.5, 10.6),
-    "he2014": (31.2, 31.2, 18.7),
+    "mobilenet_v1": (16.1, 16.1, 9.5), "mobilenet_v2": (14.7, 14.7, 7.7),
+    "mobilenet_v3_small": (7.7, 8.1, 0.4), "shufflenet_v2": (18.4, 18.4, 15.8),
+    "squeezenet": (29.7, 29.7, 24.0), "resnet": (21.4, 21.4, 20.0), "resnext": (27.5, 27.5, 16.9),
+    "ghostnet": (16.2, 16.2, 11.2), "tiny_yolo": (15.5, 15.6, 9.6), "seg_head": (19.5, 19.5, 13.3),
+    "he2014": (31.2, 31.2, 19.0),
 }
 MARGIN_DB = 3.0
 CALIB_SAMPLES = 8
@@ -141,9 +144,9 @@ def test_digits_top1_close_to_float(target, max_drop, tmp_path):
 
 @pytest.mark.parametrize("target", ["arm", "fpga"])
 def test_spatial_mean_without_keepdims(target):
-    """ReduceMean over H, W with keepdims=0 (ShuffleNet's head): the fpga profile
-    lowers it to AvgPool, which is 4-D, then a Reshape (it used to hand a 4-D
-    result to the 2-D FC and crash)."""
+    """ReduceMean over H, W with keepdims=0 (ShuffleNet's head) feeding a 2-D FC:
+    one Mean node on every profile (fpga: the shift form), with the 2-D result
+    (the fpga profile once lowered it to a 4-D AvgPool and crashed the FC)."""
     from onnx import helper
     from qdeploy.quant.interpreter import run
     from tests.quant.oneop import float_batch, model, pipeline
@@ -152,6 +155,5 @@ def test_spatial_mean_without_keepdims(target):
               {"x": [1, 6, 4, 4]}, ["y"], {"w": np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32)})
     x = {"x": np.random.default_rng(1).uniform(-1, 1, (16, 6, 4, 4)).astype(np.float32)}
     g, qg = pipeline(m, x, target)
-    assert [n.op for n in qg.nodes if n.op in ("AvgPool", "Mean", "Reshape")] == \
-        (["AvgPool", "Reshape"] if target == "fpga" else ["Mean"])
-    assert sqnr_db(float_batch(g, x)["y"], run(qg, x)["y"]) > 25   # measured: arm 40.4, fpga 30.1 dB
+    assert [n.op for n in qg.nodes if n.op in ("AvgPool", "Mean", "Reshape")] == ["Mean"]
+    assert sqnr_db(float_batch(g, x)["y"], run(qg, x)["y"]) > 25   # measured: arm 40.4, fpga 34.1 dB

@@ -22,7 +22,11 @@ have no counterpart and are not listed) in two ways:
   kernel) on the *float* reference inputs quantized with that node's input
   parameters, so only this layer's own quantization error shows (its weights,
   its output scale, its requantisation, its clamp, its LUT). An input with no
-  float counterpart takes the interpreter's own value.
+  float counterpart (a tensor the quantizer added, such as a Concat branch's
+  ``Requantize``) is computed the same way from its own producer's local
+  inputs, recursively, so that a requantized branch counts as part of the
+  layer that reads it and not as the accumulated error upstream; a tensor no
+  node produces takes the interpreter's own value.
 """
 from __future__ import annotations
 
@@ -79,12 +83,14 @@ def layer_errors(float_graph, qg, inputs) -> list[dict]:
     inputs = {k: np.asarray(v, np.float32) for k, v in inputs.items()}
     ref = float_tensors(float_graph, inputs)
     got = run(qg, inputs, keep=True)
+    producers = {o: n for n in qg.nodes for o in n.outputs}
+    memo: dict = {}
     rows = []
     for n in qg.nodes:
         outs = [o for o in n.outputs if qg.tensors[o].dtype in _INT and float_name(qg, ref, o)]
         if not outs:
             continue
-        local_in = [_local_input(qg, i, ref, got) for i in n.inputs]
+        local_in = [_local_input(qg, i, ref, got, producers, memo) for i in n.inputs]
         local_out = dict(zip(n.outputs, run_node(qg, n, local_in)))
         for o in outs:
             fo = ref[float_name(qg, ref, o)]
@@ -121,11 +127,12 @@ def float_name(qg, ref, name: str) -> str | None:
     return fn if fn in ref else None
 
 
-def _local_input(qg, name: str, ref: dict, got: dict):
+def _local_input(qg, name: str, ref: dict, got: dict, producers: dict, memo: dict):
     """The float reference value quantized with the tensor's own parameters
-    (the interpreter's Quantize kernel, so rounding is the contract's); the
-    interpreter's value where there is no float counterpart; None for a
-    constant (read from the QGraph)."""
+    (the interpreter's Quantize kernel, so rounding is the contract's); where
+    there is no float counterpart, its producer run on local inputs (memoised
+    in ``memo``), or the interpreter's value when nothing produces it; None
+    for a constant (read from the QGraph)."""
     from .interpreter import run_node
     from .qgraph import QNode
     t = qg.tensors[name]
@@ -133,7 +140,13 @@ def _local_input(qg, name: str, ref: dict, got: dict):
         return None
     fn = float_name(qg, ref, name)
     if fn is None:
-        return got[name]
+        p = producers.get(name)
+        if p is None:
+            return got[name]
+        if name not in memo:
+            ins = [_local_input(qg, i, ref, got, producers, memo) for i in p.inputs]
+            memo.update(zip(p.outputs, run_node(qg, p, ins)))
+        return memo[name]
     if t.dtype not in _INT:
         return ref[fn]
     return run_node(qg, QNode("Quantize", "local_quantize", [fn], [name]), [ref[fn]])[0]

@@ -179,7 +179,8 @@ def avg_pool(n: QNode, ins, qg: QGraph):
 
 def mean(n: QNode, ins, qg: QGraph):
     p = n.params
-    y = recipes.mean_eval(ins[0], p, axes=(2, 3), keepdims=True, act_min=p["act_min"], act_max=p["act_max"])
+    fn = recipes.mean_shift_eval if p.get("requant") == "shift" else recipes.mean_eval
+    y = fn(ins[0], p, axes=(2, 3), keepdims=True, act_min=p["act_min"], act_max=p["act_max"])
     y = np.asarray(y).astype(_dtype(qg, n.outputs[0]))
     return [y.reshape((ins[0].shape[0],) + tuple(qg.tensors[n.outputs[0]].shape[1:]))]
 

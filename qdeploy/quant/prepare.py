@@ -328,21 +328,18 @@ def global_max_pool(ctx: Ctx, n: Node) -> None:
 
 
 def global_avg_pool(ctx: Ctx, n: Node) -> None:
+    """Spatial mean -> ``Mean``. arm/ort: TFLite MEAN's recipe. fpga: the output
+    keeps its own calibrated power-of-two scale (a mean's range is much
+    narrower than its input's: tying it to the input scale wasted 2-4 bits on
+    the corpus' SE blocks and heads) and the 1/count is a 7-bit multiplier and
+    a rounding shift (:func:`recipes.pow2.mean_shift_params`)."""
     x, y = n.inputs[0], n.outputs[0]
-    if ctx.shift_requant:   # fpga: same-scale average (the tie rule kept the input's scale)
-        nb, c, h, w = ctx.g.shape(x)
-        pooled = y
-        if len(ctx.g.shape(y)) != 4:   # ReduceMean keepdims=0: AvgPool is 4-D, then Reshape
-            ty = ctx.t(y)
-            pooled = ctx.new_act(y + "_4d", y, ty.s, ty.zp, (nb, c, 1, 1))
-        ctx.emit("AvgPool", n, [x], [pooled], {"kernel": [h, w], "strides": [1, 1], "pads": [0, 0, 0, 0]},
-                 {"act_min": ctx.qmin, "act_max": ctx.qmax})
-        if pooled != y:
-            ctx.emit("Reshape", n, [pooled], [y], {"shape": list(ctx.g.shape(y))}, name=n.name + "_reshape")
-        return
     tx, ty = ctx.t(x), ctx.t(y)
     count = int(np.prod(ctx.g.shape(x)[2:]))
-    params = dict(recipes.mean_params(tx.s, tx.zp, ty.s, ty.zp, count))
+    if ctx.shift_requant:
+        params = dict(recipes.mean_shift_params(pow2_exponent(tx.s), pow2_exponent(ty.s), count))
+    else:
+        params = dict(recipes.mean_params(tx.s, tx.zp, ty.s, ty.zp, count))
     params.update(act_min=ctx.qmin, act_max=ctx.qmax)
     keep = int(n.attrs.get("keepdims", 1)) if n.op == "ReduceMean" else 1
     ctx.emit("Mean", n, [x], [y], {"axes": [2, 3], "keepdims": keep}, params)
@@ -571,7 +568,7 @@ def fixed_params(op: str, target: Target) -> tuple[float, int]:
 
 
 def out_rule(op: str, target: Target) -> str:
-    if op in TIE or (op in ("GlobalAveragePool", "ReduceMean") and target.numerics.requant == "shift"):
+    if op in TIE:
         return "tie"
     if op == "Concat":
         return "concat"

@@ -56,7 +56,10 @@ PRelu          x, alpha -> y            recipes.prelu_params (q31), or fpga {"re
 AvgPool        x -> y (same scale)      attrs: kernel, strides, pads; TFLite's rounded
                                         mean over the non-padded window; act_min/max
 Mean           x -> y                   attrs: axes (2, 3), keepdims; params:
-                                        recipes.mean_params
+                                        recipes.mean_params (q31), or fpga
+                                        recipes.mean_shift_params {"requant": "shift",
+                                        multiplier (7-bit), shift, count}: y =
+                                        shift_round(multiplier * sum(x), shift)
 MaxPool        x -> y (same scale)      attrs: kernel, strides, pads, dilations
                                         (padding never wins); act_min/max
 Concat         xs -> y (same scale)     attrs: axis

@@ -7,7 +7,10 @@
    listed at once, with what to do); every activation whose scale comes from
    calibration must have a range (the missing ones are named).
 2. **Activation parameters**, in topological order, by each op's output rule
-   (``prepare.out_rule``): from the range (intersected with a fused clamp),
+   (``prepare.out_rule``): from the range (intersected with a fused clamp;
+   power-of-two targets pick the covering scale or a finer one by the MSE
+   over ``hists[name]``, the calibration histogram, when given: see
+   ``pow2_select.py``),
    tied to the input (MaxPool, Reshape, Transpose, Pad, Slice, Split,
    DepthToSpace, AvgPool, Resize: TFLite requires equal scales), fixed
    (arm: Logistic/Softmax 1/256 zp -128, Tanh 1/128 zp 0) or shared (Concat).
@@ -39,7 +42,8 @@ from ..errors import QDeployError
 from ..ir import Graph
 from .prepare import HANDLERS, fixed_params, Ctx, insert_requantize, out_rule, unsupported_reason
 from .qgraph import QGraph, QNode, QTensor
-from .scales import activation_params
+from .pow2_select import pow2_activation_scale
+from .scales import MIN_SPAN, activation_params
 from .targets import Target, load_target
 
 REQUANTIZING = {"Conv", "ConvTranspose", "Gemm", "Add", "Sub", "Mul", "Div", "Max", "Min", "PRelu",
@@ -47,13 +51,13 @@ REQUANTIZING = {"Conv", "ConvTranspose", "Gemm", "Add", "Sub", "Mul", "Div", "Ma
 
 
 def quantize_graph(graph: Graph, ranges: dict, target: "str | Target" = "arm",
-                   per_tensor: bool = False) -> QGraph:
+                   per_tensor: bool = False, hists: dict | None = None) -> QGraph:
     target = load_target(target)
     g = graph
     check_ops(g, target)
     ranges = {k: (float(v[0]), float(v[1])) for k, v in ranges.items()}
     _check_ranges(g, ranges, target)
-    qt = _activation_params(g, ranges, target)
+    qt = _activation_params(g, ranges, target, hists or {})
     ctx = Ctx(g, target, per_tensor, qt)
     shared = _share_concat_scales(g, ctx)
     for n in g.nodes:
@@ -103,7 +107,7 @@ def _check_ranges(g: Graph, ranges: dict, target: Target) -> None:
 
 
 # ------------------------------------------------------------------ activation parameters
-def _activation_params(g: Graph, ranges: dict, target: Target) -> dict[str, QTensor]:
+def _activation_params(g: Graph, ranges: dict, target: Target, hists: dict) -> dict[str, QTensor]:
     nm = target.numerics
     qmin, qmax = target.qrange
     dtype = nm.activation_dtype
@@ -116,6 +120,9 @@ def _activation_params(g: Graph, ranges: dict, target: Target) -> dict[str, QTen
         if clamp is not None:
             lo, hi = max(lo, clamp[0]), min(hi, clamp[1])
             hi = max(hi, lo)
+        if nm.pow2_scales and nm.activation_symmetric:
+            maxabs = max(-min(lo, 0.0), max(hi, 0.0), MIN_SPAN / 2)
+            return make(name, pow2_activation_scale(maxabs, hists.get(name), qmin, qmax), 0)
         return make(name, *activation_params(lo, hi, qmin, qmax, nm.activation_symmetric, nm.pow2_scales))
 
     qt = {i: from_range(i) for i in g.inputs}
@@ -130,7 +137,10 @@ def _activation_params(g: Graph, ranges: dict, target: Target) -> dict[str, QTen
             elif rule == "fixed":
                 qt[o] = make(o, *fixed_params(n.op, target))
             elif rule == "concat":
-                lo = min(qt[i].s * (qmin - qt[i].zp) if i in qt else float(np.min(g.const(i))) for i in n.inputs)
+                # symmetric int8 covers [-qmax, qmax] * s: the extra code -128 is not range to
+                # cover (it would double a power-of-two shared scale)
+                qlo = -qmax if nm.activation_symmetric else qmin
+                lo = min(qt[i].s * (qlo - qt[i].zp) if i in qt else float(np.min(g.const(i))) for i in n.inputs)
                 hi = max(qt[i].s * (qmax - qt[i].zp) if i in qt else float(np.max(g.const(i))) for i in n.inputs)
                 clamp = n.attrs.get("q_clamp")
                 if clamp is not None:

@@ -10,7 +10,9 @@ Activations (per tensor):
   ``MIN_SPAN`` so that no scale is 0 and nothing downstream divides by zero.
 
 Weights: int8 symmetric in [-127, 127], per output channel or per tensor, so
-``scale = max|w| / 127``. Two corrections, both documented per layer in the
+``scale = max|w| / 127`` (power-of-two targets: the power of two with the
+smallest weight MSE, ``pow2_select.pow2_weight_scale``, which may clip the
+largest weights). Two corrections, both documented per layer in the
 quantizer's warnings:
 * an all-zero channel has no range: its scale is chosen so that the channel's
   requantisation multiplier is 1 (``s_out / s_in``); the int weights are 0
@@ -94,8 +96,11 @@ def weight_scales(w: np.ndarray, per_channel: bool, pow2: bool, s_in: float, s_o
         s = np.maximum(s, need)
         notes.append(f"weight scale raised on {int(raise_.sum())} channel(s) so that the int32 bias fits "
                      "(s_in * s_w too small for the bias)")
-    if pow2:
-        s = np.array([pow2_ceil(v) for v in s])
+    if pow2:   # fpga: the power of two with the smallest weight MSE (pow2_select.py), >= the bias bound
+        from .pow2_select import pow2_weight_scale
+        lower = need if per_channel else np.full(c, need.max())
+        s = np.array([pow2_ceil(v) if zero[k] else pow2_weight_scale(w[k] if per_channel else w, lower[k])
+                      for k, v in enumerate(s[:c if per_channel else 1])])
     if not per_channel:
         s = s[:1]
     return s.astype(np.float32), notes

@@ -31,7 +31,7 @@ from .elementwise import add_eval, add_params, mul_eval, mul_params, sub_eval, s
 from .luts import (FUNCTIONS, float_lut, hard_swish_lut, leaky_relu_lut, logistic_lut,
                    lut_eval, lut_vs_recipe_error, tanh_lut)
 from .pooling import avg_pool2d_eval, avg_pool_eval, mean_eval, mean_params
-from .pow2 import pow2_scale
+from .pow2 import mean_shift_eval, mean_shift_params, pow2_scale
 from .prelu import prelu_eval, prelu_params
 from .quantize import dequantize, quantize_input, requantize_eval, requantize_params
 from .resize import (nearest_indices, resize_bilinear_eval, resize_bilinear_params,
@@ -42,7 +42,8 @@ __all__ = [
     "add_eval", "add_params", "avg_pool2d_eval", "avg_pool_eval", "dequantize", "float_lut",
     "FUNCTIONS", "hard_swish_eval", "hard_swish_lut", "hard_swish_params", "leaky_relu_eval",
     "leaky_relu_lut", "leaky_relu_params", "logistic_eval", "logistic_lut", "logistic_params",
-    "lut_eval", "lut_vs_recipe_error", "mean_eval", "mean_params", "mul_eval", "mul_params",
+    "lut_eval", "lut_vs_recipe_error", "mean_eval", "mean_params", "mean_shift_eval",
+    "mean_shift_params", "mul_eval", "mul_params",
     "nearest_indices", "pow2_scale", "prelu_eval", "prelu_params", "quantize_input",
     "requantize_eval", "requantize_params",
     "resize_bilinear_eval", "resize_bilinear_params", "resize_nearest_eval", "softmax_eval",

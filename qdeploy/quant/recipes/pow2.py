@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 
 def pow2_scale(real_range: float, qmax: int = 127) -> float:
     """Smallest ``2**k`` with ``qmax * 2**k >= real_range`` (symmetric int8 covering
@@ -24,3 +26,44 @@ def pow2_scale(real_range: float, qmax: int = 127) -> float:
     while qmax * 2.0 ** k < r:
         k += 1
     return 2.0 ** k
+
+
+def mean_shift_params(e_in: int, e_out: int, count: int, bits: int = 7) -> dict:
+    """fpga spatial mean (GlobalAveragePool, ReduceMean over H, W) from an input
+    of scale ``2**e_in`` to an output of scale ``2**e_out``:
+    ``y = shift_round(m * sum(x), shift)`` (:func:`mean_shift_eval`).
+
+    The real factor ``2**(e_in - e_out) / count`` is not a power of two for
+    most counts (7x7 = 49), so it is ``m / 2**shift`` with ``m`` a positive
+    ``bits``-bit integer (default 7: ``m`` is an int8 weight and ``m * x`` one
+    int8 MAC, so the mean is a depthwise convolution with a constant kernel
+    and no divider or wide multiplier is needed). ``(m, shift)`` minimises
+    ``|m / 2**shift - factor|`` (ties: the smallest shift): the gain error is
+    below ``2**-bits`` relative (0.4 % for 7 bits) and 0 for power-of-two
+    counts. ``m * sum`` of int8 inputs stays below ``2**31`` for windows up
+    to ``2**(31 - 7 - bits)`` elements (131072 for 7 bits)."""
+    count = int(count)
+    if count <= 0:
+        raise ValueError("mean over an empty window")
+    factor = 2.0 ** (int(e_in) - int(e_out)) / count
+    top = (1 << bits) - 1
+    best = None
+    for shift in range(-40, 64):
+        m = min(max(int(math.floor(factor * 2.0 ** shift + 0.5)), 1), top)
+        err = abs(m / 2.0 ** shift - factor)
+        if best is None or err < best[0]:
+            best = (err, m, shift)
+    return {"requant": "shift", "multiplier": best[1], "shift": best[2], "count": count}
+
+
+def mean_shift_eval(q, params: dict, axes=(2, 3), keepdims: bool = True,
+                    act_min: int = -128, act_max: int = 127) -> np.ndarray:
+    """Eval of :func:`mean_shift_params`: integer sum over ``axes``, times the
+    multiplier, rounding shift, clamp (int8)."""
+    from ..fixedpoint import shift_round
+    q = np.asarray(q, dtype=np.int64)
+    count = int(np.prod([q.shape[a] for a in axes]))
+    if count != params["count"]:
+        raise ValueError(f"mean params are for {params['count']} elements, tensor has {count}")
+    acc = q.sum(axis=tuple(axes), keepdims=keepdims) * int(params["multiplier"])
+    return np.clip(shift_round(acc, int(params["shift"])), act_min, act_max).astype(np.int8)
