@@ -174,6 +174,9 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
         g, x, method=opts.method, batch_size=opts.batch_size, progress=opts.progress, recipe=recipe)
     if cle:
         ranges.options["cle"] = True
+    # the shortcut check again, now with measured ranges: what each merge's shared scale costs
+    from .passes.shortcut_check import check_shortcuts
+    g.records["shortcut"] = check_shortcuts(g, {t: ranges.range(t) for t in ranges.names()})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         qg = quantize_graph(g, {t: ranges.range(t) for t in ranges.names()}, target, per_tensor=per_tensor,
@@ -272,6 +275,8 @@ def _manifest(model: Path, opts, target, g: Graph, ranges, samples: int, cle: bo
         "outputs": [{"name": n, "shape": list(g.shape(n)[1:])} for n in g.outputs],
         "versions": _versions(),
         "passes": [f"{p}: {m}" for p, m in g.log],
+        "shortcuts": [{k: r.get(k) for k in ("node", "op", "ratio", "max_bits_lost", "advice")}
+                      for r in g.records.get("shortcut", [])],
         "warnings": warn,
         "artefacts": {name: {"bytes": len(data), "sha256": _sha256(data)} for name, data in sorted(files.items())},
     }

@@ -15,6 +15,12 @@ from ..onnx_import import parse_input_shape
 from ..pipeline import METHODS, QuantizeOptions, quantize_model
 
 
+def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
+    """Merges whose shared int8 scale costs at least ``min_bits`` bits on a branch."""
+    return [r for r in graph.records.get("shortcut", [])
+            if (r.get("max_bits_lost") or 0.0) >= min_bits and r.get("advice")]
+
+
 def input_shapes(values):
     """``--input-shape`` values (repeatable) as the importer's argument."""
     if not values:
@@ -70,6 +76,8 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
         return
     for w in res.warnings:
         click.echo(f"warning: {w}", err=True)
+    for r in shortcut_advice(res.graph):
+        click.echo(f"note: {r['op']} '{r['node']}': {r['advice']}", err=True)
     click.echo(f"quantized {model} for '{summary['target']}' ({summary['nodes']} int8 nodes, "
                f"{summary['samples']} calibration samples, {summary['method']}) -> {res.out}/: "
                + ", ".join(summary["files"]))
