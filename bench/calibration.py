@@ -80,7 +80,7 @@ def child_qdeploy(model_path: str, method: str, n: int, size: int) -> dict:
 
     t = time.perf_counter()
     r = calibrate(g, batches(), method=method, batch_size=bs, progress=False)
-    ranges = {k: r[k] for k in r.names()}
+    ranges = r.bounds()
     return {"wall": time.perf_counter() - t, "tensors": len(ranges)}
 
 

@@ -222,7 +222,7 @@ def qdeploy_quantize(model: onnx.ModelProto, calib_x: np.ndarray, target: str, p
     if cle:
         equalize(g, ranges=ranges, relu6=relu6)
         ranges = calibrate(g, calib_x, method=method, progress=False)
-    ranges = {k: ranges[k] for k in ranges.names()}
+    ranges = ranges.bounds()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         qg = quantize_graph(g, ranges, load_target(target), per_tensor=per_tensor)
@@ -381,7 +381,7 @@ def jitter_table(names: list[str], allm: dict, log, k: int = 6, rel: float = 2e-
         ref = ort_run(model.SerializeToString(), ev)
         g, _ = qdeploy_quantize(model, cal, "arm", False, False, False)
         r0 = calibrate(g, cal, method="minmax", progress=False)
-        r0 = {t: r0[t] for t in r0.names()}
+        r0 = r0.bounds()
         vals = []
         for i in range(k):
             rng = np.random.default_rng(i)

@@ -27,6 +27,18 @@ def run_float(g: Graph, inputs: dict[str, np.ndarray] | np.ndarray, expose=()) -
     return dict(zip(names, sess.run(names, inputs)))
 
 
+def run_samples(g: Graph, inputs: dict[str, np.ndarray] | np.ndarray, expose=()) -> dict[str, np.ndarray]:
+    """N samples of the batch-1 graph along axis 0, run one at a time on one
+    session: outputs (and exposed tensors) by name, stacked the same way."""
+    if isinstance(inputs, np.ndarray):
+        inputs = {g.inputs[0]: inputs}
+    sess = session(g, expose)
+    names = list(g.outputs) + [e for e in expose if e not in g.outputs]
+    n = len(next(iter(inputs.values())))
+    runs = [sess.run(names, {k: v[i:i + 1] for k, v in inputs.items()}) for i in range(n)]
+    return {name: np.concatenate([r[j] for r in runs]) for j, name in enumerate(names)}
+
+
 def random_inputs(g: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     return {i: rng.standard_normal(g.shape(i)).astype(g.tensor(i).dtype) for i in g.inputs}

@@ -37,8 +37,7 @@ block adds.
 Decisions where the issue is silent: MACs count multiply-accumulates of
 conv/FC/MatMul only (element-wise ops and pooling are memory-bound, not MAC-bound);
 ``params.int8_bytes`` counts weights at 1 byte and conv/FC biases at 4 bytes
-(int32), on the graph after the passes (BatchNorm folded) when they are
-available.
+(int32), on the graph after the passes (BatchNorm folded).
 """
 from __future__ import annotations
 
@@ -125,12 +124,8 @@ def _io(g: Graph, name: str) -> dict:
 # ---------------------------------------------------------------- passes
 def _passes(g: Graph):
     """The passes that would apply (on a copy): messages by pass, and the
-    shortcut records. Returns the deploy-ready graph too (None when the pass
-    pipeline cannot be imported)."""
-    try:
-        from .passes import pass_names, run_passes
-    except ImportError as e:
-        return None, {"available": False, "error": f"pass pipeline not importable: {e}", "by_pass": {}}, []
+    shortcut records. Returns the deploy-ready graph too."""
+    from .passes import pass_names, run_passes
     start = len(g.log)
     deploy = run_passes(g)              # works on a copy: the caller's graph is untouched
     by_pass: dict[str, list[str]] = {nm: [] for nm in pass_names()}
@@ -173,11 +168,11 @@ def _param_counts(g: Graph) -> tuple[int, int]:
     return int(count), int(int8)
 
 
-def _params(g: Graph, deploy: Graph | None) -> dict:
-    count, int8 = _param_counts(g)
-    d_count, d_int8 = _param_counts(deploy) if deploy is not None else (count, int8)
+def _params(g: Graph, deploy: Graph) -> dict:
+    count, _ = _param_counts(g)
+    d_count, d_int8 = _param_counts(deploy)
     return {"count": count, "fp32_bytes": 4 * count, "deploy_count": d_count,
-            "int8_bytes": d_int8, "int8_counted_on": "after passes" if deploy is not None else "as imported"}
+            "int8_bytes": d_int8, "int8_counted_on": "after passes"}
 
 
 # ---------------------------------------------------------------- layers

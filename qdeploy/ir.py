@@ -12,6 +12,9 @@ few normalisations done once by the importer (see ``qdeploy/onnx_import.py``):
 * ``Clip`` carries ``min``/``max`` attributes; ``Pad``, ``Slice``, ``Split``,
   ``Resize`` and ``ReduceMean`` carry their (constant) parameters as
   attributes too, so no node has a shape-like constant input.
+* ``Conv``, ``MaxPool`` and ``AveragePool`` carry explicit ``pads`` (their
+  ``auto_pad`` is resolved from the static shapes).
+* string attributes are ``str`` (never ``bytes``).
 * optional inputs that are absent are ``""``.
 
 Passes annotate nodes through ``attrs`` with keys that start with ``q_``:
@@ -26,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -206,7 +209,3 @@ def topo_order(nodes, ready, inputs_of, outputs_of):
             return order, rest
         pending = rest
     return order, []
-
-
-def nodes_of(graph: Graph, *ops: str) -> Iterable[Node]:
-    return [n for n in graph.nodes if n.op in ops]

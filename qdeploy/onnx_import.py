@@ -127,6 +127,21 @@ def parse_input_shape(text: str) -> tuple[str | None, tuple[int, ...]]:
     return (name or None), shape
 
 
+def parse_input_shapes(values) -> InputShapes:
+    """Repeated ``--input-shape [name:]1x3xHxW`` -> the argument of
+    :func:`import_onnx`: None (none given), the shape (one without a name),
+    or ``{name: shape}`` (the key None stands for "the model's only input")."""
+    shapes: dict = {}
+    for text in values:
+        name, shape = parse_input_shape(text)
+        if name in shapes:
+            raise QDeployError(f"--input-shape '{text}': input {name or '(unnamed)'} given twice")
+        shapes[name] = shape
+    if list(shapes) == [None]:
+        return shapes[None]
+    return shapes or None
+
+
 def _fix_inputs(model: onnx.ModelProto, input_shapes: InputShapes, where: str) -> None:
     inits = {t.name for t in model.graph.initializer}
     real = [i for i in model.graph.input if i.name not in inits]
@@ -135,7 +150,9 @@ def _fix_inputs(model: onnx.ModelProto, input_shapes: InputShapes, where: str) -
             model.graph.input.remove(i)
     model.ir_version = max(model.ir_version, 4)
     given: dict[str, tuple[int, ...]] = {}
-    if isinstance(input_shapes, Mapping):
+    if input_shapes is not None and not isinstance(input_shapes, Mapping):
+        input_shapes = {None: input_shapes}   # the shape of the only input
+    if input_shapes is not None:
         given = {k: tuple(v) for k, v in input_shapes.items()}
         if None in given and len(real) != 1:
             raise QDeployError(f"{where}: the model has {len(real)} inputs {[i.name for i in real]}; "
@@ -146,11 +163,6 @@ def _fix_inputs(model: onnx.ModelProto, input_shapes: InputShapes, where: str) -
         elif unknown:
             raise QDeployError(f"{where}: --input-shape names input(s) {sorted(map(str, unknown))}, "
                                f"but the model's inputs are {[i.name for i in real]}")
-    elif input_shapes is not None:
-        if len(real) != 1:
-            raise QDeployError(f"{where}: the model has {len(real)} inputs; give each its shape "
-                               "as --input-shape name:1x3xHxW")
-        given = {real[0].name: tuple(input_shapes)}
     missing = []
     for inp in real:
         tt = inp.type.tensor_type
@@ -190,7 +202,17 @@ def _fix_inputs(model: onnx.ModelProto, input_shapes: InputShapes, where: str) -
 
 # ---------------------------------------------------------------- folding
 def _attr(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    """A node's attributes; strings (and lists of strings) as ``str``, so no
+    later stage has to decode bytes."""
+    return {a.name: _decoded(helper.get_attribute_value(a)) for a in node.attribute}
+
+
+def _decoded(v):
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, list) and v and isinstance(v[0], bytes):
+        return [x.decode() for x in v]
+    return v
 
 
 def _eval_node(node: onnx.NodeProto, values: list[np.ndarray], opset: int) -> list[np.ndarray]:
@@ -534,9 +556,8 @@ def _n_pad(g: Graph, n: Node, where: str) -> None:
         for k, ax in enumerate(axes):
             full[ax], full[ax + rank] = pads[k], pads[k + len(axes)]
         pads = full
-    mode = n.attrs.get("mode", b"constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
-    n.inputs, n.attrs = [n.inputs[0]], {"pads": tuple(pads), "mode": mode, "value": value}
+    n.inputs, n.attrs = [n.inputs[0]], {"pads": tuple(pads), "mode": n.attrs.get("mode", "constant"),
+                                        "value": value}
 
 
 def _n_slice(g: Graph, n: Node, where: str) -> None:
@@ -567,7 +588,7 @@ def _n_split(g: Graph, n: Node, where: str) -> None:
 
 
 def _n_resize(g: Graph, n: Node, where: str) -> None:
-    a = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in n.attrs.items()}
+    a = dict(n.attrs)
     if n.op == "Upsample":
         a.setdefault("mode", "nearest")
         a["coordinate_transformation_mode"] = "asymmetric"
@@ -628,12 +649,8 @@ def _n_auto_pad(g: Graph, n: Node, where: str) -> None:
     """``auto_pad`` (SAME_UPPER/SAME_LOWER/VALID) becomes explicit ``pads``
     from the static input shape, so no later stage has to know ``auto_pad``."""
     auto = n.attrs.pop("auto_pad", "NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
     in_hw = g.shape(n.inputs[0])[2:]
-    if n.op == "Conv":
-        kernel = list(n.attrs.get("kernel_shape") or g.shape(n.inputs[1])[2:])
-    else:
-        kernel = list(n.attrs["kernel_shape"])
+    kernel = list(n.attrs.get("kernel_shape") or g.shape(n.inputs[1])[2:])   # a Conv's may be implicit
     k = len(kernel)
     if auto in ("NOTSET", ""):
         n.attrs["pads"] = [int(p) for p in n.attrs.get("pads", [0] * (2 * k))]

@@ -176,10 +176,11 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
         ranges.options["cle"] = True
     # the shortcut check again, now with measured ranges: what each merge's shared scale costs
     from .passes.shortcut_check import check_shortcuts
-    g.records["shortcut"] = check_shortcuts(g, {t: ranges.range(t) for t in ranges.names()})
+    bounds = ranges.bounds()
+    g.records["shortcut"] = check_shortcuts(g, bounds)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        qg = quantize_graph(g, {t: ranges.range(t) for t in ranges.names()}, target, per_tensor=per_tensor,
+        qg = quantize_graph(g, bounds, target, per_tensor=per_tensor,
                             hists=_pow2_histograms(g, x, ranges, target, opts.batch_size))
         if opts.bias_correction:
             from .quant.bias_correction import correct_bias
@@ -315,12 +316,8 @@ def read_manifest(out, strict: bool = True) -> dict | None:
 
 def _run_float(out: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     import onnx
-    from .float_run import session
-    g = import_onnx(onnx.load(str(out / FLOAT)), name="model")
-    sess = session(g)
-    n = len(next(iter(inputs.values())))
-    res = [sess.run(list(g.outputs), {k: v[i:i + 1] for k, v in inputs.items()}) for i in range(n)]
-    return {o: np.concatenate([r[j] for r in res]) for j, o in enumerate(g.outputs)}
+    from .float_run import run_samples
+    return run_samples(import_onnx(onnx.load(str(out / FLOAT)), name="model"), inputs)
 
 
 def _run_ref(out: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

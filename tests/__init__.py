@@ -1,0 +1,1 @@
+"""qdeploy's tests (shared helpers: ``tests/helpers.py``)."""

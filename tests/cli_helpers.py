@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 from click.testing import CliRunner
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from qdeploy.cli import main
-from tests.helpers import ROOT
+from tests.helpers import ROOT, model
 
 DIGITS = ROOT / "examples" / "digits"
 DIGITS_MODEL, DIGITS_CALIB, DIGITS_EVAL = DIGITS / "digits_cnn.onnx", DIGITS / "calib.npz", DIGITS / "eval.npz"
@@ -51,15 +51,8 @@ def folder_bytes(path) -> dict[str, bytes]:
     return {str(f.relative_to(p)): f.read_bytes() for f in sorted(p.rglob("*")) if f.is_file()}
 
 
-def _model(nodes, inputs: dict, outputs: dict, inits: dict, name: str) -> onnx.ModelProto:
-    g = helper.make_graph(
-        nodes, name,
-        [helper.make_tensor_value_info(k, onnx.TensorProto.FLOAT, v) for k, v in inputs.items()],
-        [helper.make_tensor_value_info(k, onnx.TensorProto.FLOAT, v) for k, v in outputs.items()],
-        initializer=[numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    return m
+def _f32(arrays: dict) -> dict:
+    return {k: np.asarray(v, np.float32) for k, v in arrays.items()}
 
 
 def two_output_model(path) -> Path:
@@ -70,7 +63,7 @@ def two_output_model(path) -> Path:
              helper.make_node("Conv", ["feat", "w2", "b2"], ["head"], name="conv2")]
     inits = {"w1": rng.normal(0, 0.3, (4, 3, 3, 3)), "b1": rng.normal(0, 0.1, 4),
              "w2": rng.normal(0, 0.5, (2, 4, 1, 1)), "b2": rng.normal(0, 0.1, 2)}
-    m = _model(nodes, {"x": [1, 3, 8, 8]}, {"feat": [1, 4, 8, 8], "head": [1, 2, 8, 8]}, inits, "two_out")
+    m = model(nodes, {"x": [1, 3, 8, 8]}, {"feat": [1, 4, 8, 8], "head": [1, 2, 8, 8]}, _f32(inits), name="two_out")
     onnx.save(m, str(path))
     return Path(path)
 
@@ -81,7 +74,7 @@ def lrn_softmax_model(path) -> Path:
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
              helper.make_node("LRN", ["c"], ["n"], size=3, name="norm1"),
              helper.make_node("Softmax", ["n"], ["y"], axis=-1, name="prob")]
-    m = _model(nodes, {"x": [1, 3, 8, 8]}, {"y": [1, 4, 8, 8]}, {"w": rng.normal(0, 0.3, (4, 3, 3, 3))},
-               "lrn_softmax")
+    m = model(nodes, {"x": [1, 3, 8, 8]}, {"y": [1, 4, 8, 8]}, _f32({"w": rng.normal(0, 0.3, (4, 3, 3, 3))}),
+              name="lrn_softmax")
     onnx.save(m, str(path))
     return Path(path)

@@ -1,3 +1,5 @@
+"""pytest fixtures: ``realmodels``, the folder of the real pre-trained ONNX models
+(the test is skipped when they are unavailable)."""
 import pytest
 
 from tests.helpers import realmodels_dir

@@ -3,6 +3,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,3 +29,20 @@ def assert_float_equal(before, after, seed=0, inputs=None, rtol_range=1e-4):
         rng = float(np.abs(a[name]).max()) + 1e-6
         np.testing.assert_allclose(b[name], a[name], atol=rtol_range * rng, rtol=0,
                                    err_msg=f"output {name}")
+
+
+def model(nodes: list[onnx.NodeProto], inputs: dict, outputs: list[str] | dict,
+          inits: dict | None = None, opset: int = 13, name: str = "t") -> onnx.ModelProto:
+    """A float32 ONNX model of ``nodes``: ``inputs`` by name -> shape,
+    ``outputs`` names (shapes left to the importer's inference) or name ->
+    shape, ``inits`` name -> array."""
+    if not isinstance(outputs, dict):
+        outputs = dict.fromkeys(outputs)
+    g = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info(k, onnx.TensorProto.FLOAT, v) for k, v in inputs.items()],
+        [helper.make_tensor_value_info(k, onnx.TensorProto.FLOAT, v) for k, v in outputs.items()],
+        initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 7 if opset < 15 else 8
+    return m

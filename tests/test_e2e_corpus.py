@@ -149,11 +149,13 @@ def test_spatial_mean_without_keepdims(target):
     (the fpga profile once lowered it to a 4-D AvgPool and crashed the FC)."""
     from onnx import helper
     from qdeploy.quant.interpreter import run
-    from tests.quant.oneop import float_batch, model, pipeline
+    from qdeploy.float_run import run_samples
+    from tests.helpers import model
+    from tests.quant.oneop import pipeline
     m = model([helper.make_node("ReduceMean", ["x"], ["m"], axes=[2, 3], keepdims=0),
                helper.make_node("Gemm", ["m", "w"], ["y"], transB=1)],
               {"x": [1, 6, 4, 4]}, ["y"], {"w": np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32)})
     x = {"x": np.random.default_rng(1).uniform(-1, 1, (16, 6, 4, 4)).astype(np.float32)}
     g, qg = pipeline(m, x, target)
     assert [n.op for n in qg.nodes if n.op in ("AvgPool", "Mean", "Reshape")] == ["Mean"]
-    assert sqnr_db(float_batch(g, x)["y"], run(qg, x)["y"]) > 25   # measured: arm 40.4, fpga 34.1 dB
+    assert sqnr_db(run_samples(g, x)["y"], run(qg, x)["y"]) > 25   # measured: arm 40.4, fpga 34.1 dB

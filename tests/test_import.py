@@ -12,7 +12,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from qdeploy.onnx_export import export_bytes
 from qdeploy.onnx_import import import_onnx
-from tests.passes.build import f32, model, rand
+from tests.helpers import model
+from tests.passes.build import f32, rand
 
 RNG = np.random.default_rng(1)
 

@@ -10,11 +10,11 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
-from onnx import TensorProto, helper
+from onnx import helper
 
-from qdeploy.cli import main
-from tests.passes.build import model, rand
+from tests.cli_helpers import assert_error, cli
+from tests.helpers import model
+from tests.passes.build import rand
 
 RNG = np.random.default_rng(2)
 
@@ -27,18 +27,7 @@ def conv_model(w=None, opset=13):
 
 
 def inspect(*args):
-    return CliRunner().invoke(main, ["inspect", *map(str, args)])
-
-
-def assert_one_line_error(res, *mentions):
-    assert res.exit_code == 2, (res.exit_code, res.output, res.exception)
-    assert res.stdout == "", "no partial output"
-    lines = res.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    assert "Traceback" not in res.output
-    for m in mentions:
-        assert m in lines[0], (m, lines[0])
-    return lines[0]
+    return cli("inspect", *args)
 
 
 def save(m, path):
@@ -50,36 +39,36 @@ def save(m, path):
 def test_not_onnx(tmp_path):
     p = tmp_path / "noise.onnx"
     p.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    assert_one_line_error(inspect(p), str(p))
+    assert_error(inspect(p), str(p))
 
 
 def test_truncated(tmp_path):
     blob = conv_model().SerializeToString()
     p = tmp_path / "cut.onnx"
     p.write_bytes(blob[: len(blob) // 2])
-    assert_one_line_error(inspect(p), str(p))
+    assert_error(inspect(p), str(p))
 
 
 def test_wrong_extension(tmp_path):
     p = save(conv_model(), tmp_path / "model.pb")
-    assert_one_line_error(inspect(p), str(p), ".onnx")
+    assert_error(inspect(p), str(p), ".onnx")
 
 
 def test_missing_file(tmp_path):
-    assert_one_line_error(inspect(tmp_path / "nope.onnx"), "nope.onnx", "no such file")
+    assert_error(inspect(tmp_path / "nope.onnx"), "nope.onnx", "no such file")
 
 
 def test_folder(tmp_path):
     d = tmp_path / "dir.onnx"
     d.mkdir()
-    assert_one_line_error(inspect(d), str(d), "folder")
+    assert_error(inspect(d), str(d), "folder")
 
 
 @pytest.mark.parametrize("opset", [5, 22, 25])
 def test_unsupported_opset(tmp_path, opset):
     m = conv_model()
     m.opset_import[0].version = opset
-    line = assert_one_line_error(inspect(save(m, tmp_path / "m.onnx")), f"opset {opset}")
+    line = assert_error(inspect(save(m, tmp_path / "m.onnx")), f"opset {opset}")
     assert "re-export" in line
 
 
@@ -91,7 +80,7 @@ def test_unknown_ops_all_listed_at_once(tmp_path):
              helper.make_node("FancyNorm", ["c"], ["y"], name="fancy2", domain="com.acme")]
     m = model(nodes, {"x": (1, 3, 8, 8)}, ["y"])
     m.opset_import.append(helper.make_opsetid("com.acme", 1))
-    line = assert_one_line_error(inspect(save(m, tmp_path / "m.onnx")), "3 node(s)")
+    line = assert_error(inspect(save(m, tmp_path / "m.onnx")), "3 node(s)")
     for nm, op in (("fancy1", "FancyNorm"), ("warp7", "WarpField"), ("fancy2", "FancyNorm")):
         assert f"'{nm}'" in line and op in line
 
@@ -100,7 +89,7 @@ def test_cycle(tmp_path):
     nodes = [helper.make_node("Add", ["x", "b"], ["a"], name="add_a"),
              helper.make_node("Relu", ["a"], ["b"], name="relu_b"),
              helper.make_node("Relu", ["a"], ["y"], name="out")]
-    line = assert_one_line_error(inspect(save(model(nodes, {"x": (1, 3, 4, 4)}, ["y"]), tmp_path / "m.onnx")),
+    line = assert_error(inspect(save(model(nodes, {"x": (1, 3, 4, 4)}, ["y"]), tmp_path / "m.onnx")),
                                  "cycle")
     assert "add_a" in line
 
@@ -108,33 +97,28 @@ def test_cycle(tmp_path):
 def test_missing_initializer(tmp_path):
     m = conv_model()
     del m.graph.initializer[:]
-    assert_one_line_error(inspect(save(m, tmp_path / "m.onnx")), "conv1", "'w'")
+    assert_error(inspect(save(m, tmp_path / "m.onnx")), "conv1", "'w'")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_nan_inf_weights(tmp_path, bad):
     w = rand(RNG, 4, 3, 3, 3)
     w[1, 2, 0, 0] = bad
-    assert_one_line_error(inspect(save(conv_model(w), tmp_path / "m.onnx")), "NaN/Inf", "conv1", "'w'")
+    assert_error(inspect(save(conv_model(w), tmp_path / "m.onnx")), "NaN/Inf", "conv1", "'w'")
 
 
 def _two_inputs():
-    nodes = [helper.make_node("Add", ["a", "b"], ["y"], name="add")]
-    g = helper.make_graph(nodes, "two",
-                          [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 3, "H", "W"]),
-                           helper.make_tensor_value_info("b", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 7
-    return m
+    dyn = ["N", 3, "H", "W"]
+    return model([helper.make_node("Add", ["a", "b"], ["y"], name="add")], {"a": dyn, "b": dyn}, ["y"],
+                 name="two")
 
 
 def test_several_inputs_with_unknown_shapes_and_the_fix(tmp_path):
     p = save(_two_inputs(), tmp_path / "two.onnx")
-    line = assert_one_line_error(inspect(p), str(p), "name:")
+    line = assert_error(inspect(p), str(p), "name:")
     assert "'a'" in line and "'b'" in line
     # a nameless shape cannot say which input it is for
-    assert_one_line_error(inspect(p, "--input-shape", "1x3x8x8"), "2 inputs")
+    assert_error(inspect(p, "--input-shape", "1x3x8x8"), "2 inputs")
     ok = inspect(p, "--json", "--input-shape", "a:1x3x8x8", "--input-shape", "b:1x3x8x8")
     assert ok.exit_code == 0, ok.output
     assert '"shape": [\n        1,\n        3,\n        8,\n        8\n      ]' in ok.stdout
@@ -143,12 +127,12 @@ def test_several_inputs_with_unknown_shapes_and_the_fix(tmp_path):
 @pytest.mark.parametrize("text", ["1x3xHx8", "1x3x0x8", "", "1x3x-2x8", "a:b:1x2", "x:"])
 def test_bad_input_shape_string(tmp_path, text):
     p = save(conv_model(), tmp_path / "m.onnx")
-    assert_one_line_error(inspect(p, "--input-shape", text), "--input-shape")
+    assert_error(inspect(p, "--input-shape", text), "--input-shape")
 
 
 def test_input_shape_contradicting_the_model(tmp_path):
     p = save(conv_model(), tmp_path / "m.onnx")
-    assert_one_line_error(inspect(p, "--input-shape", "1x3x16x16"), "contradicts")
+    assert_error(inspect(p, "--input-shape", "1x3x16x16"), "contradicts")
 
 
 # ---------------------------------------------------------------- external data
@@ -179,33 +163,21 @@ def test_external_data_inside_folder_works(tmp_path):
 
 
 def test_external_data_outside_folder_refused(tmp_path):
-    p = _external(tmp_path)
+    p = _external(tmp_path, "../secret.bin")
     (tmp_path / "secret.bin").write_bytes((p.parent / "weights.bin").read_bytes())
-    m = onnx.load(str(p), load_external_data=False)
-    for t in m.graph.initializer:
-        for e in t.external_data:
-            if e.key == "location":
-                e.value = "../secret.bin"
-    onnx.save(m, str(p))
-    line = assert_one_line_error(inspect(p), "outside the model's folder", "'w'")
+    line = assert_error(inspect(p), "outside the model's folder", "'w'")
     assert "refused" in line
 
 
 def test_external_data_absolute_path_refused(tmp_path):
-    p = _external(tmp_path)
-    m = onnx.load(str(p), load_external_data=False)
-    for t in m.graph.initializer:
-        for e in t.external_data:
-            if e.key == "location":
-                e.value = "/etc/hostname"
-    onnx.save(m, str(p))
-    assert_one_line_error(inspect(p), "outside the model's folder")
+    p = _external(tmp_path, "/etc/hostname")
+    assert_error(inspect(p), "outside the model's folder")
 
 
 def test_external_data_missing(tmp_path):
     p = _external(tmp_path)
     (p.parent / "weights.bin").unlink()
-    assert_one_line_error(inspect(p), "weights.bin", "missing")
+    assert_error(inspect(p), "weights.bin", "missing")
 
 
 # ---------------------------------------------------------------- the input is never touched

@@ -14,7 +14,8 @@ from onnx import helper
 from qdeploy.cli import main
 from qdeploy.inspect import inspect_model, se_blocks
 from qdeploy.onnx_import import import_onnx
-from tests.passes.build import f32, model, rand
+from tests.helpers import model
+from tests.passes.build import f32, rand
 
 RNG = np.random.default_rng(0)
 

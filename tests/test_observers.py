@@ -90,8 +90,8 @@ def _slow_kl(counts, zeros, kmin, kmax, i, levels=255):
     h = counts.astype(np.float64).copy()
     h[B] -= zeros
     a, b = max(B - i, kmin), min(B + i, kmax + 1)
-    if b - a < levels:
-        return math.inf
+    if b - a < levels or 2 * (h[:a].sum() + h[b:].sum()) >= h.sum():
+        return math.inf      # too few bins, or it clips the bulk (half the non-zero values)
     sliced = h[a:b].astype(np.float64)
     p = sliced.copy()
     p[0] += h[:a].sum()
@@ -203,3 +203,107 @@ def test_summary_and_zero():
     assert len(s["hist"]["edges"]) == len(s["hist"]["counts"]) + 1
     with pytest.raises(ValueError):
         O.make("minmax").update(np.array([1.0, np.nan], np.float32))
+
+
+# ---- entropy: atoms and degenerate windows ---------------------------------
+def _spiky(n: int = 200_000, seed: int = 0) -> np.ndarray:
+    """A ReLU output with 20 % of its values on five exact non-zero values (a
+    depthwise conv gives exactly its bias on an all-zero input patch)."""
+    rng = np.random.default_rng(seed)
+    x = np.maximum(rng.standard_normal(n), 0) * 1.5
+    k = rng.random(n) < 0.2
+    x[k] = rng.choice([0.21, 0.55, 0.9, 1.3, 1.75], int(k.sum()))
+    return x.astype(np.float32)
+
+
+def _slow_kl_atoms(counts, zeros, atoms, kmin, kmax, i, levels=255):
+    """KL(P||Q) with every atom (the exact zeros and atoms[k] of each bin k in
+    the window) an entry of its own, the same in P and Q; outliers (atoms
+    included) folded into the window's edge bins of P; Q = the window's smooth
+    part merged into levels and spread over P's non-zero bins."""
+    h = counts.astype(np.float64).copy()
+    h[B] -= zeros
+    a, b = max(B - i, kmin), min(B + i, kmax + 1)
+    if b - a < levels or 2 * (h[:a].sum() + h[b:].sum()) >= h.sum():
+        return math.inf
+    smooth = h[a:b] - atoms[a:b]
+    p = smooth.copy()
+    p[0] += h[:a].sum()
+    p[-1] += h[b:].sum()
+    q = np.zeros_like(p)
+    level = np.arange(b - a) * levels // (b - a)
+    for lv in np.unique(level):
+        m = level == lv
+        nzm = m & (p > 0)
+        if nzm.any():
+            q[nzm] = smooth[m].sum() / nzm.sum()
+    exact = np.append(atoms[a:b][atoms[a:b] > 0], zeros)
+    p, q = np.append(p, exact), np.append(q, exact)
+    P, Q = p / p.sum(), q / q.sum()
+    if np.any((P > 0) & (Q == 0)):
+        return math.inf
+    m = P > 0
+    return float(np.sum(P[m] * np.log(P[m] / Q[m])))
+
+
+def test_atoms_are_the_spikes_only():
+    o = _observe("entropy", _spiky())
+    at = O.atoms(o.counts, o.zeros)
+    values = np.array([0.21, 0.55, 0.9, 1.3, 1.75])
+    expect = np.floor(values / o.width).astype(int) + B
+    assert sorted(np.flatnonzero(at)) == sorted(expect)
+    x = _spiky()
+    for v, k in zip(values, expect):      # the spike's excess over its smooth neighbours
+        exact = np.count_nonzero(x == np.float32(v))
+        assert abs(at[k] - exact) < 0.03 * exact
+    for kind in KINDS:                    # smooth data has no atoms
+        o = _observe("entropy", _data(kind))
+        assert not O.atoms(o.counts, o.zeros).any(), kind
+
+
+def test_entropy_with_atoms_matches_direct_kl():
+    o = _observe("entropy", _spiky(), chunks=3)
+    at = O.atoms(o.counts, o.zeros)
+    kmin, kmax = o.occupied()
+    kmin, kmax = min(kmin, B), max(kmax, B - 1)
+    fast = O.entropy_divergences(o.counts, kmin, kmax, o.zeros, at)
+    best = int(np.argmin(fast)) + O.ENTROPY_START
+    for i in sorted(set(range(O.ENTROPY_START, B + 1, 97)) | {best, best - 1, best + 1}):
+        slow = _slow_kl_atoms(o.counts, o.zeros, at, kmin, kmax, i)
+        f = fast[i - O.ENTROPY_START]
+        if math.isinf(slow):
+            assert math.isinf(f), i
+        else:
+            assert f == pytest.approx(slow, rel=1e-6, abs=1e-9), i
+    t = best * o.width
+    assert o.range() == (0.0, min(o.max, t))
+
+
+def test_entropy_atoms_do_not_make_it_clip():
+    # without the atoms' own entries, spreading them over their levels made
+    # the search clip ~10 % of this tensor (at 1.75, the largest atom)
+    x = _spiky()
+    o = _observe("entropy", x)
+    lo, hi = o.range()
+    assert lo == 0.0 and hi > 3.0
+    assert np.mean(x > hi) < 1e-3 and o.clipped() < 1e-3
+
+
+def test_entropy_keeps_the_bulk():
+    # a sigmoid gate: every value far from 0, the smallest one alone; the
+    # windows [0, T < 0.3] hold that one value and had divergence 0
+    # (everything else folded onto their edge): it clipped 99.95 %
+    rng = np.random.default_rng(3)
+    x = np.clip(rng.normal(0.6, 0.08, 2048), 0.3, 1.0).astype(np.float32)
+    x[0] = 0.15
+    lo, hi = _observe("entropy", x).range()
+    assert lo == 0.0 and np.mean(x > hi) < 0.01
+
+
+def test_entropy_of_pure_atoms_is_the_full_range():
+    # 8-bit pixels normalised: a comb of isolated bins, every one an atom
+    rng = np.random.default_rng(4)
+    x = ((rng.integers(0, 256, 100_000) / 255 - 0.45) / 0.225).astype(np.float32)
+    o = _observe("entropy", x)
+    assert O.atoms(o.counts, o.zeros).sum() == o.count
+    assert o.range() == (float(x.min()), float(x.max()))

@@ -78,6 +78,11 @@ class Ranges:
     def names(self) -> list[str]:
         return list(self.observers)
 
+    def bounds(self) -> dict[str, tuple[float, float]]:
+        """``{tensor: (lo, hi)}`` for every tensor, in graph order (what
+        ``quantize_graph`` and ``check_shortcuts`` take)."""
+        return {name: self.range(name) for name in self.observers}
+
     def table(self) -> dict[str, dict]:
         """Per tensor: the observer's summary with the effective lo/hi."""
         out = {}

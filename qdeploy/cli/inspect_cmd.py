@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import click
 
-from ..errors import QDeployError
 from ..fsutil import dumps_json
 from ..inspect import inspect_model
-from ..onnx_import import parse_input_shape
+from ..onnx_import import parse_input_shapes
 
 TOP_LAYERS = 10
-
-
-def input_shapes(values: tuple[str, ...]) -> dict | None:
-    """Repeated ``--input-shape [name:]1x3xHxW`` -> the importer's mapping
-    (the key ``None`` stands for "the model's only input")."""
-    shapes: dict = {}
-    for text in values:
-        name, shape = parse_input_shape(text)
-        if name in shapes:
-            raise QDeployError(f"--input-shape '{text}': input {name or '(unnamed)'} given twice")
-        shapes[name] = shape
-    return shapes or None
 
 
 @click.command("inspect")
@@ -33,7 +20,7 @@ def input_shapes(values: tuple[str, ...]) -> dict | None:
 @click.option("--json", "as_json", is_flag=True, help="print only the JSON analysis")
 def inspect(model, target, input_shape, as_json):
     """Ops, parameters, MACs, receptive field per stage, passes, shortcuts and deploy lint."""
-    report = inspect_model(model, target=target, input_shape=input_shapes(input_shape))
+    report = inspect_model(model, target=target, input_shape=parse_input_shapes(input_shape))
     if as_json:
         click.echo(dumps_json(report), nl=False)
         return
@@ -100,14 +87,11 @@ def render(r: dict, console=None) -> None:
     con.print(t)
 
     ps = r["passes"]
-    if not ps["available"]:
-        con.print(f"[bold]passes[/bold]: {ps['error']}")
-    else:
-        t = table(f"passes that would apply ({ps['changes']} changes)", "pass", "count", "changes")
-        for name, msgs in ps["by_pass"].items():
-            shown = "; ".join(msgs[:3]) + (f"; ... {len(msgs) - 3} more" if len(msgs) > 3 else "")
-            t.add_row(name, str(len(msgs)), shown or "-")
-        con.print(t)
+    t = table(f"passes that would apply ({ps['changes']} changes)", "pass", "count", "changes")
+    for name, msgs in ps["by_pass"].items():
+        shown = "; ".join(msgs[:3]) + (f"; ... {len(msgs) - 3} more" if len(msgs) > 3 else "")
+        t.add_row(name, str(len(msgs)), shown or "-")
+    con.print(t)
 
     if r["shortcuts"]:
         t = table(f"shortcut merges ({len(r['shortcuts'])})", "merge", "branches (producer)", "advice")

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from ..onnx_import import parse_input_shape
+from ..onnx_import import parse_input_shapes
 from ..pipeline import METHODS, QuantizeOptions, quantize_model
 
 
@@ -19,16 +19,6 @@ def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
     """Merges whose shared int8 scale costs at least ``min_bits`` bits on a branch."""
     return [r for r in graph.records.get("shortcut", [])
             if (r.get("max_bits_lost") or 0.0) >= min_bits and r.get("advice")]
-
-
-def input_shapes(values):
-    """``--input-shape`` values (repeatable) as the importer's argument."""
-    if not values:
-        return None
-    parsed = [parse_input_shape(v) for v in values]
-    if len(parsed) == 1 and parsed[0][0] is None:
-        return parsed[0][1]
-    return {name: shape for name, shape in parsed}
 
 
 @click.command("quantize")
@@ -61,7 +51,7 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
              bias_correction, limit, batch_size, out, quiet, as_json):
     """Quantize MODEL (ONNX) for a target; writes OUT/ atomically."""
     opts = QuantizeOptions(target=target, calib=calib, ranges=ranges_file, method=method,
-                           per_tensor=per_tensor, preset=preset, input_shape=input_shapes(shapes),
+                           per_tensor=per_tensor, preset=preset, input_shape=parse_input_shapes(shapes),
                            cle=cle, bias_correction=bias_correction, limit=limit, batch_size=batch_size,
                            progress=not (quiet or as_json) and sys.stderr.isatty())
     res = quantize_model(model, out, opts)

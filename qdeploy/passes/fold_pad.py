@@ -46,7 +46,7 @@ def run(g: Graph, opts) -> list[str]:
         k = len(extra) // 2
         own = [int(p) for p in target.attrs.get("pads", [0] * (2 * k))]
         new = [a + b for a, b in zip(own, extra)]
-        if target.op == "MaxPool" and not _windows_overlap_data(target, new, _kernel(g, target)):
+        if target.op == "MaxPool" and not _windows_overlap_data(target, new):
             continue
         target.attrs["pads"] = new
         g.bypass(pad)
@@ -58,7 +58,6 @@ def run(g: Graph, opts) -> list[str]:
 def _spatial_pads(g: Graph, pad: Node) -> list[int] | None:
     """``[begin..., end...]`` over the spatial dims, or None if not foldable."""
     mode = pad.attrs.get("mode", "constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
     pads = [int(p) for p in pad.attrs.get("pads", ())]
     rank = len(g.shape(pad.inputs[0]))
     if mode != "constant" or len(pads) != 2 * rank or rank < 3 or any(p < 0 for p in pads):
@@ -79,13 +78,8 @@ def _legal(target: Node, value: float) -> bool:
     return False
 
 
-def _kernel(g: Graph, node: Node) -> list[int]:
-    if "kernel_shape" in node.attrs:
-        return [int(k) for k in node.attrs["kernel_shape"]]
-    return list(g.shape(node.inputs[1])[2:])    # Conv without kernel_shape: from the weights
-
-
-def _windows_overlap_data(node: Node, pads: list[int], kernel: list[int]) -> bool:
+def _windows_overlap_data(node: Node, pads: list[int]) -> bool:
+    kernel = node.attrs["kernel_shape"]   # a MaxPool's is never implicit
     k = len(kernel)
     dil = node.attrs.get("dilations", [1] * k)
     ext = [(kk - 1) * d + 1 for kk, d in zip(kernel, dil)]

@@ -104,12 +104,8 @@ def layer_errors(float_graph, qg, inputs) -> list[dict]:
 def float_tensors(g, inputs: dict) -> dict:
     """Every activation of the float graph on onnxruntime (one sample at a time:
     the imported graph has batch 1), stacked along axis 0."""
-    from ..float_run import session
-    names = [t for t in g.activations() if t not in g.inputs]
-    sess = session(g, names)
-    n = len(next(iter(inputs.values())))
-    runs = [sess.run(names, {k: v[i:i + 1] for k, v in inputs.items()}) for i in range(n)]
-    out = {k: np.concatenate([r[j] for r in runs]) for j, k in enumerate(names)}
+    from ..float_run import run_samples
+    out = run_samples(g, inputs, expose=[t for t in g.activations() if t not in g.inputs])
     out.update(inputs)
     return out
 

@@ -127,10 +127,6 @@ def fully_connected(n: QNode, ins, qg: QGraph):
     return [_finish(qg, n, _requant(acc, n.params, (1, -1)))]
 
 
-def _tensor_args(qg, names):
-    return [(qg.tensors[i].s, qg.tensors[i].zp) for i in names]
-
-
 def eltwise(n: QNode, ins, qg: QGraph):
     a, b = ins
     p = n.params

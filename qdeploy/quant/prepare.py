@@ -119,20 +119,10 @@ class Ctx:
 
 
 # ------------------------------------------------------------------ geometry
-def explicit_pads(a: dict, in_hw, kernel, strides, dilations) -> list[int]:
-    """``[top, left, bottom, right]`` from ``pads`` or ``auto_pad``."""
-    auto = a.get("auto_pad", "NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        pads = [0, 0, 0, 0]
-        for i in range(2):
-            out = -(-in_hw[i] // strides[i])
-            total = max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - in_hw[i])
-            small, big = total // 2, total - total // 2
-            pads[i], pads[i + 2] = (small, big) if auto == "SAME_UPPER" else (big, small)
-        return pads
-    p = list(a.get("pads", [0, 0, 0, 0]))
-    return [int(p[0]), int(p[1]), int(p[2]), int(p[3])]
+def _pads(a: dict) -> list[int]:
+    """``[top, left, bottom, right]``: the importer made every Conv/pool
+    ``auto_pad`` explicit, so ``pads`` is all there is."""
+    return [int(p) for p in a.get("pads", [0, 0, 0, 0])]
 
 
 def _pool_geometry(g: Graph, n: Node) -> dict:
@@ -141,7 +131,7 @@ def _pool_geometry(g: Graph, n: Node) -> dict:
     k = [int(v) for v in a["kernel_shape"]]
     st = [int(v) for v in a.get("strides", [1, 1])]
     dil = [int(v) for v in a.get("dilations", [1, 1])]
-    pads = explicit_pads(a, in_hw, k, st, dil)
+    pads = _pads(a)
     out_hw = g.shape(n.outputs[0])[2:]
     for i in range(2):   # ceil_mode: extend the end padding to the output size ONNX gives
         need = (out_hw[i] - 1) * st[i] + (k[i] - 1) * dil[i] + 1 - in_hw[i] - pads[i]
@@ -158,10 +148,9 @@ def conv(ctx: Ctx, n: Node) -> None:
     a = n.attrs
     group = int(a.get("group", 1))
     c_in = g.shape(x)[1]
-    k = list(W.shape[2:])
     st = [int(v) for v in a.get("strides", [1, 1])]
     dil = [int(v) for v in a.get("dilations", [1, 1])]
-    pads = explicit_pads(a, g.shape(x)[2:], k, st, dil)
+    pads = _pads(a)
     wq, bq, params = _weights(ctx, n, x, y, W, B)
     attrs = {"strides": st, "pads": pads, "dilations": dil, "group": group,
              "depthwise": group == c_in and group > 1, "depth_multiplier": W.shape[0] // group}
@@ -215,7 +204,6 @@ def transpose_conv_geometry(g: Graph, n: Node) -> dict:
     dil = [int(v) for v in a.get("dilations", [1, 1])]
     opad = [int(v) for v in a.get("output_padding", [0, 0])]
     auto = a.get("auto_pad", "NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
     given = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
     pads = [0, 0, 0, 0]
     for i in range(2):
@@ -346,7 +334,6 @@ def global_avg_pool(ctx: Ctx, n: Node) -> None:
 
 
 def data_movement(ctx: Ctx, n: Node) -> None:
-    op = {"GlobalMaxPool": "MaxPool"}.get(n.op, n.op)
     attrs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in n.attrs.items()
              if not k.startswith(("q_", "_"))}
     params = {}
@@ -356,9 +343,8 @@ def data_movement(ctx: Ctx, n: Node) -> None:
     if n.op == "Transpose" and "perm" not in attrs:
         attrs["perm"] = list(range(len(ctx.g.shape(n.inputs[0]))))[::-1]
     if n.op == "DepthToSpace":
-        mode = attrs.get("mode", "DCR")
-        attrs["mode"] = mode.decode() if isinstance(mode, bytes) else mode
-    ctx.emit(op, n, n.inputs, n.outputs, attrs, params)
+        attrs.setdefault("mode", "DCR")
+    ctx.emit(n.op, n, n.inputs, n.outputs, attrs, params)
 
 
 def concat(ctx: Ctx, n: Node) -> None:

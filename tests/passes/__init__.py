@@ -1,0 +1,1 @@
+"""One test module per graph pass (helpers: ``tests/passes/build.py``)."""

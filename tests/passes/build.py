@@ -3,25 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
 
 from qdeploy.ir import Graph
 from qdeploy.onnx_import import import_onnx
 from qdeploy.passes import PassOptions
 from tests.helpers import assert_float_equal
-
-
-def model(nodes: list[onnx.NodeProto], inputs: dict[str, tuple[int, ...]], outputs: list[str],
-          inits: dict[str, np.ndarray] | None = None, opset: int = 13) -> onnx.ModelProto:
-    """A float32 model; outputs get their shapes from the importer's inference."""
-    g = helper.make_graph(
-        nodes, "t",
-        [helper.make_tensor_value_info(k, onnx.TensorProto.FLOAT, v) for k, v in inputs.items()],
-        [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in outputs],
-        initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 7 if opset < 15 else 8
-    return m
 
 
 def f32(*vals) -> np.ndarray:

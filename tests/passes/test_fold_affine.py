@@ -1,3 +1,5 @@
+"""fold_affine: constant per-channel Add/Sub/Mul/Div folded into Conv /
+ConvTranspose / Gemm weights, outputs unchanged on onnxruntime; refusals; real models."""
 import numpy as np
 import pytest
 from onnx import helper
@@ -5,8 +7,9 @@ from onnx import helper
 from qdeploy.float_run import run_float
 from qdeploy.onnx_import import import_onnx
 from qdeploy.passes import fold_affine, run_passes
+from tests.helpers import model
+from tests.passes.build import apply, f32, ops, rand
 from tests.quant import realmodel_inputs
-from tests.passes.build import apply, f32, model, ops, rand
 
 C = 4
 

@@ -1,10 +1,13 @@
+"""fold_bn: BatchNormalization folded into Conv / ConvTranspose / Gemm (or a
+lone one made a depthwise Conv), outputs unchanged on onnxruntime; refusals."""
 import numpy as np
 import pytest
 from onnx import helper
 
 from qdeploy.onnx_import import import_onnx
 from qdeploy.passes import fold_bn
-from tests.passes.build import apply, model, ops, rand
+from tests.helpers import model
+from tests.passes.build import apply, ops, rand
 
 
 def bn_params(rng, c, prefix="bn"):

@@ -1,10 +1,13 @@
+"""fold_pad: a Pad folded into the Conv or pool after it only where the
+padding values agree, outputs unchanged on onnxruntime; refusals."""
 import numpy as np
 import pytest
 from onnx import helper
 
 from qdeploy.onnx_import import import_onnx
 from qdeploy.passes import PassOptions, fold_pad
-from tests.passes.build import apply, f32, model, ops, rand
+from tests.helpers import model
+from tests.passes.build import apply, f32, ops, rand
 
 X = (1, 2, 7, 6)
 

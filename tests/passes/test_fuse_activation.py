@@ -1,3 +1,5 @@
+"""fuse_activation: ReLU / ReLU6 / Clip / Max-Min clamps fused into their
+producer as ``q_clamp``, outputs unchanged on onnxruntime; what is not fused."""
 import math
 
 import numpy as np
@@ -5,7 +7,8 @@ import pytest
 from onnx import helper
 
 from qdeploy.passes import fuse_activation
-from tests.passes.build import apply, f32, model, ops, rand
+from tests.helpers import model
+from tests.passes.build import apply, f32, ops, rand
 
 X = (1, 2, 5, 5)
 WIDE = {"x": np.random.default_rng(0).uniform(-8, 8, X).astype(np.float32)}

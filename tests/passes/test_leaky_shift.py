@@ -1,10 +1,13 @@
+"""leaky_shift: the integer multiplier/shift of a LeakyRelu slope against a
+brute-force search; the pass annotation."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 from onnx import helper
 
 from qdeploy.passes import PassOptions, leaky_shift
-from tests.passes.build import apply, model
+from tests.helpers import model
+from tests.passes.build import apply
 
 
 def brute_force(alpha: float, bits: int) -> tuple[int, int]:

@@ -1,9 +1,12 @@
+"""recognize_activation: decomposed h-swish / h-sigmoid / SiLU forms become one
+op, outputs unchanged on onnxruntime; look-alikes that are left alone."""
 import numpy as np
 import pytest
 from onnx import helper
 
 from qdeploy.passes import PassOptions, recognize_activation
-from tests.passes.build import apply, f32, model, ops
+from tests.helpers import model
+from tests.passes.build import apply, f32, ops
 
 X = (1, 3, 4, 5)
 # inputs spanning both knees of h-swish (-3 and 3) and the flat parts

@@ -1,3 +1,5 @@
+"""shortcut_check: one record per Add/Concat merge, and the bits each branch
+loses to the shared scale against int8 codes counted directly."""
 import math
 
 import numpy as np
@@ -6,7 +8,8 @@ from onnx import helper
 
 from qdeploy.passes import shortcut_check
 from qdeploy.passes.shortcut_check import check_shortcuts
-from tests.passes.build import apply, f32, model, rand
+from tests.helpers import model
+from tests.passes.build import apply, f32, rand
 
 
 def merges_model():

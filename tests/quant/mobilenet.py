@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from tests.quant.oneop import model
+from tests.helpers import model
 
 
 class _B:

@@ -1,5 +1,5 @@
 """Inputs for the real pre-trained models, built from the bundled calib/ photographs
-with each model's own preprocessing (../shared/realmodels/README.md), and SQNR.
+with each model's own preprocessing (../shared/realmodels/README.md).
 
 ``MODELS`` maps a model file stem to (input shape, preprocessing factory); a
 factory takes the input's H, W and returns a function from a PIL image to a
@@ -72,10 +72,3 @@ def inputs(model: str, paths, hw=None) -> np.ndarray:
     shape, factory = MODELS[model]
     prep = factory(*(hw or shape[2:]))
     return np.stack([prep(Image.open(p)) for p in paths])
-
-
-def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
-    """10 log10(signal power / error power) over the whole batch."""
-    ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
-    noise = np.sum((ref - got) ** 2)
-    return float("inf") if noise == 0 else float(10 * np.log10(np.sum(ref ** 2) / noise))

@@ -88,7 +88,7 @@ def _quantized(g, calib):
     r = calibrate(g, calib, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return quantize_graph(g, {k: r[k] for k in r.names()}, "arm", per_tensor=True)
+        return quantize_graph(g, r.bounds(), "arm", per_tensor=True)
 
 
 def _channel_mean_error(g, qg, x):

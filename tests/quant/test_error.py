@@ -64,7 +64,7 @@ def test_layer_errors_accumulated_and_local():
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((8, 3, 10, 10)) + 0.3).astype(np.float32)
     r = calibrate(g, x, progress=False)
-    ranges = {k: r[k] for k in r.names()}
+    ranges = r.bounds()
     convs = [n for n in g.nodes if n.op == "Conv"]
     mid = convs[1].output
     with warnings.catch_warnings():

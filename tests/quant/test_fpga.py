@@ -42,9 +42,11 @@ from qdeploy.calibration.observers import MSE, MinMax
 from qdeploy.corpus import CORPUS, save
 from qdeploy.quant import pow2_select as P
 from qdeploy.quant.error import layer_errors, sqnr_db
+from qdeploy.float_run import run_samples
 from qdeploy.quant.interpreter import quantize_inputs, run, run_int
 from qdeploy.quant.recipes.pow2 import mean_shift_params
-from tests.quant.oneop import float_batch, minmax_ranges, model, pipeline
+from tests.helpers import model
+from tests.quant.oneop import minmax_ranges, pipeline
 
 RNG = np.random.default_rng(7)
 
@@ -123,7 +125,7 @@ def test_global_mean_keeps_its_own_scale_and_matches_integer_reference(keepdims)
             acc = int(xq[k, c].astype(np.int64).sum()) * int(p["multiplier"])
             want = (acc + (1 << (sh - 1))) >> sh if sh > 0 else acc << -sh
             assert y[k, c] == min(max(want, -128), 127)
-    assert sqnr_db(float_batch(g, x)["y"], run(qg, x)["y"]) > 30   # tied to the input scale: 19 dB
+    assert sqnr_db(run_samples(g, x)["y"], run(qg, x)["y"]) > 30   # tied to the input scale: 19 dB
 
 
 # ------------------------------------------------------------------ MSE power-of-two scales
@@ -254,7 +256,7 @@ def test_pow2_invariants_on_every_corpus_model(tmp_path):
         r = calibrate(g, x, method="mse", progress=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            qg = quantize_graph(g, {t: r.range(t) for t in r.names()}, "fpga", hists=r.observers)
+            qg = quantize_graph(g, r.bounds(), "fpga", hists=r.observers)
         problems += [f"{name}: {b}" for b in check_pow2_invariants(qg)]
         assert not any(n.op in ("AvgPool",) and n.source and g.node(n.source[0]).op == "GlobalAveragePool"
                        for n in qg.nodes)

@@ -5,14 +5,12 @@ import time
 import numpy as np
 import pytest
 
+from qdeploy.float_run import run_samples
+from qdeploy.quant.error import sqnr_db
 from qdeploy.quant.interpreter import quantize_inputs, run, run_int
 from qdeploy.quant.qgraph import load_qgraph, save_qgraph
 from tests.quant.mobilenet import mobilenet_like
-from tests.quant.oneop import float_batch, pipeline
-
-
-def _sqnr(ref, got):
-    return 10 * np.log10((ref ** 2).sum() / max(((ref - got) ** 2).sum(), 1e-30))
+from tests.quant.oneop import pipeline
 
 
 @pytest.mark.parametrize("target, min_sqnr", [("arm", 30), ("ort", 30), ("fpga", 18)])
@@ -20,8 +18,8 @@ def test_mobilenet_like_end_to_end(target, min_sqnr):
     m = mobilenet_like(32)
     x = {"x": np.random.default_rng(1).standard_normal((8, 3, 32, 32)).astype(np.float32)}
     g, qg = pipeline(m, x, target)
-    got, ref = run(qg, x)["logits"], float_batch(g, x)["logits"]
-    assert _sqnr(ref, got) > min_sqnr
+    got, ref = run(qg, x)["logits"], run_samples(g, x)["logits"]
+    assert sqnr_db(ref, got) > min_sqnr
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.75
     ops = set(qg.op_counts())
     assert {"Conv2D", "FullyConnected", "Add", "Mul", "Concat", "Lut", "MaxPool"} <= ops
@@ -59,5 +57,5 @@ def test_fake_quant_mode_tracks_the_integer_interpreter():
     g, qg = pipeline(m, {"x": x})
     fake = run_fake(qg, g, {"x": x})["logits"]
     ints = run(qg, x)["logits"]
-    ref = float_batch(g, {"x": x})["logits"]
-    assert _sqnr(ints, fake) > 30 and _sqnr(ref, fake) > 25
+    ref = run_samples(g, {"x": x})["logits"]
+    assert sqnr_db(ints, fake) > 30 and sqnr_db(ref, fake) > 25

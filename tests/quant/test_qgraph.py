@@ -1,3 +1,4 @@
+"""The QGraph file: round trip, deterministic bytes, refused versions and formats."""
 import numpy as np
 import pytest
 

@@ -9,7 +9,8 @@ from onnx import helper
 from qdeploy.errors import QDeployError
 from qdeploy.quant.interpreter import quantize_inputs, run_int
 from qdeploy.quant.quantizer import quantize_graph
-from tests.quant.oneop import lsb_check, model, pipeline
+from tests.helpers import model
+from tests.quant.oneop import lsb_check, pipeline
 
 RNG = np.random.default_rng(7)
 

@@ -12,7 +12,8 @@ from qdeploy.errors import QDeployError
 from qdeploy.onnx_import import import_onnx
 from qdeploy.quant.interpreter import quantize_inputs, run_int
 from qdeploy.quant.quantizer import quantize_graph
-from tests.quant.oneop import lsb_check, model, pipeline
+from tests.helpers import model
+from tests.quant.oneop import lsb_check, pipeline
 from tests.quant.test_quantizer_ops import ref_mbqm
 
 RNG = np.random.default_rng(11)

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from qdeploy.pipeline import QuantizeOptions, quantize_model, run_artifact
-from qdeploy.quant.error import float_tensors
+from qdeploy.quant.error import float_tensors, sqnr_db
 from qdeploy.quant.interpreter import run
-from tests.quant.realmodel_inputs import inputs, photos, sqnr_db
+from tests.quant.realmodel_inputs import inputs, photos
 
 CASES = {   # model: (input shape used here, SQNR floor in dB, tensor measured: None = the output)
     "ppocr_v5_cls": ((1, 3, 48, 192), 13.0, None),

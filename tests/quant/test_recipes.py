@@ -311,29 +311,16 @@ resize_cases = st.sampled_from([((4, 4), (8, 8)), ((3, 5), (7, 4)), ((5, 5), (2,
 flags = st.sampled_from([(False, False), (False, True), (True, False)])
 
 
+@pytest.mark.parametrize("op, eval_fn", [("RESIZE_BILINEAR", R.resize_bilinear_eval),
+                                         ("RESIZE_NEAREST_NEIGHBOR", R.resize_nearest_eval)])
 @FAST
-@given(resize_cases, flags, st.integers(0, 2**31))
-def test_resize_bilinear_matches_tflm(case, fl, seed):
+@given(case=resize_cases, fl=flags, seed=st.integers(0, 2**31))
+def test_resize_matches_tflm(op, eval_fn, case, fl, seed):
     (h, w), out_hw = case
     q = _edge_tensor(np.random.default_rng(seed), (1, 3, h, w))
-    got = R.resize_bilinear_eval(q, out_hw, *fl)
-    out = run_oneop("RESIZE_BILINEAR", [Tensor(nhwc(q), 0.1, 2),
-                                        Const(np.array(out_hw, dtype=np.int32))],
-                    Out((1, *out_hw, 3), 0.1, 2),
-                    {"alignCorners": fl[0], "halfPixelCenters": fl[1]})
-    np.testing.assert_array_equal(got, nchw(out))
-
-
-@FAST
-@given(resize_cases, flags, st.integers(0, 2**31))
-def test_resize_nearest_matches_tflm(case, fl, seed):
-    (h, w), out_hw = case
-    q = _edge_tensor(np.random.default_rng(seed), (1, 3, h, w))
-    got = R.resize_nearest_eval(q, out_hw, *fl)
-    out = run_oneop("RESIZE_NEAREST_NEIGHBOR", [Tensor(nhwc(q), 0.1, 2),
-                                                Const(np.array(out_hw, dtype=np.int32))],
-                    Out((1, *out_hw, 3), 0.1, 2),
-                    {"alignCorners": fl[0], "halfPixelCenters": fl[1]})
+    got = eval_fn(q, out_hw, *fl)
+    out = run_oneop(op, [Tensor(nhwc(q), 0.1, 2), Const(np.array(out_hw, dtype=np.int32))],
+                    Out((1, *out_hw, 3), 0.1, 2), {"alignCorners": fl[0], "halfPixelCenters": fl[1]})
     np.testing.assert_array_equal(got, nchw(out))
 
 

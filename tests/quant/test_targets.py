@@ -1,3 +1,4 @@
+"""Target profiles: the bundled TOML files, user files, one-line errors for bad ones."""
 import pytest
 
 from qdeploy.errors import QDeployError
