@@ -24,6 +24,8 @@ class OpInfo:
     note: str = ""
 
 
+_HOST = "element-wise math outside the int8 CNN op set; keep this part of the model on the host in float"
+
 OPS: dict[str, OpInfo] = {
     # compute
     "Conv": OpInfo("conv"),
@@ -54,20 +56,20 @@ OPS: dict[str, OpInfo] = {
     "Softplus": OpInfo("act", cnn=False, note="replace with ReLU for int8 targets"),
     "Mish": OpInfo("act", cnn=False, note="replace with SiLU or h-swish for int8 targets"),
     "Gelu": OpInfo("act", cnn=False, note="replace with SiLU or h-swish for int8 targets"),
-    "Exp": OpInfo("act", cnn=False), "Log": OpInfo("act", cnn=False),
-    "Sqrt": OpInfo("act", cnn=False), "Pow": OpInfo("act", cnn=False),
-    "Erf": OpInfo("act", cnn=False), "Neg": OpInfo("act", cnn=False), "Abs": OpInfo("act", cnn=False),
-    "Reciprocal": OpInfo("act", cnn=False),
+    "Exp": OpInfo("act", cnn=False, note=_HOST), "Log": OpInfo("act", cnn=False, note=_HOST),
+    "Sqrt": OpInfo("act", cnn=False, note=_HOST), "Pow": OpInfo("act", cnn=False, note=_HOST),
+    "Erf": OpInfo("act", cnn=False, note=_HOST), "Neg": OpInfo("act", cnn=False, note=_HOST),
+    "Abs": OpInfo("act", cnn=False, note=_HOST), "Reciprocal": OpInfo("act", cnn=False, note=_HOST),
     # pooling / reductions
     "MaxPool": OpInfo("pool"),
     "AveragePool": OpInfo("pool"),
     "GlobalAveragePool": OpInfo("pool"),
     "GlobalMaxPool": OpInfo("pool"),
     "ReduceMean": OpInfo("reduce"),
-    "ReduceMax": OpInfo("reduce", cnn=False), "ReduceSum": OpInfo("reduce", cnn=False),
-    "LRN": OpInfo("norm", cnn=False, note="local response normalisation has no int8 kernel; retrain without it or use BatchNorm"),
-    "InstanceNormalization": OpInfo("norm", cnn=False),
-    "LayerNormalization": OpInfo("norm", cnn=False),
+    "ReduceMax": OpInfo("reduce", cnn=False, note=_HOST), "ReduceSum": OpInfo("reduce", cnn=False, note=_HOST),
+    "LRN": OpInfo("norm", cnn=False, note="retrain without local response normalisation (BatchNorm folds away)"),
+    "InstanceNormalization": OpInfo("norm", cnn=False, note="use BatchNorm (it folds into the conv) or run it on the host"),
+    "LayerNormalization": OpInfo("norm", cnn=False, note="use BatchNorm (it folds into the conv) or run it on the host"),
     # data movement
     "Concat": OpInfo("shape"),
     "Split": OpInfo("shape"),
@@ -79,7 +81,7 @@ OPS: dict[str, OpInfo] = {
     "DepthToSpace": OpInfo("shape"),
     "SpaceToDepth": OpInfo("shape"),
     "Gather": OpInfo("shape", cnn=False, note="Gather on activations has no int8 CNN kernel here"),
-    "Cast": OpInfo("other", cnn=False),
+    "Cast": OpInfo("other", cnn=False, note="a Cast on activations has no meaning in an int8 graph; remove it from the export"),
     "DeformConv": OpInfo("conv", cnn=False, note="deformable convolution is only well optimised on GPUs: replace it with a plain Conv for embedded targets"),
 }
 

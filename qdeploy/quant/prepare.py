@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import QDeployError
 from ..ir import Graph, Node
+from ..ops import OPS
 from ..passes.fuse_activation import clamp_range
 from . import recipes
 from .fixedpoint import quantize_multiplier_array
@@ -566,7 +567,8 @@ def out_rule(op: str, target: Target) -> str:
 def unsupported_reason(g: Graph, n: Node, target: Target) -> str | None:
     """Why ``n`` cannot be quantized for ``target`` (None: it can)."""
     if n.op not in HANDLERS:
-        return "has no int8 kernel in qdeploy (replace it, e.g. with ReLU/ReLU6 or a Conv)"
+        note = OPS[n.op].note if n.op in OPS else ""
+        return f"has no int8 kernel in qdeploy; {note or 'replace it with a supported op (see qdeploy/ops.py)'}"
     if n.op in target.unsupported:
         return f"is not supported by target '{target.name}' (run it on the host or choose another target)"
     if n.op in _FUNC and n.op not in target.numerics.luts and not (
