@@ -6,7 +6,7 @@ For every corpus model and the digits example, the same calibration data feeds
 
 * qdeploy: passes -> calibrate -> quantize per target profile -> the reference
   interpreter (integer arithmetic). ``arm`` with each calibration method
-  (minmax = the CLI default, percentile, entropy, mse), with the
+  (minmax = the CLI default, percentile, entropy, mse, auto), with the
   accuracy-recovery options (CLE, bias correction), ``fpga`` and the ``ort``
   profile (minmax). ``arm fq`` is the arm QGraph's fake-quant float model
   (its scales and integer weights as QuantizeLinear/DequantizeLinear pairs on
@@ -199,6 +199,7 @@ QDEPLOY_SETTINGS = [  # (column, target, calibration method, cle, bias_correctio
     ("arm pct", "arm", "percentile", False, False),
     ("arm ent", "arm", "entropy", False, False),
     ("arm mse", "arm", "mse", False, False),
+    ("arm auto", "arm", "auto", False, False),
     ("arm+cle+bc", "arm", "minmax", True, True),
     ("fpga", "fpga", "minmax", False, False),
     ("qd ort", "ort", "minmax", False, False),
@@ -334,7 +335,7 @@ def table(rows: list[dict]) -> str:
     qcols = qcols[:1] + [FAKE_COL] + qcols[1:]
     ocols = [ort_col(*s) for s in ORT_SETTINGS]
     head = (qcols + ocols + ["ops left in float by ort", "arm draws", "arm - best ort",
-                             "arm - best ort exec", "best arm method - best ort"])
+                             "arm - best ort exec", "arm auto - best ort", "best arm method - best ort"])
     lines = ["| model | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     methods = ["arm", "arm pct", "arm ent", "arm mse"]
     for r in rows:
@@ -348,7 +349,7 @@ def table(rows: list[dict]) -> str:
         cells = ([_fmt(r.get(c)) for c in qcols]
                  + [f"{_fmt(r.get(c))} / {_fmt(r.get(c + ':exec'))}" for c in ocols]
                  + ["none" if floats == [] else (", ".join(floats) if floats else "-"), _spread(r, "arm"),
-                    diff(arm, best), diff(arm, best_x), diff(arm_best, best)])
+                    diff(arm, best), diff(arm, best_x), diff(r.get("arm auto"), best), diff(arm_best, best)])
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     cols = qcols + ocols + [c + ":exec" for c in ocols]
     errors = [f"- {r['model']} / {c}: {r[c]}" for r in rows for c in cols if isinstance(r.get(c), str)]
@@ -480,14 +481,14 @@ def main(argv=None) -> int:
                 f"on {N_EVAL} evaluation inputs ({N_CALIB} calibration inputs, the same for every "
                 f"column), each number the mean over {args.draws} calibration draws (see bench/sqnr.py's "
                 f"docstring). qdeploy columns run the reference interpreter (`arm` = minmax, the CLI "
-                f"default; `pct`/`ent`/`mse` = the other calibration methods; `qd ort` = qdeploy's ort "
+                f"default; `pct`/`ent`/`mse`/`auto` = the other calibration methods (`auto`: chosen by the output SQNR on the calibration samples, qdeploy/calibration/auto.py); `qd ort` = qdeploy's ort "
                 f"profile); `arm fq` is the arm model's fake-quant float graph (qdeploy's QDQ "
                 f"semantics). `ort` columns are onnxruntime's quantize_static (QDQ, per-channel int8 "
                 f"weights, after quant_pre_process) as `A / B`: A = the QDQ model's semantics "
                 f"(onnxruntime with graph optimizations off, Q/DQ as float ops), B = the same model "
                 f"on onnxruntime's fused int8 CPU kernels (default session). `rr` = reduce_range "
                 f"(7-bit weights). `arm draws` = min..max of arm over the draws. `arm - best ort` "
-                f"compares with the best of all ort numbers (A and B), `exec` with the best B only; "
+                f"compares with the best of all ort numbers (A and B), `exec` with the best B only; `arm auto - best ort` the same for `arm auto`; "
                 f"`best arm method` picks the best of arm's four calibration methods per model "
                 f"(like `best ort`, a choice made on the evaluation set).\n\n")
         write_section(head + body)

@@ -64,7 +64,7 @@ from .passes import run_passes
 
 QGRAPH, FLOAT, RANGES, MANIFEST = "model.qgraph", "model.float.onnx", "ranges.json", "manifest.json"
 MANIFEST_FORMAT, MANIFEST_VERSION = "qdeploy-manifest", 1
-METHODS = ("minmax", "percentile", "entropy", "mse")
+METHODS = ("minmax", "percentile", "entropy", "mse", "auto")
 FILE_SUFFIXES = (".onnx", ".tflite", ".npz", ".npy", ".json", ".qgraph", ".toml", ".h", ".c", ".zip")
 
 
@@ -73,7 +73,8 @@ class QuantizeOptions:
     target: str = "arm"               # bundled target name, the path of a .toml, or a Target
     calib: str | None = None          # SET.npz, .npy, an image folder, or None: the bundled calib/ photos
     ranges: str | None = None         # a ranges.json to reuse instead of calibrating
-    method: str = "minmax"            # minmax | percentile | entropy | mse
+    # auto (output-aware, calibration/auto.py) is opt-in: within noise of minmax on the corpus
+    method: str = "minmax"            # minmax | percentile | entropy | mse | auto
     per_tensor: bool = False
     preset: str = "imagenet"          # preprocessing of images (folder or bundled calib/)
     input_shape: tuple | dict | None = None
@@ -171,7 +172,8 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
         first = calibrate(g, x, method="minmax", batch_size=opts.batch_size, progress=False)
         g.log += [("cle", msg) for msg in equalize(g, first)]
     ranges = given if given is not None else calibrate(
-        g, x, method=opts.method, batch_size=opts.batch_size, progress=opts.progress, recipe=recipe)
+        g, x, method=opts.method, batch_size=opts.batch_size, progress=opts.progress, recipe=recipe,
+        target=target, per_tensor=per_tensor)
     if cle:
         ranges.options["cle"] = True
     # the shortcut check again, now with measured ranges: what each merge's shared scale costs

@@ -108,10 +108,18 @@ def _batches(calib_x, batch_size: int) -> Iterable[np.ndarray]:
 
 def calibrate(graph: Graph, calib_x, method: str = "minmax", tensors=None, batch_size: int = 8,
               progress: bool = True, percentile: float = 99.99, recipe: dict | None = None,
-              threads: int = 0) -> Ranges:
+              threads: int = 0, target="arm", per_tensor: bool = False) -> Ranges:
     """Observe ``tensors`` (default :func:`default_tensors`) of the float
     ``graph`` over the samples ``calib_x`` (an N x <sample shape> array, or an
-    iterable of such batches) and return their :class:`Ranges`."""
+    iterable of such batches) and return their :class:`Ranges`. Method
+    ``auto`` (:mod:`.auto`) chooses by the output of the model quantized for
+    ``target`` (with ``per_tensor`` weights) and needs an array."""
+    if method == "auto":
+        from .auto import auto_ranges
+        if not isinstance(calib_x, np.ndarray):
+            calib_x = np.concatenate(list(_batches(calib_x, batch_size)))
+        return auto_ranges(graph, calib_x, target=target, per_tensor=per_tensor, batch_size=batch_size,
+                           progress=progress, recipe=recipe, tensors=tensors)
     if len(graph.inputs) != 1:
         raise QDeployError(f"model '{graph.name}' has {len(graph.inputs)} inputs; the calibrator "
                            "handles single-input models")

@@ -118,8 +118,8 @@ class MinMax:
             return 0.0, 0.0
         return _with_zero(self.min, self.max)
 
-    def clipped(self) -> float:
-        return 0.0
+    def clipped(self, bounds: tuple[float, float] | None = None) -> float:
+        return 0.0      # its own range clips nothing; other bounds: unknown without a histogram
 
     def state(self) -> dict:
         return {"count": self.count, "min": self.min if self.count else None,
@@ -232,12 +232,12 @@ class Histogram(MinMax):
         nz = np.flatnonzero(self.counts)
         return int(nz[0]), int(nz[-1])
 
-    def clipped(self) -> float:
+    def clipped(self, bounds: tuple[float, float] | None = None) -> float:
         """Fraction of the observed values in bins entirely outside the range
-        (bin resolution)."""
+        (or ``bounds``; bin resolution)."""
         if self.count == 0:
             return 0.0
-        lo, hi = self.range()
+        lo, hi = self.range() if bounds is None else bounds
         e = self.edges()
         below = self.counts[e[1:] <= lo].sum() if lo > self.min else 0
         above = self.counts[e[:-1] >= hi].sum() if hi < self.max else 0

@@ -6,8 +6,9 @@ Format ``qdeploy-ranges``, version 1 (stable JSON: sorted keys, 2-space indent):
       "format": "qdeploy-ranges", "version": 1,
       "model": "<graph name>",
       "fingerprint": "<sha256 hex of the graph's activation tensors>",
-      "method": "minmax" | "percentile" | "entropy" | "mse",
-      "options": {"percentile": 99.99},          # method options ({} for most)
+      "method": "minmax" | "percentile" | "entropy" | "mse" | "auto",
+      "options": {"percentile": 99.99},          # method options ({} for most; auto:
+                                                 # choices per tensor, scores)
       "samples": <number of calibration samples>,
       "recipe": {...} | null,                    # the calibration set's recipe
       "order": ["<tensor name>", ...],           # the tensors in graph order
@@ -89,6 +90,8 @@ class Ranges:
         for name, o in self.observers.items():
             s = o.summary()
             s["lo"], s["hi"] = self.range(name)
+            if name in self.fixed:
+                s["clipped"] = o.clipped(self.fixed[name])
             out[name] = s
         return out
 
@@ -156,6 +159,9 @@ def merge_ranges(files) -> Ranges:
     if not rs:
         raise QDeployError("merge_ranges: no ranges files given")
     first = rs[0]
+    if first.method == "auto":
+        raise QDeployError(f"{files[0]}: 'auto' ranges are chosen on the whole set and do not merge; "
+                           "merge shards calibrated with --method mse, or run auto on the whole set")
     for f, r in zip(files, rs):
         for key in ("fingerprint", "method", "options"):
             if getattr(r, key) != getattr(first, key):

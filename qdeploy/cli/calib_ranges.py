@@ -54,7 +54,8 @@ def _shape_from_set(proto, cs) -> list[int] | None:
 @click.argument("model", type=click.Path(path_type=str))
 @click.argument("calib_set", metavar="SET.npz", type=click.Path(path_type=str))
 @click.option("-o", "--output", required=True, help="ranges file to write (.json)")
-@click.option("--method", type=click.Choice(list(METHODS)), default="minmax", show_default=True)
+@click.option("--method", type=click.Choice(list(METHODS) + ["auto"]), default="minmax", show_default=True,
+              help="auto: chosen by the output of the model quantized for the arm profile")
 @click.option("--percentile", type=float, default=99.99, show_default=True,
               help="for --method percentile: keep [100-p, p] of the values")
 @click.option("--input-shape", "input_shape", metavar="1x3xHxW", help="fix dynamic input dims")
