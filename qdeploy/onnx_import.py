@@ -288,6 +288,10 @@ def _fold(model: onnx.ModelProto, opset: int) -> tuple[dict[str, np.ndarray], li
         elif node.op_type == "Shape" and node.input[0] in shapes | {k: v.shape for k, v in consts.items()}:
             shp = consts[node.input[0]].shape if node.input[0] in consts else shapes[node.input[0]]
             outs = [np.array(shp, dtype=np.int64)[a.get("start", 0):a.get("end", None)]]
+        elif node.op_type == "ConstantOfShape" and node.input[0] in consts:
+            # numpy directly: old exports make every weight this way (onnx.reference is slow at it)
+            value = numpy_helper.to_array(a["value"]).reshape(-1) if "value" in a else np.zeros(1, np.float32)
+            outs = [np.full(tuple(int(d) for d in consts[node.input[0]]), value[0], dtype=value.dtype)]
         elif node.op_type == "Size" and node.input[0] in shapes:
             outs = [np.array(int(np.prod(shapes[node.input[0]])), dtype=np.int64)]
         elif node.domain in ("", "ai.onnx") and node.op_type not in ("Dropout", "RandomNormal",
