@@ -169,7 +169,11 @@ def prelu(n: QNode, ins, qg: QGraph):
 
 def avg_pool(n: QNode, ins, qg: QGraph):
     a, p = n.attrs, n.params
-    y = recipes.avg_pool2d_eval(ins[0], a["kernel"], a["strides"], a["pads"], p["act_min"], p["act_max"])
+    if p.get("requant") == "shift":
+        y = recipes.avg_pool_shift_eval(ins[0], a["kernel"], a["strides"], a["pads"], p,
+                                        p["act_min"], p["act_max"])
+    else:
+        y = recipes.avg_pool2d_eval(ins[0], a["kernel"], a["strides"], a["pads"], p["act_min"], p["act_max"])
     return [np.asarray(y).astype(_dtype(qg, n.outputs[0]))]
 
 

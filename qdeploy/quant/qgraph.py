@@ -53,8 +53,16 @@ Maximum /      xs -> y (broadcast, all  act_min/max; y = max/min of the integers
 Minimum        the output's scale)      (operands requantized to y's params first)
 PRelu          x, alpha -> y            recipes.prelu_params (q31), or fpga {"requant":
                                         "shift", pos_shift, neg_shift}; act_min/max
-AvgPool        x -> y (same scale)      attrs: kernel, strides, pads; TFLite's rounded
-                                        mean over the non-padded window; act_min/max
+AvgPool        x -> y                   attrs: kernel, strides, pads (never overlapping
+                                        padded values: count_include_pad=1 is an explicit
+                                        Pad first). q31: same scale as x, TFLite's rounded
+                                        mean over the non-padded window. fpga: y has its
+                                        own scale; params recipes.avg_pool_shift_params
+                                        {"requant": "shift", counts[K], multiplier[K]
+                                        (7-bit), shift[K]}: a window with counts[k] valid
+                                        elements gives shift_round(multiplier[k] *
+                                        sum(x), shift[k]) (border windows have smaller
+                                        counts; no division). act_min/max
 Mean           x -> y                   attrs: axes (2, 3), keepdims; params:
                                         recipes.mean_params (q31), or fpga
                                         recipes.mean_shift_params {"requant": "shift",

@@ -12,7 +12,7 @@
    over ``hists[name]``, the calibration histogram, when given: see
    ``pow2_select.py``),
    tied to the input (MaxPool, Reshape, Transpose, Pad, Slice, Split,
-   DepthToSpace, AvgPool, Resize: TFLite requires equal scales), fixed
+   DepthToSpace, AvgPool except on fpga, Resize: TFLite requires equal scales), fixed
    (arm: Logistic/Softmax 1/256 zp -128, Tanh 1/128 zp 0) or shared (Concat).
 3. **Concat sharing**: the Concat output takes the range covering all its
    inputs. An input produced by a requantizing op (Conv, FC, Add, ...) that
@@ -47,7 +47,8 @@ from .scales import MIN_SPAN, activation_params
 from .targets import Target, load_target
 
 REQUANTIZING = {"Conv", "ConvTranspose", "Gemm", "Add", "Sub", "Mul", "Div", "Max", "Min", "PRelu",
-                "Relu", "Clip", "GlobalAveragePool", "ReduceMean"}
+                "Relu", "Clip", "GlobalAveragePool", "ReduceMean",
+                "AveragePool"}   # AveragePool: only where out_rule gives it its own range (fpga)
 
 
 def quantize_graph(graph: Graph, ranges: dict, target: "str | Target" = "arm",

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -46,7 +47,7 @@ from qdeploy.float_run import run_samples
 from qdeploy.quant.interpreter import quantize_inputs, run, run_int
 from qdeploy.quant.recipes.pow2 import mean_shift_params
 from tests.helpers import model
-from tests.quant.oneop import minmax_ranges, pipeline
+from tests.quant.oneop import lsb_check, minmax_ranges, pipeline
 
 RNG = np.random.default_rng(7)
 
@@ -126,6 +127,63 @@ def test_global_mean_keeps_its_own_scale_and_matches_integer_reference(keepdims)
             want = (acc + (1 << (sh - 1))) >> sh if sh > 0 else acc << -sh
             assert y[k, c] == min(max(want, -128), 127)
     assert sqnr_db(run_samples(g, x)["y"], run(qg, x)["y"]) > 30   # tied to the input scale: 19 dB
+
+
+# ------------------------------------------------------------------ AveragePool
+def _window_sums(xq, k, st, pads):
+    """Integer sums of the valid (unpadded) elements of each pooling window and
+    their counts, on Python ints."""
+    n, c, h, w = xq.shape
+    oh, ow = (h + pads[0] + pads[2] - k) // st + 1, (w + pads[1] + pads[3] - k) // st + 1
+    sums = np.empty((n, c, oh, ow), dtype=object)
+    cnt = np.empty((oh, ow), dtype=np.int64)
+    for i in range(oh):
+        for j in range(ow):
+            rows = range(max(i * st - pads[0], 0), min(i * st - pads[0] + k, h))
+            cols = range(max(j * st - pads[1], 0), min(j * st - pads[1] + k, w))
+            cnt[i, j] = len(rows) * len(cols)
+            for b, ch in np.ndindex(n, c):
+                sums[b, ch, i, j] = sum(int(xq[b, ch, r, q]) for r in rows for q in cols)
+    return sums, cnt
+
+
+@pytest.mark.parametrize("k,st,pads,cip", [(3, 1, [1, 1, 1, 1], 0), (3, 2, [1, 1, 1, 1], 0),
+                                           (2, 2, [0, 0, 0, 0], 0), (3, 2, [0, 0, 1, 1], 0),
+                                           (5, 1, [2, 2, 2, 2], 0), (3, 1, [1, 1, 1, 1], 1)])
+def test_avg_pool_multiplies_and_shifts_within_one_lsb(k, st, pads, cip):
+    """fpga AveragePool: no division (a 7-bit multiplier and a rounding shift
+    per distinct valid window count, the border windows' smaller counts
+    included), every constant within the MAC width, each output bit-exact with
+    ``shift_round(m[count] * sum, shift[count])`` and within 1 LSB of the exact
+    average of its window's valid elements (clamped to the output range)."""
+    rng = np.random.default_rng(11)
+    x = {"x": rng.normal(size=(3, 4, 9, 9)).astype(np.float32) * 2}
+    m = model([helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[k, k], strides=[st, st],
+                                pads=pads, count_include_pad=cip)], {"x": [1, 4, 9, 9]}, ["y"])
+    g, qg = pipeline(m, x, "fpga")
+    assert check_pow2_invariants(qg) == []
+    node = next(n for n in qg.nodes if n.op == "AvgPool")
+    p = node.params
+    assert p["requant"] == "shift" and set(p) == {"requant", "counts", "multiplier", "shift",
+                                                  "act_min", "act_max"}
+    assert np.all((1 <= p["multiplier"]) & (p["multiplier"] <= 127))
+    assert cip == 0 or node.attrs["pads"] == [0, 0, 0, 0]   # count_include_pad: an explicit Pad first
+    gain = Fraction(2) ** (_exp(qg.tensors[node.inputs[0]].s) - _exp(qg.tensors[node.outputs[0]].s))
+    ints = run_int(qg, quantize_inputs(qg, x), keep=True)
+    y = ints[node.outputs[0]]
+    sums, cnt = _window_sums(ints[node.inputs[0]], k, st, node.attrs["pads"])
+    assert sorted(set(cnt.ravel().tolist())) == list(p["counts"])
+    table = {int(c): (int(mm), int(sh)) for c, mm, sh in zip(p["counts"], p["multiplier"], p["shift"])}
+    lo, hi = p["act_min"], p["act_max"]
+    for idx in np.ndindex(*y.shape):
+        c = int(cnt[idx[2:]])
+        exact = min(max(sums[idx] * gain / c, Fraction(lo)), Fraction(hi))
+        assert abs(int(y[idx]) - exact) <= 1, (idx, int(y[idx]), float(exact))
+        mm, sh = table[c]
+        acc = sums[idx] * mm
+        want = (acc + (1 << (sh - 1))) >> sh if sh > 0 else acc << -sh
+        assert int(y[idx]) == min(max(want, lo), hi)
+    lsb_check(qg, g, x, tol_lsb=1.5, frac=0.99)
 
 
 # ------------------------------------------------------------------ MSE power-of-two scales

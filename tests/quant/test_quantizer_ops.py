@@ -223,9 +223,10 @@ def test_pools_and_mean(target):
     ref = np.stack([np.stack([xp[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3].max(axis=(2, 3)) for j in range(4)], -1)
                     for i in range(4)], -2)
     np.testing.assert_array_equal(out["b"], ref)
-    # AvgPool: TFLite's rounded mean over the non-padded count, same scale
+    # AvgPool: TFLite's rounded mean over the non-padded count, same scale (arm;
+    # fpga multiplies and shifts instead: tests/quant/test_fpga.py)
     cnt = np.pad(np.ones((7, 7)), 1)
-    for i in range(4):
+    for i in range(4 if target == "arm" else 0):
         for j in range(4):
             s = xp[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3]
             n = cnt[2 * i:2 * i + 3, 2 * j:2 * j + 3].sum()

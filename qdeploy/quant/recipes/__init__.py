@@ -30,8 +30,9 @@ from .activations import (hard_swish_eval, hard_swish_params, leaky_relu_eval,
 from .elementwise import add_eval, add_params, mul_eval, mul_params, sub_eval, sub_params
 from .luts import (FUNCTIONS, float_lut, hard_swish_lut, leaky_relu_lut, logistic_lut,
                    lut_eval, lut_vs_recipe_error, tanh_lut)
-from .pooling import avg_pool2d_eval, avg_pool_eval, mean_eval, mean_params
-from .pow2 import mean_shift_eval, mean_shift_params, pow2_scale
+from .pooling import avg_pool2d_eval, avg_pool_eval, mean_eval, mean_params, window_counts
+from .pow2 import (avg_pool_shift_eval, avg_pool_shift_params, mean_shift_eval,
+                   mean_shift_params, pow2_scale)
 from .prelu import prelu_eval, prelu_params
 from .quantize import dequantize, quantize_input, requantize_eval, requantize_params
 from .resize import (nearest_indices, resize_bilinear_eval, resize_bilinear_params,
@@ -39,7 +40,8 @@ from .resize import (nearest_indices, resize_bilinear_eval, resize_bilinear_para
 from .softmax import softmax_eval, softmax_params
 
 __all__ = [
-    "add_eval", "add_params", "avg_pool2d_eval", "avg_pool_eval", "dequantize", "float_lut",
+    "add_eval", "add_params", "avg_pool2d_eval", "avg_pool_eval", "avg_pool_shift_eval",
+    "avg_pool_shift_params", "dequantize", "float_lut",
     "FUNCTIONS", "hard_swish_eval", "hard_swish_lut", "hard_swish_params", "leaky_relu_eval",
     "leaky_relu_lut", "leaky_relu_params", "logistic_eval", "logistic_lut", "logistic_params",
     "lut_eval", "lut_vs_recipe_error", "mean_eval", "mean_params", "mean_shift_eval",
@@ -48,5 +50,5 @@ __all__ = [
     "requantize_eval", "requantize_params",
     "resize_bilinear_eval", "resize_bilinear_params", "resize_nearest_eval", "softmax_eval",
     "softmax_params", "sub_eval", "sub_params", "tanh_eval", "tanh_lut", "tanh_params",
-    "tflite_resize_flags",
+    "tflite_resize_flags", "window_counts",
 ]

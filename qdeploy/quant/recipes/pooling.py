@@ -42,18 +42,29 @@ def _window_ranges(size: int, kernel: int, stride: int, pad_begin: int, out: int
     return np.clip(start, 0, size), np.clip(start + kernel, 0, size)
 
 
-def avg_pool2d_eval(q, kernel, strides, pads, act_min: int = -128, act_max: int = 127):
-    """int8 AVERAGE_POOL_2D on an NCHW tensor.
+def _windows(in_hw, kernel, strides, pads):
+    """Valid row and column ranges ``(y0, y1, x0, x1)`` of every pooling window
+    (``pads=(top, left, bottom, right)``, output size ``(H + top + bottom - kh)
+    // sh + 1``)."""
+    (h, w), (kh, kw), (sh, sw), (pt, pl, pb, pr) = in_hw, kernel, strides, pads
+    oh, ow = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+    return _window_ranges(h, kh, sh, pt, oh) + _window_ranges(w, kw, sw, pl, ow)
 
-    ``kernel=(kh, kw)``, ``strides=(sh, sw)``, ``pads=(top, left, bottom, right)``
-    (ONNX order); output size ``(H + top + bottom - kh) // sh + 1``.
-    """
+
+def window_counts(in_hw, kernel, strides, pads) -> np.ndarray:
+    """Number of valid (unpadded) input elements in each AVERAGE_POOL_2D window,
+    ``[OH, OW]`` (int64)."""
+    y0, y1, x0, x1 = _windows(in_hw, kernel, strides, pads)
+    return (y1 - y0)[:, None] * (x1 - x0)[None, :]
+
+
+def window_sums(q, kernel, strides, pads) -> tuple[np.ndarray, np.ndarray]:
+    """Integer sums of an NCHW tensor over the valid part of each pooling
+    window (int64 ``[N, C, OH, OW]``) and their counts (:func:`window_counts`).
+    A window entirely in the padding is an error (TFLite fails on it)."""
     q = np.asarray(q, dtype=np.int64)
     n, c, h, w = q.shape
-    (kh, kw), (sh, sw), (pt, pl, pb, pr) = kernel, strides, pads
-    oh, ow = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
-    y0, y1 = _window_ranges(h, kh, sh, pt, oh)
-    x0, x1 = _window_ranges(w, kw, sw, pl, ow)
+    y0, y1, x0, x1 = _windows((h, w), kernel, strides, pads)
     # integral image: S[.., i, j] = sum of q[.., :i, :j]
     s = np.zeros((n, c, h + 1, w + 1), dtype=np.int64)
     s[:, :, 1:, 1:] = q.cumsum(2).cumsum(3)
@@ -63,6 +74,16 @@ def avg_pool2d_eval(q, kernel, strides, pads, act_min: int = -128, act_max: int 
     count = (Y1 - Y0) * (X1 - X0)
     if np.any(count == 0):
         raise ValueError("average pool window entirely in the padding (TFLite fails on it)")
+    return sums, count
+
+
+def avg_pool2d_eval(q, kernel, strides, pads, act_min: int = -128, act_max: int = 127):
+    """int8 AVERAGE_POOL_2D on an NCHW tensor.
+
+    ``kernel=(kh, kw)``, ``strides=(sh, sw)``, ``pads=(top, left, bottom, right)``
+    (ONNX order); output size ``(H + top + bottom - kh) // sh + 1``.
+    """
+    sums, count = window_sums(q, kernel, strides, pads)
     return clamp8(avg_pool_eval(sums, count), act_min, act_max)
 
 

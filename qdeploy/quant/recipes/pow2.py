@@ -67,3 +67,41 @@ def mean_shift_eval(q, params: dict, axes=(2, 3), keepdims: bool = True,
         raise ValueError(f"mean params are for {params['count']} elements, tensor has {count}")
     acc = q.sum(axis=tuple(axes), keepdims=keepdims) * int(params["multiplier"])
     return np.clip(shift_round(acc, int(params["shift"])), act_min, act_max).astype(np.int8)
+
+
+def avg_pool_shift_params(e_in: int, e_out: int, counts, bits: int = 7) -> dict:
+    """fpga AveragePool from an input of scale ``2**e_in`` to an output of scale
+    ``2**e_out``: each output position is ``shift_round(m * sum, shift)`` over
+    its window's valid elements, as the spatial mean (:func:`mean_shift_params`,
+    the same 7-bit multiplier and its error bound), instead of TFLite's integer
+    division by the count.
+
+    With ``count_include_pad=0`` the number of valid elements shrinks at the
+    borders (a 3x3 window with padding 1 has 4, 6 or 9), so the parameters are
+    a table with one ``(multiplier, shift)`` per distinct count that occurs
+    (``counts`` ascending; at most 9 entries for one 2-D pool, usually 1-4).
+    The kernel selects the entry of each position's own count, which the
+    window geometry fixes at compile time; it never divides."""
+    counts = sorted({int(c) for c in np.ravel(counts)})
+    table = [mean_shift_params(e_in, e_out, c, bits) for c in counts]
+    return {"requant": "shift", "counts": np.array(counts, np.int32),
+            "multiplier": np.array([p["multiplier"] for p in table], np.int32),
+            "shift": np.array([p["shift"] for p in table], np.int32)}
+
+
+def avg_pool_shift_eval(q, kernel, strides, pads, params: dict,
+                        act_min: int = -128, act_max: int = 127) -> np.ndarray:
+    """Eval of :func:`avg_pool_shift_params` on an NCHW int8 tensor: window sums
+    over the valid elements, each times the multiplier of its count, rounding
+    shift, clamp (int8)."""
+    from ..fixedpoint import shift_round
+    from .pooling import window_sums
+    sums, count = window_sums(q, kernel, strides, pads)
+    counts = np.asarray(params["counts"], np.int64)
+    k = np.minimum(np.searchsorted(counts, count), len(counts) - 1)
+    if np.any(counts[k] != count):
+        raise ValueError(f"average pool params are for window counts {counts.tolist()}, "
+                         f"the tensor has {sorted(set(np.ravel(count).tolist()))}")
+    acc = sums * np.asarray(params["multiplier"], np.int64)[k]
+    y = shift_round(acc, np.asarray(params["shift"], np.int64)[k])
+    return np.clip(y, act_min, act_max).astype(np.int8)
