@@ -13,7 +13,8 @@ few normalisations done once by the importer (see ``qdeploy/onnx_import.py``):
   ``Resize`` and ``ReduceMean`` carry their (constant) parameters as
   attributes too, so no node has a shape-like constant input.
 * ``Conv``, ``MaxPool`` and ``AveragePool`` carry explicit ``pads`` (their
-  ``auto_pad`` is resolved from the static shapes).
+  ``auto_pad`` is resolved from the static shapes); ``ConvTranspose`` carries
+  explicit ``pads`` and ``output_padding`` (no ``auto_pad``/``output_shape``).
 * string attributes are ``str`` (never ``bytes``).
 * optional inputs that are absent are ``""``.
 

@@ -673,8 +673,43 @@ def _n_auto_pad(g: Graph, n: Node, where: str) -> None:
     n.attrs["pads"] = begin + end
 
 
+def _n_conv_transpose(g: Graph, n: Node, where: str) -> None:
+    """ConvTranspose's ``auto_pad`` and ``output_shape`` become explicit ``pads``
+    and ``output_padding`` (ONNX ConvTranspose spec), so that per axis ``out =
+    s * (in - 1) + output_padding + (k - 1) * d + 1 - begin - end``. The target
+    size is ``output_shape`` if given, else ``in * s`` for SAME_*;
+    ``total = begin + end`` is split with the larger half at the end for
+    SAME_UPPER and at the start otherwise (SAME_LOWER, or ``output_shape``
+    without auto_pad), as the spec says and onnxruntime does. An ``output_shape`` larger than
+    the unpadded result is reached by extra ``output_padding``."""
+    a = n.attrs
+    auto = a.pop("auto_pad", "NOTSET") or "NOTSET"
+    out_shape = a.pop("output_shape", None)
+    in_hw = g.shape(n.inputs[0])[2:]
+    k = len(in_hw)
+    kernel = list(a.get("kernel_shape") or g.shape(n.inputs[1])[2:])
+    strides = [int(v) for v in a.get("strides", [1] * k)]
+    dil = [int(v) for v in a.get("dilations", [1] * k)]
+    opad = [int(v) for v in a.get("output_padding", [0] * k)]
+    pads = [int(v) for v in a.get("pads", [0] * (2 * k))]
+    if auto == "VALID":
+        pads = [0] * (2 * k)
+    elif out_shape is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
+        target = ([int(v) for v in out_shape][-k:] if out_shape is not None
+                  else [size * st for size, st in zip(in_hw, strides)])
+        for i in range(k):
+            total = strides[i] * (in_hw[i] - 1) + opad[i] + (kernel[i] - 1) * dil[i] + 1 - target[i]
+            if total < 0:
+                opad[i], total = opad[i] - total, 0
+            big, small = total - total // 2, total // 2
+            pads[i], pads[i + k] = (small, big) if auto == "SAME_UPPER" else (big, small)
+    elif auto != "NOTSET":
+        raise QDeployError(f"{where}: node '{n.name}' (ConvTranspose) has unknown auto_pad '{auto}'")
+    a["pads"], a["output_padding"] = pads, opad
+
+
 _NORMALISE = {
-    "Conv": _n_auto_pad, "MaxPool": _n_auto_pad, "AveragePool": _n_auto_pad,
+    "Conv": _n_auto_pad, "ConvTranspose": _n_conv_transpose, "MaxPool": _n_auto_pad, "AveragePool": _n_auto_pad,
     "Identity": _n_identity, "Dropout": _n_dropout, "Gemm": _n_gemm, "MatMul": _n_matmul,
     "Clip": _n_clip, "Pad": _n_pad, "Slice": _n_slice, "Split": _n_split,
     "Resize": _n_resize, "Upsample": _n_resize, "ReduceMean": _n_reduce_mean,

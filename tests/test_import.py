@@ -267,6 +267,40 @@ def test_real_model_imports_and_matches_original(realmodels, name):
     assert_same_as_original(str(path), g)
 
 
+@pytest.mark.parametrize("attrs", [
+    {"auto_pad": "SAME_UPPER", "strides": [2, 2]}, {"auto_pad": "SAME_LOWER", "strides": [2, 2]},
+    {"auto_pad": "SAME_UPPER", "strides": [3, 2], "kernel_shape": [4, 3]},
+    {"auto_pad": "SAME_LOWER", "strides": [3, 1], "kernel_shape": [4, 3]},
+    {"auto_pad": "SAME_UPPER", "strides": [2, 2], "dilations": [2, 1]},
+    {"auto_pad": "VALID", "strides": [2, 3]}, {"auto_pad": "VALID", "strides": [2, 2], "output_padding": [1, 0]},
+    {"output_shape": [10, 13], "strides": [2, 2]}, {"output_shape": [11, 12], "strides": [2, 3]},
+    {"output_shape": [10, 13], "strides": [2, 2], "auto_pad": "SAME_UPPER"},
+    {"output_shape": [9, 11], "strides": [2, 2], "auto_pad": "SAME_LOWER"},
+    {"output_shape": [10, 13], "strides": [2, 2], "output_padding": [1, 1]},
+    {"strides": [2, 2], "pads": [1, 0, 0, 1], "output_padding": [1, 1]},
+])
+def test_conv_transpose_auto_pad_and_output_shape_become_explicit(attrs):
+    """ConvTranspose ``auto_pad`` / ``output_shape`` become explicit ``pads`` and
+    ``output_padding`` (the ONNX spec), checked against onnxruntime on the
+    original model; the output size matches the formula with the new attrs."""
+    k = attrs.pop("kernel_shape", [3, 3])
+    w = np.random.default_rng(0).standard_normal((3, 4) + tuple(k)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("ConvTranspose", ["x", "w"], ["y"], **attrs)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w, "w")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    g = import_onnx(m)
+    a = g.nodes[0].attrs
+    assert "auto_pad" not in a and "output_shape" not in a
+    st, d = attrs["strides"], attrs.get("dilations", [1, 1])
+    pads, opad = a["pads"], a["output_padding"]
+    assert g.shape("y")[2:] == tuple(st[i] * (n - 1) + (k[i] - 1) * d[i] + 1 + opad[i] - pads[i] - pads[i + 2]
+                                     for i, n in enumerate((5, 6)))
+    assert_same_as_original(m, g)
+
+
 @pytest.mark.parametrize("auto", ["SAME_UPPER", "SAME_LOWER", "VALID"])
 def test_auto_pad_becomes_explicit_pads(auto):
     import onnxruntime as ort
