@@ -96,17 +96,27 @@ def _slow_kl(counts, zeros, kmin, kmax, i, levels=255):
     p = sliced.copy()
     p[0] += h[:a].sum()
     p[-1] += h[b:].sum()
+    q = _merge_and_spread(p, sliced, levels)
+    if q.sum() == 0:
+        return math.inf
+    return _kl(np.append(p, zeros), np.append(q, zeros))
+
+
+def _merge_and_spread(p, window, levels):
+    """Q: ``window`` merged into ``levels`` levels, each level's mass spread
+    evenly over the bins where P is non-zero."""
     q = np.zeros_like(p)
-    nw = b - a
-    level = np.arange(nw) * levels // nw
+    level = np.arange(len(p)) * levels // len(p)
     for lv in np.unique(level):
         m = level == lv
         nzm = m & (p > 0)
         if nzm.any():
-            q[nzm] = sliced[m].sum() / nzm.sum()
-    if q.sum() == 0:
-        return math.inf
-    p, q = np.append(p, zeros), np.append(q, zeros)
+            q[nzm] = window[m].sum() / nzm.sum()
+    return q
+
+
+def _kl(p, q):
+    """KL(P||Q) of the normalised counts; inf where P has mass Q lacks."""
     P, Q = p / p.sum(), q / q.sum()
     if np.any((P > 0) & (Q == 0)):
         return math.inf
@@ -230,20 +240,9 @@ def _slow_kl_atoms(counts, zeros, atoms, kmin, kmax, i, levels=255):
     p = smooth.copy()
     p[0] += h[:a].sum()
     p[-1] += h[b:].sum()
-    q = np.zeros_like(p)
-    level = np.arange(b - a) * levels // (b - a)
-    for lv in np.unique(level):
-        m = level == lv
-        nzm = m & (p > 0)
-        if nzm.any():
-            q[nzm] = smooth[m].sum() / nzm.sum()
+    q = _merge_and_spread(p, smooth, levels)
     exact = np.append(atoms[a:b][atoms[a:b] > 0], zeros)
-    p, q = np.append(p, exact), np.append(q, exact)
-    P, Q = p / p.sum(), q / q.sum()
-    if np.any((P > 0) & (Q == 0)):
-        return math.inf
-    m = P > 0
-    return float(np.sum(P[m] * np.log(P[m] / Q[m])))
+    return _kl(np.append(p, exact), np.append(q, exact))
 
 
 def test_atoms_are_the_spikes_only():

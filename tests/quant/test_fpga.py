@@ -63,21 +63,26 @@ def _conv(name, x, y, c_in, c_out, rng):
     return helper.make_node("Conv", [x, name + "_w"], [y], name=name), {name + "_w": w}
 
 
+def _two_convs_concat(seed: int, chained: bool):
+    """x -> conv 'a'; conv 'b' (reading x, or 'a' when chained); Concat(a, b) -> y.
+    Returns the ONNX model, 8 inputs and their min/max ranges on the passed graph."""
+    from qdeploy.onnx_import import import_onnx
+    from qdeploy.passes import run_passes
+    rng = np.random.default_rng(seed)
+    n1, i1 = _conv("ca", "x", "a", 3, 4, rng)
+    n2, i2 = _conv("cb", "a", "b", 4, 4, rng) if chained else _conv("cb", "x", "b", 3, 4, rng)
+    m = model([n1, n2, helper.make_node("Concat", ["a", "b"], ["y"], axis=1)], {"x": (1, 3, 4, 4)}, ["y"],
+              {**i1, **i2})
+    x = {"x": rng.normal(size=(8, 3, 4, 4)).astype(np.float32)}
+    return m, x, minmax_ranges(run_passes(import_onnx(m)), x)
+
+
 # ------------------------------------------------------------------ Concat
 def test_concat_shared_scale_is_the_largest_input_scale_not_twice_it():
     """Symmetric int8 covers [-127, 127] * s: the shared power-of-two scale of a
     Concat is the largest input scale. Covering [-128 s, 127 s] doubled it
     (one bit lost on every branch of every Concat: ghostnet 3 -> 10 dB)."""
-    rng = np.random.default_rng(0)
-    n1, i1 = _conv("ca", "x", "a", 3, 4, rng)
-    n2, i2 = _conv("cb", "x", "b", 3, 4, rng)
-    m = model([n1, n2, helper.make_node("Concat", ["a", "b"], ["y"], axis=1)], {"x": (1, 3, 4, 4)}, ["y"],
-              {**i1, **i2})
-    x = {"x": rng.normal(size=(8, 3, 4, 4)).astype(np.float32)}
-    from qdeploy.onnx_import import import_onnx
-    from qdeploy.passes import run_passes
-    g = run_passes(import_onnx(m))
-    r = minmax_ranges(g, x)
+    m, x, r = _two_convs_concat(seed=0, chained=False)
     r["a"], r["b"] = (-1.0, 0.9), (-0.3, 0.5)     # covering scales 2**-6 and 2**-7
     _, qg = pipeline(m, x, "fpga", ranges=r)
     assert _exp(qg.tensors["y_q"].s) == -6
@@ -252,15 +257,7 @@ def test_local_error_of_a_requantized_concat_branch_is_local():
     """A Concat input that goes through an inserted Requantize has no float
     counterpart; its local value is now computed from local inputs, so a
     damaged layer upstream no longer shows in the Concat's local SQNR."""
-    rng = np.random.default_rng(1)
-    n1, i1 = _conv("ca", "x", "a", 3, 4, rng)
-    n2, i2 = _conv("cb", "a", "b", 4, 4, rng)
-    m = model([n1, n2, helper.make_node("Concat", ["a", "b"], ["y"], axis=1)], {"x": (1, 3, 4, 4)}, ["y"],
-              {**i1, **i2})
-    x = {"x": rng.normal(size=(8, 3, 4, 4)).astype(np.float32)}
-    from qdeploy.onnx_import import import_onnx
-    from qdeploy.passes import run_passes
-    r = minmax_ranges(run_passes(import_onnx(m)), x)
+    m, x, r = _two_convs_concat(seed=1, chained=True)
     big = 4 * max(-r["a"][0], r["a"][1])
     r["b"] = (-big, big)                                # b's scale coarser than a's
     g, qg = pipeline(m, x, "fpga", ranges=r)
