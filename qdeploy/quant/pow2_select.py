@@ -26,22 +26,12 @@ never has a smaller error.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
+from .recipes.pow2 import pow2_scale
+
 CANDIDATES = 3   # the covering scale and the two below it
-
-
-def pow2_cover(maxabs: float, qmax: int = 127) -> float:
-    """The smallest ``2**k`` with ``qmax * 2**k >= maxabs`` (``maxabs > 0``)."""
-    m, e = math.frexp(float(maxabs) / qmax)
-    k = e - 1 if m == 0.5 else e
-    while qmax * math.ldexp(1.0, k - 1) >= maxabs:
-        k -= 1
-    while qmax * math.ldexp(1.0, k) < maxabs:
-        k += 1
-    return math.ldexp(1.0, k)
 
 
 def weight_error(w: np.ndarray, scale: float) -> float:
@@ -58,8 +48,8 @@ def pow2_weight_scale(w: np.ndarray, lower: float = 0.0) -> float:
     (an all-zero ``w`` keeps the covering scale of ``lower``)."""
     maxabs = float(np.max(np.abs(w))) if np.size(w) else 0.0
     if maxabs == 0.0:
-        return pow2_cover(lower * 127) if lower > 0 else 1.0
-    top = max(pow2_cover(maxabs), pow2_cover(lower * 127) if lower > 0 else 0.0)
+        return pow2_scale(lower * 127) if lower > 0 else 1.0
+    top = max(pow2_scale(maxabs), pow2_scale(lower * 127) if lower > 0 else 0.0)
     best = (weight_error(w, top), top)
     for k in range(1, CANDIDATES):
         s = top / 2 ** k
@@ -84,7 +74,7 @@ def pow2_activation_scale(maxabs: float, observer, qmin: int = -128, qmax: int =
     """The power-of-two activation scale for a calibrated ``maxabs`` (the
     covering scale's bound), refined by the MSE over ``observer``'s histogram
     when it has one (``counts``, ``edges()`` and ``zeros``)."""
-    top = pow2_cover(maxabs, qmax)
+    top = pow2_scale(maxabs, qmax)
     counts = getattr(observer, "counts", None)
     if counts is None or not np.any(counts):
         return top

@@ -210,7 +210,7 @@ def test_activation_scale_is_the_mse_best_power_of_two(case):
     obs.update(v)
     maxabs = float(np.abs(v).max())
     got = P.pow2_activation_scale(maxabs, obs)
-    top = P.pow2_cover(maxabs)
+    top = P.pow2_scale(maxabs)
     cands = [top / 2 ** k for k in range(P.CANDIDATES)]
     errs = [_data_mse(v.astype(np.float64), s) for s in cands]
     assert got == cands[int(np.argmin(errs))]
@@ -228,7 +228,7 @@ def test_weight_scale_is_the_mse_best_power_of_two():
     w = rng.normal(0, 0.1, (8, 4, 3, 3))
     w.flat[0] = 1.05 * 127 / 128              # one weight just above 127 * 2**-7
     s = P.pow2_weight_scale(w)
-    top = P.pow2_cover(np.abs(w).max())
+    top = P.pow2_scale(np.abs(w).max())
     errs = {c: P.weight_error(w, c) for c in (top, top / 2, top / 4)}
     assert s == min(errs, key=errs.get) and s < top
     assert P.weight_error(w, s) == pytest.approx(
@@ -248,7 +248,7 @@ def test_fpga_pipeline_uses_histograms(tmp_path):
                            QuantizeOptions(target="fpga", limit=4, progress=False))
     finer = [t for t in r.ranges.names() if t in r.qgraph.tensors and r.qgraph.tensors[t].scale is not None
              and r.qgraph.producer(t) is not None and r.qgraph.producer(t).op == "Conv2D"
-             and r.qgraph.tensors[t].s < P.pow2_cover(max(-r.ranges.range(t)[0], r.ranges.range(t)[1]))]
+             and r.qgraph.tensors[t].s < P.pow2_scale(max(-r.ranges.range(t)[0], r.ranges.range(t)[1]))]
     assert finer
 
 
