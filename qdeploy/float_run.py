@@ -7,14 +7,18 @@ from .ir import Graph
 from .onnx_export import export_bytes
 
 
-def session(g: Graph, expose=(), threads: int = 0):
+def session(g: Graph, expose=(), threads: int = 0, optimize: bool = True):
     """An onnxruntime CPU session of the exported graph; ``expose`` lists
-    intermediate tensors to return as extra outputs."""
+    intermediate tensors to return as extra outputs. ``optimize=False`` keeps
+    the graph as written (QuantizeLinear/DequantizeLinear pairs stay float ops
+    instead of being fused into int8 kernels)."""
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.log_severity_level = 3
     if threads:
         so.intra_op_num_threads = threads
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(export_bytes(g, expose), so, providers=["CPUExecutionProvider"])
 
 

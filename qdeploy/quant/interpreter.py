@@ -414,7 +414,7 @@ def fake_quant_graph(qg: QGraph, float_graph):
     weights/biases replaced by their dequantized integers, and a
     QuantizeLinear/DequantizeLinear pair after every activation the QGraph
     quantizes (same scale and zero point). For per-layer error analysis."""
-    from ..ir import Node
+    from ..ir import Node, Tensor
     g = float_graph.copy()
     names = qg.metadata.get("float_names", {})
     for qn in qg.nodes:
@@ -436,7 +436,6 @@ def fake_quant_graph(qg: QGraph, float_graph):
         s = g.add_const(name + "_fq_scale", np.float32(t.s))
         z = g.add_const(name + "_fq_zp", np.array(t.zp, dtype=t.dtype))
         q, d = g.unique_name(name + "_fq_q"), g.unique_name(name + "_fq_dq")
-        from ..ir import Tensor
         g.tensors[q] = Tensor(q, g.shape(name), t.dtype)
         g.tensors[d] = Tensor(d, g.shape(name), "float32")
         consumers = g.consumers(name)
@@ -455,13 +454,9 @@ def fake_quant_graph(qg: QGraph, float_graph):
 def run_fake(qg: QGraph, float_graph, inputs: dict, expose=()) -> dict:
     """Fake-quant float run on onnxruntime (graph optimisations off, so the
     QDQ pairs stay float): outputs by the model's output names (+ exposed)."""
-    import onnxruntime as ort
-    from ..onnx_export import export_bytes
+    from ..float_run import session
     g = fake_quant_graph(qg, float_graph)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(export_bytes(g, list(expose)), so, providers=["CPUExecutionProvider"])
+    sess = session(g, list(expose), optimize=False)
     names = list(g.outputs) + [e for e in expose if e not in g.outputs]
     res = dict(zip(names, sess.run(names, {k: np.asarray(v, np.float32) for k, v in inputs.items()})))
     return {float_graph.outputs[k] if k < len(g.outputs) else nm: res[nm] for k, nm in enumerate(names)}
