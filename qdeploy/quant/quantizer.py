@@ -58,6 +58,7 @@ def quantize_graph(graph: Graph, ranges: dict, target: "str | Target" = "arm",
     check_ops(g, target)
     ranges = {k: (float(v[0]), float(v[1])) for k, v in ranges.items()}
     _check_ranges(g, ranges, target)
+    ranges = tied_ranges(g, ranges, target)
     qt = _activation_params(g, ranges, target, hists or {})
     ctx = Ctx(g, target, per_tensor, qt)
     shared = _share_concat_scales(g, ctx)
@@ -108,6 +109,43 @@ def _check_ranges(g: Graph, ranges: dict, target: Target) -> None:
 
 
 # ------------------------------------------------------------------ activation parameters
+def tied_ranges(g: Graph, ranges: dict, target: Target) -> dict:
+    """Ranges with every group of scale-tied tensors (an op whose output
+    shares its input's scale: MaxPool, Reshape, Pad, ... ``prepare.TIE``)
+    given the union of its members' ranges.
+
+    The group's scale comes from its first tensor (the producer's output).
+    With a clipping method (percentile, entropy, mse) that tensor's own range
+    may clip values a later member keeps: a MaxPool passes on exactly the
+    largest values of its input, so its output's tail is much heavier than its
+    input's. Clipping the input at its own 99.99th percentile then clips the
+    pool output far more often (squeezenet's stem conv -> MaxPool: -8 dB on
+    the model output, bench/RESULTS.md). With the union no member is clipped
+    more than its own calibration says. For ``minmax`` ranges nothing changes
+    (a tied output's values lie inside its input's range)."""
+    parent: dict[str, str] = {}
+
+    def root(t: str) -> str:
+        while parent.get(t, t) != t:
+            t = parent[t]
+        return t
+
+    for n in g.nodes:
+        if out_rule(n.op, target) != "tie" or n.inputs[0] not in ranges:
+            continue
+        for o in n.outputs:
+            if o and o in ranges:
+                parent[root(o)] = root(n.inputs[0])
+    if not parent:
+        return ranges
+    union: dict[str, tuple[float, float]] = {}
+    for t in ranges:
+        r = root(t)
+        lo, hi = union.get(r, ranges[t])
+        union[r] = (min(lo, ranges[t][0]), max(hi, ranges[t][1]))
+    return {t: union[root(t)] for t in ranges}
+
+
 def _activation_params(g: Graph, ranges: dict, target: Target, hists: dict) -> dict[str, QTensor]:
     nm = target.numerics
     qmin, qmax = target.qrange

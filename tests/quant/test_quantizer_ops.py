@@ -8,7 +8,10 @@ from onnx import helper
 
 from qdeploy.errors import QDeployError
 from qdeploy.quant.interpreter import quantize_inputs, run_int
-from qdeploy.quant.quantizer import quantize_graph
+from qdeploy.onnx_import import import_onnx
+from qdeploy.passes import run_passes
+from qdeploy.quant.quantizer import quantize_graph, tied_ranges
+from qdeploy.quant.targets import load_target
 from tests.helpers import model
 from tests.quant.oneop import lsb_check, pipeline
 
@@ -325,3 +328,21 @@ def test_resize_bilinear(mode):
     g, qg = pipeline(m, x, "arm")
     assert qg.tensors["y_q"].s == qg.tensors["x_q"].s
     lsb_check(qg, g, x, tol_lsb=1.0, frac=0.99)
+
+
+def test_tied_group_takes_the_union_of_its_ranges():
+    """A MaxPool output shares its input's scale; with a clipping method its own
+    range can be wider than the producer's (the pool keeps the largest values):
+    the group's scale covers the widest member, through a chain of tie ops."""
+    w = RNG.standard_normal((4, 3, 1, 1)).astype(np.float32)
+    m = model([helper.make_node("Conv", ["x", "W"], ["c"]),
+               helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+               helper.make_node("Reshape", ["p", "shape"], ["y"])],
+              {"x": (1, 3, 4, 4)}, ["y"], {"W": w, "shape": np.array([1, -1], np.int64)})
+    g = run_passes(import_onnx(m))
+    ranges = {"x": (-3.0, 3.0), "c": (-2.0, 4.0), "p": (-1.0, 5.0), "y": (-1.5, 4.5)}
+    qg = quantize_graph(g, ranges, "arm")
+    s = (qg.tensors["c"].s, qg.tensors["c"].zp)
+    assert s == (qg.tensors["p"].s, qg.tensors["p"].zp) == (qg.tensors["y_q"].s, qg.tensors["y_q"].zp)
+    assert s == pytest.approx((7.0 / 255, -128 + round(2.0 / (7.0 / 255))), abs=1e-6)
+    assert tied_ranges(g, ranges, load_target("arm")) == {t: (-2.0, 5.0) for t in ("c", "p", "y")} | {"x": (-3.0, 3.0)}
