@@ -60,8 +60,8 @@ sys.path.insert(0, str(ROOT))
 
 from qdeploy.quant.error import sqnr_db  # noqa: E402
 
-N_CALIB = 32
-N_EVAL = 32
+N_CALIB = 64     # calibration inputs per draw (--calib)
+N_EVAL = 256     # evaluation inputs (--eval)
 DIGITS = ROOT / "examples" / "digits"
 
 
@@ -195,21 +195,25 @@ def ort_col(method: str, act: str, rr: bool) -> str:
 
 # ------------------------------------------------------------------ qdeploy
 QDEPLOY_SETTINGS = [  # (column, target, calibration method, cle, bias_correction)
-    ("arm", "arm", "minmax", False, False),
-    ("arm pct", "arm", "percentile", False, False),
-    ("arm ent", "arm", "entropy", False, False),
-    ("arm mse", "arm", "mse", False, False),
-    ("arm auto", "arm", "auto", False, False),
+    # cle "auto" = what `qdeploy quantize` does by default (pipeline.equalize_graph)
+    ("arm", "arm", "minmax", "auto", False),
+    ("arm no-cle", "arm", "minmax", False, False),
+    ("arm pct", "arm", "percentile", "auto", False),
+    ("arm ent", "arm", "entropy", "auto", False),
+    ("arm mse", "arm", "mse", "auto", False),
+    ("arm auto", "arm", "auto", "auto", False),
     ("arm+cle+bc", "arm", "minmax", True, True),
-    ("fpga", "fpga", "minmax", False, False),
-    ("qd ort", "ort", "minmax", False, False),
+    ("fpga", "fpga", "minmax", "auto", False),
+    ("qd ort", "ort", "minmax", "auto", False),
 ]
 FAKE_COL = "arm fq"
 
 
 def qdeploy_quantize(model: onnx.ModelProto, calib_x: np.ndarray, target: str, per_tensor: bool,
-                     cle: bool, bc: bool, relu6: str = "data", method: str = "minmax"):
-    """(float graph, QGraph) through the library's own API (what `qdeploy quantize` does)."""
+                     cle, bc: bool, relu6: str = "data", method: str = "minmax"):
+    """(float graph, QGraph) through the library's own API (what `qdeploy quantize` does).
+    ``cle``: "auto" (the CLI default, pipeline.equalize_graph), True (every eligible
+    pair, with the ``relu6`` policy) or False."""
     from qdeploy.calibration.calibrate import calibrate
     from qdeploy.onnx_import import import_onnx
     from qdeploy.passes import run_passes
@@ -219,8 +223,12 @@ def qdeploy_quantize(model: onnx.ModelProto, calib_x: np.ndarray, target: str, p
     from qdeploy.quant.bias_correction import correct_bias
     dims = [d.dim_value or 1 for d in model.graph.input[0].type.tensor_type.shape.dim]
     g = run_passes(import_onnx(model, {model.graph.input[0].name: tuple(dims)}))
+    if cle == "auto":
+        from qdeploy.pipeline import equalize_graph
+        per_tensor_w = per_tensor or not load_target(target).numerics.weight_per_channel
+        equalize_graph(g, calib_x, select=not per_tensor_w)
     ranges = calibrate(g, calib_x, method=method, progress=False)
-    if cle:
+    if cle is True:
         equalize(g, ranges=ranges, relu6=relu6)
         ranges = calibrate(g, calib_x, method=method, progress=False)
     ranges = ranges.bounds()
@@ -449,16 +457,25 @@ def write_section(body: str, path: Path = ROOT / "bench" / "RESULTS.md") -> None
     path.write_text(text)
 
 
+def set_sizes(n_calib: int, n_eval: int) -> None:
+    global N_CALIB, N_EVAL
+    N_CALIB, N_EVAL = n_calib, n_eval
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", help="comma-separated subset (default: all corpus models + digits)")
     ap.add_argument("--draws", type=int, default=3, help="calibration draws averaged per number (default 3)")
+    ap.add_argument("--calib", type=int, default=N_CALIB,
+                    help="calibration inputs per draw (default 64)")
+    ap.add_argument("--eval", type=int, default=N_EVAL, help="evaluation inputs (default 256)")
     ap.add_argument("--write", action="store_true", help="update the SQNR section of bench/RESULTS.md")
     ap.add_argument("--recovery", default="mobilenet_v2,mobilenet_v1,digits",
                     help="models for the CLE / bias-correction table ('' to skip)")
     ap.add_argument("--jitter", default="mobilenet_v1,mobilenet_v2,mobilenet_v3_small,squeezenet,resnet",
                     help="models for the realization-noise table ('' to skip)")
     args = ap.parse_args(argv)
+    set_sizes(args.calib, args.eval)
     allm = models()
     names = args.models.split(",") if args.models else list(allm)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
@@ -466,7 +483,7 @@ def main(argv=None) -> int:
     body = table(rows)
     jit = [n for n in args.jitter.split(",") if n]
     if jit:
-        body += ("\n\n### Realization noise (arm, minmax, draw 0; every range bound widened by a random "
+        body += ("\n\n### Realization noise (arm no-cle, minmax, draw 0; every range bound widened by a random "
                  "0-0.2 %)\n\n" + jitter_table(jit, allm, log))
     rec = [n for n in args.recovery.split(",") if n]
     if rec:
@@ -480,8 +497,10 @@ def main(argv=None) -> int:
                 f"Output SQNR in dB (higher is better) of each quantized model vs the float model "
                 f"on {N_EVAL} evaluation inputs ({N_CALIB} calibration inputs, the same for every "
                 f"column), each number the mean over {args.draws} calibration draws (see bench/sqnr.py's "
-                f"docstring). qdeploy columns run the reference interpreter (`arm` = minmax, the CLI "
-                f"default; `pct`/`ent`/`mse`/`auto` = the other calibration methods (`auto`: chosen by the output SQNR on the calibration samples, qdeploy/calibration/auto.py); `qd ort` = qdeploy's ort "
+                f"docstring). qdeploy columns run the reference interpreter (`arm` = the CLI default: "
+                f"minmax ranges after automatic cross-layer equalization (quant/cle.py: the pairs "
+                f"where it raises the int8 SQNR of the tensor between the layers); `arm no-cle` = "
+                f"minmax without CLE, the scheme of ort MinMax; `pct`/`ent`/`mse`/`auto` = the other calibration methods (`auto`: chosen by the output SQNR on the calibration samples, qdeploy/calibration/auto.py); `qd ort` = qdeploy's ort "
                 f"profile); `arm fq` is the arm model's fake-quant float graph (qdeploy's QDQ "
                 f"semantics). `ort` columns are onnxruntime's quantize_static (QDQ, per-channel int8 "
                 f"weights, after quant_pre_process) as `A / B`: A = the QDQ model's semantics "

@@ -43,6 +43,24 @@ def run_samples(g: Graph, inputs: dict[str, np.ndarray] | np.ndarray, expose=())
     return {name: np.concatenate([r[j] for r in runs]) for j, name in enumerate(names)}
 
 
+def channel_stats(g: Graph, inputs: np.ndarray, tensors: list[str]) -> dict[str, tuple]:
+    """Per-channel (axis 1) ``(max, min, mean of squares)`` of ``tensors`` over
+    the samples ``inputs`` (batch-1 graph, one sample at a time, so memory does
+    not grow with the sample count); max/min are widened to contain 0."""
+    sess = session(g, tensors)
+    acc: dict[str, list] = {}
+    for i in range(len(inputs)):
+        for name, v in zip(tensors, sess.run(tensors, {g.inputs[0]: inputs[i:i + 1]})):
+            v = np.moveaxis(np.asarray(v, np.float64), 1, 0).reshape(v.shape[1], -1)
+            hi, lo, sq = v.max(axis=1), v.min(axis=1), (v ** 2).sum(axis=1)
+            if name in acc:
+                a = acc[name]
+                a[0], a[1], a[2], a[3] = np.maximum(a[0], hi), np.minimum(a[1], lo), a[2] + sq, a[3] + v.shape[1]
+            else:
+                acc[name] = [hi, lo, sq, v.shape[1]]
+    return {k: (np.maximum(hi, 0.0), np.minimum(lo, 0.0), sq / n) for k, (hi, lo, sq, n) in acc.items()}
+
+
 def random_inputs(g: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     return {i: rng.standard_normal(g.shape(i)).astype(g.tensor(i).dtype) for i in g.inputs}

@@ -28,12 +28,14 @@ Decisions (where DESIGN.md is silent):
   absolute paths, stable JSON, deterministic npz/ONNX bytes.
 - **--ranges** replaces only the range measurement. The samples of ``--calib`` (default:
   the bundled photographs) still feed bias correction, so ``calib ranges M SET -o r.json``
-  + ``quantize --ranges r.json --calib SET`` is byte-identical to ``quantize --calib SET``;
-  a warning says when the file's calibration recipe differs from ``--calib``'s.
+  + ``quantize --ranges r.json --calib SET`` is byte-identical to ``quantize --calib SET
+  --no-cle`` (see the next point); a warning says when the file's calibration recipe
+  differs from ``--calib``'s.
 - **--ranges and CLE.** Equalization rescales channels, so ranges measured on the
   original graph do not describe the equalized one, and measuring new ones needs the
   data the file was meant to replace. Hence: ``--cle`` with ``--ranges`` is an error;
-  with CLE left automatic (on for per-tensor weights) ``--ranges`` switches it off
+  with CLE left automatic (every pair for per-tensor weights, the pairs that even out the
+  activations for per-channel weights: ``equalize_graph``) ``--ranges`` switches it off
   with a warning; a ``ranges.json`` written by a run that equalized carries
   ``options.cle = true`` and is refused by ``--ranges`` (it fits only the equalized graph).
 - **Calibration samples.** ``--limit N`` keeps the first N samples (``calib build
@@ -78,9 +80,11 @@ class QuantizeOptions:
     per_tensor: bool = False
     preset: str = "imagenet"          # preprocessing of images (folder or bundled calib/)
     input_shape: tuple | dict | None = None
-    # None = automatic: cross-layer equalization when the weights are per-tensor (per-channel
-    # weight scales already absorb the channel imbalance CLE fixes; measured in bench/RESULTS.md:
-    # +1.7 dB on mobilenet_v1 per-tensor, mixed per-channel)
+    # None = automatic: cross-layer equalization of every eligible pair when the weights are
+    # per-tensor; with per-channel weights only of the pairs where it raises the int8 SQNR of the
+    # tensor between the two layers on the calibration data (quant/cle.py,
+    # select_for_activations; bench/RESULTS.md: +0.3..+1.8 dB on 8 of the 12 bench models,
+    # never worse than 0.2 dB). Skipped, with a warning, when --ranges is given.
     cle: bool | None = None           # cross-layer equalization (float graph, re-calibrated after)
     # bias correction is opt-in: measured neutral to -1 dB on the corpus models (their error is
     # activation noise, not a weight-rounding mean shift), +0.2 top-1 points on digits
@@ -157,7 +161,7 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     check_ops(g, target)
     warn: list[str] = []
     per_tensor = opts.per_tensor or not target.numerics.weight_per_channel
-    cle = per_tensor if opts.cle is None else opts.cle
+    cle = True if opts.cle is None else opts.cle
     given = load_ranges(opts.ranges, g) if opts.ranges else None
     if given is not None:
         cle = _ranges_without_cle(opts, given, cle, warn)
@@ -168,9 +172,7 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     if cle:
         # CLE needs the observed maxima of ReLU6 outputs (see quant/cle.py), then the
         # equalized graph is calibrated again: its activation ranges changed
-        from .quant.cle import equalize
-        first = calibrate(g, x, method="minmax", batch_size=opts.batch_size, progress=False)
-        g.log += [("cle", msg) for msg in equalize(g, first)]
+        cle = equalize_graph(g, x, select=opts.cle is None and not per_tensor, batch_size=opts.batch_size)
     ranges = given if given is not None else calibrate(
         g, x, method=opts.method, batch_size=opts.batch_size, progress=opts.progress, recipe=recipe,
         target=target, per_tensor=per_tensor)
@@ -200,6 +202,24 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
         raise QDeployError(f"-o {out}: cannot write the output folder ({e.strerror or e}); "
                            "choose a writable location") from None
     return QuantizeResult(out, g, qg, ranges, x, list(g.log), warn)
+
+
+def equalize_graph(g: Graph, x: np.ndarray, select: bool, batch_size: int = 8) -> bool:
+    """Cross-layer equalization of ``g`` in place, as ``quantize`` does it:
+    every eligible pair, or with ``select`` (automatic CLE with per-channel
+    weights) the pairs :func:`~qdeploy.quant.cle.select_for_activations` keeps;
+    messages go to ``g.log``. True when a pair was equalized (the graph
+    changed: calibrate it again)."""
+    from .calibration.calibrate import calibrate
+    from .quant.cle import equalize, select_for_activations
+    first = calibrate(g, x, method="minmax", batch_size=batch_size, progress=False)
+    only = None
+    if select:
+        only, msgs = select_for_activations(g, x, first)
+        g.log += [("cle", msg) for msg in msgs]
+    msgs = equalize(g, first, only=only)
+    g.log += [("cle", msg) for msg in msgs]
+    return any(m.startswith("CLE equalized") for m in msgs)
 
 
 def _pow2_histograms(g: Graph, x: np.ndarray, ranges, target, batch_size: int) -> dict | None:

@@ -215,12 +215,15 @@ def test_same_inputs_give_byte_identical_out(target, work, tmp_path, monkeypatch
 @pytest.mark.parametrize("method", ["minmax", "percentile"])
 def test_ranges_reuse_equals_calibrating_inside(method, work, tmp_path):
     """``calib ranges`` + ``quantize --ranges`` == ``quantize`` calibrating itself
-    with the same method and set: byte-identical qgraph and ranges."""
+    with the same method and set and without CLE (the ranges describe the
+    unequalized graph, so the automatic CLE is skipped, with a warning):
+    byte-identical qgraph and ranges."""
     m, s = work / "digits.onnx", work / "set.npz"
     assert cli("calib", "ranges", m, s, "--method", method, "-o", tmp_path / "r.json", "-q").exit_code == 0
-    a = cli("quantize", m, "--calib", s, "--ranges", tmp_path / "r.json", "-o", tmp_path / "a", "-q")
-    b = cli("quantize", m, "--calib", s, "--method", method, "-o", tmp_path / "b", "-q")
+    a = cli("quantize", m, "--calib", s, "--ranges", tmp_path / "r.json", "-o", tmp_path / "a")
+    b = cli("quantize", m, "--calib", s, "--method", method, "--no-cle", "-o", tmp_path / "b", "-q")
     assert a.exit_code == b.exit_code == 0, (a.stderr, b.stderr)
+    assert "warning: cross-layer equalization skipped" in a.stderr
     assert (tmp_path / "a" / QGRAPH).read_bytes() == (tmp_path / "b" / QGRAPH).read_bytes()
     assert (tmp_path / "a" / RANGES).read_bytes() == (tmp_path / "b" / RANGES).read_bytes()
     manifest = json.loads((tmp_path / "a" / MANIFEST).read_text())

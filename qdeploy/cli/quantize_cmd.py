@@ -39,7 +39,9 @@ def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
 @click.option("--input-shape", "shapes", multiple=True,
               help="Fix dynamic input dims: 1x3x224x224 or name:1x3x224x224 (repeatable).")
 @click.option("--cle/--no-cle", default=None,
-              help="Cross-layer equalization (default: on for per-tensor weights, off otherwise).")
+              help="Cross-layer equalization (default: automatic: every layer pair for per-tensor "
+                   "weights; for per-channel weights the pairs where it evens out the activations; "
+                   "off with --ranges). --cle: every pair.")
 @click.option("--bias-correction/--no-bias-correction", default=False, show_default=True,
               help="Empirical bias correction from the calibration set (see bench/RESULTS.md).")
 @click.option("--limit", type=int, default=None, help="Use the first N calibration samples.")

@@ -186,3 +186,62 @@ def test_zero_channel_is_left_alone():
 def test_bad_policy(policy):
     with pytest.raises(ValueError):
         equalize(_graph([("Conv", 4, 1, None, None)]), relu6=policy)
+
+
+# ---------------------------------------------------------------- per-channel selection
+def _set_w(g, name, value):
+    g.tensors[name] = Tensor(name, value.shape, "float32", value.astype(np.float32))
+
+
+def _two_conv(first_rows):
+    """Conv(1x1, 4 ch, per-row scale ``first_rows``) -> ReLU -> Conv: the
+    tensor between them has per-channel ranges proportional to ``first_rows``
+    (the input is positive and the first weights are a positive diagonal)."""
+    g = _graph([("Conv", 4, 1, RELU, None), ("Conv", 3, 1, None, None)], in_shape=(1, 4, 6, 6))
+    w1 = np.zeros((4, 4, 3, 3))
+    w1[np.arange(4), np.arange(4), 1, 1] = first_rows
+    _set_w(g, "w0", w1)
+    _set_w(g, "b0", np.zeros(4))
+    return g
+
+
+def _samples(n=6):
+    return np.abs(np.random.default_rng(3).standard_normal((n, 4, 6, 6))).astype(np.float32)
+
+
+def test_int8_sqnr_model_matches_quantizing_the_tensor():
+    """The selection's noise model (uniform rounding noise over one per-tensor
+    step) against actually quantizing a tensor with uneven channels."""
+    from qdeploy.quant.cle import _int8_sqnr
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.standard_normal((4, 20000))) * np.array([[0.1], [1.0], [3.0], [0.5]])
+    hi, lo, m2 = x.max(axis=1), np.zeros(4), (x ** 2).mean(axis=1)
+    for s in (np.ones(4), np.array([0.2, 1.0, 2.5, 0.4])):
+        y = x / s[:, None]
+        step = y.max() / 255
+        err = np.round(y / step) * step - y
+        measured = 10 * np.log10(np.sum((y ** 2).mean(axis=1)) / np.sum((err ** 2).mean(axis=1)))
+        assert _int8_sqnr(hi, lo, m2, s) == pytest.approx(measured, abs=0.2)
+
+
+def test_selection_keeps_pairs_that_even_out_the_activation_channels():
+    """Per-channel weights: a pair is equalized when CLE's scales make the
+    tensor between the layers more even (higher int8 SQNR), kept as is when they
+    make it less even; either way the float outputs are unchanged."""
+    from qdeploy.pipeline import equalize_graph
+    from qdeploy.quant.cle import select_for_activations
+    x = _samples()
+    # uneven activation channels whose weight rows are uneven the same way: CLE evens both out
+    g = _two_conv(np.array([0.05, 1.0, 8.0, 0.3]))
+    keep, msgs = select_for_activations(g, x)
+    assert keep == {"layer0"} and "CLE equalize Conv 'layer0'" in msgs[0]
+    before = g.copy()
+    assert equalize_graph(g, x, select=True)
+    assert_float_equal(before, g)
+    # even activation channels: equalizing the weights would make them uneven
+    g = _two_conv(np.ones(4))
+    g.tensors["w1"].data[:, 2] *= 50.0           # one input column of the second layer dominates
+    keep, msgs = select_for_activations(g, x)
+    assert keep == set() and "keep as is" in msgs[0]
+    assert not equalize_graph(g, x, select=True)
+    assert equalize_graph(g, x, select=False)  # per-tensor weights or --cle: every pair
