@@ -491,8 +491,7 @@ def main(argv=None) -> int:
                  "top-1 in brackets where labelled)\n\n" + recovery_table(rec, allm, log))
     print(body)
     if args.write:
-        cmd = f"OMP_NUM_THREADS=1 python bench/sqnr.py --write --draws {args.draws}" \
-              + (f" --models {args.models}" if args.models else "")
+        cmd = "OMP_NUM_THREADS=1 python bench/sqnr.py " + " ".join(sys.argv[1:] if argv is None else argv)
         head = (f"Command: `{cmd}`  \nDate: {_dt.date.today().isoformat()}  \nVersions: {versions()}\n\n"
                 f"Output SQNR in dB (higher is better) of each quantized model vs the float model "
                 f"on {N_EVAL} evaluation inputs ({N_CALIB} calibration inputs, the same for every "
