@@ -207,19 +207,21 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
 def equalize_graph(g: Graph, x: np.ndarray, select: bool, batch_size: int = 8) -> bool:
     """Cross-layer equalization of ``g`` in place, as ``quantize`` does it:
     every eligible pair, or with ``select`` (automatic CLE with per-channel
-    weights) the pairs :func:`~qdeploy.quant.cle.select_for_activations` keeps;
-    messages go to ``g.log``. True when a pair was equalized (the graph
+    weights) the pairs :func:`~qdeploy.quant.cle.select_for_activations` keeps
+    plus :func:`~qdeploy.quant.cle.fit_clamped_depthwise`; messages go to ``g.log``. True when a pair was equalized (the graph
     changed: calibrate it again)."""
     from .calibration.calibrate import calibrate
-    from .quant.cle import equalize, select_for_activations
+    from .quant.cle import equalize, fit_clamped_depthwise, select_for_activations
     first = calibrate(g, x, method="minmax", batch_size=batch_size, progress=False)
     only = None
     if select:
         only, msgs = select_for_activations(g, x, first)
         g.log += [("cle", msg) for msg in msgs]
     msgs = equalize(g, first, only=only)
+    if select:
+        msgs += fit_clamped_depthwise(g, x, first)
     g.log += [("cle", msg) for msg in msgs]
-    return any(m.startswith("CLE equalized") for m in msgs)
+    return any(m.startswith(("CLE equalized", "CLE fitted")) for m in msgs)
 
 
 def _pow2_histograms(g: Graph, x: np.ndarray, ranges, target, batch_size: int) -> dict | None:

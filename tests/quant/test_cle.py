@@ -245,3 +245,32 @@ def test_selection_keeps_pairs_that_even_out_the_activation_channels():
     assert keep == set() and "keep as is" in msgs[0]
     assert not equalize_graph(g, x, select=True)
     assert equalize_graph(g, x, select=False)  # per-tensor weights or --cle: every pair
+
+
+def test_clamped_depthwise_channels_fill_the_clamp_range():
+    """ReLU6 output that saturates in one channel, read by a depthwise conv:
+    CLE skips the pair; fit_clamped_depthwise scales every unsaturated channel
+    up to fill [0, 6] (with 1.25x headroom over its calibration max) and leaves
+    the saturated one alone. The model is unchanged on the calibration samples
+    (the new clip points are never reached there) and the clamp stays 6."""
+    from qdeploy.calibration.calibrate import calibrate
+    from qdeploy.float_run import channel_stats, run_samples
+    from qdeploy.quant.cle import fit_clamped_depthwise
+    g = _graph([("Conv", 4, 1, (0.0, 6.0), None), ("Conv", 4, 4, None, None)], in_shape=(1, 4, 6, 6))
+    w1 = np.zeros((4, 4, 3, 3))
+    w1[np.arange(4), np.arange(4), 1, 1] = [0.05, 1.0, 20.0, 0.3]
+    _set_w(g, "w0", w1)
+    _set_w(g, "b0", np.zeros(4))
+    x = _samples(8)
+    ranges = calibrate(g, x, method="minmax", progress=False)
+    assert equalize(g.copy(), ranges) == [
+        "CLE skipped Conv 'layer0' -> Conv 'layer1': the ReLU6 clamp at 6 is reached on the calibration data (max 6)"]
+    before = channel_stats(g, x, ["t0"])["t0"][0]
+    ref = run_samples(g, x)
+    msgs = fit_clamped_depthwise(g, x, ranges)
+    assert len(msgs) == 1 and "3 of 4 unsaturated channels scaled up" in msgs[0]
+    after = channel_stats(g, x, ["t0"])["t0"][0]
+    assert before[2] == after[2] == 6.0
+    np.testing.assert_allclose(after[[0, 1, 3]], 6.0 / 1.25, rtol=1e-5)
+    assert g.node("layer0").attrs["q_clamp"] == (0.0, 6.0)
+    np.testing.assert_allclose(run_samples(g, x)["t1"], ref["t1"], rtol=1e-5, atol=1e-5)
