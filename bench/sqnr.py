@@ -197,7 +197,7 @@ def ort_col(method: str, act: str, rr: bool) -> str:
 QDEPLOY_SETTINGS = [  # (column, target, calibration method, cle, bias_correction)
     # cle "auto" = what `qdeploy quantize` does by default (pipeline.equalize_graph)
     ("arm", "arm", "minmax", "auto", False),
-    ("arm no-cle", "arm", "minmax", False, False),
+    ("arm plain", "arm", "minmax", "plain", False),   # no CLE, no output widening: ort MinMax's scheme
     ("arm pct", "arm", "percentile", "auto", False),
     ("arm ent", "arm", "entropy", "auto", False),
     ("arm mse", "arm", "mse", "auto", False),
@@ -213,7 +213,8 @@ def qdeploy_quantize(model: onnx.ModelProto, calib_x: np.ndarray, target: str, p
                      cle, bc: bool, relu6: str = "data", method: str = "minmax"):
     """(float graph, QGraph) through the library's own API (what `qdeploy quantize` does).
     ``cle``: "auto" (the CLI default, pipeline.equalize_graph), True (every eligible
-    pair, with the ``relu6`` policy) or False."""
+    pair, with the ``relu6`` policy), False, or "plain" (no CLE and no output-range
+    widening either: the scheme of onnxruntime's MinMax)."""
     from qdeploy.calibration.calibrate import calibrate
     from qdeploy.onnx_import import import_onnx
     from qdeploy.passes import run_passes
@@ -232,6 +233,9 @@ def qdeploy_quantize(model: onnx.ModelProto, calib_x: np.ndarray, target: str, p
         equalize(g, ranges=ranges, relu6=relu6)
         ranges = calibrate(g, calib_x, method=method, progress=False)
     ranges = ranges.bounds()
+    if cle != "plain":   # what `qdeploy quantize` does: graph outputs widened by leave-one-out
+        from qdeploy.calibration.tails import widen_outputs
+        ranges, _ = widen_outputs(g, calib_x, ranges)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         qg = quantize_graph(g, ranges, load_target(target), per_tensor=per_tensor)
@@ -483,7 +487,7 @@ def main(argv=None) -> int:
     body = table(rows)
     jit = [n for n in args.jitter.split(",") if n]
     if jit:
-        body += ("\n\n### Realization noise (arm no-cle, minmax, draw 0; every range bound widened by a random "
+        body += ("\n\n### Realization noise (arm plain, draw 0; every range bound widened by a random "
                  "0-0.2 %)\n\n" + jitter_table(jit, allm, log))
     rec = [n for n in args.recovery.split(",") if n]
     if rec:
@@ -498,8 +502,10 @@ def main(argv=None) -> int:
                 f"column), each number the mean over {args.draws} calibration draws (see bench/sqnr.py's "
                 f"docstring). qdeploy columns run the reference interpreter (`arm` = the CLI default: "
                 f"minmax ranges after automatic cross-layer equalization (quant/cle.py: the pairs "
-                f"where it raises the int8 SQNR of the tensor between the layers); `arm no-cle` = "
-                f"minmax without CLE, the scheme of ort MinMax; `pct`/`ent`/`mse`/`auto` = the other calibration methods (`auto`: chosen by the output SQNR on the calibration samples, qdeploy/calibration/auto.py); `qd ort` = qdeploy's ort "
+                f"where it raises the int8 SQNR of the tensor between the layers, and saturating "
+                f"ReLU6 outputs before depthwise layers), graph-output ranges widened by "
+                f"leave-one-out (calibration/tails.py); `arm plain` = minmax without either, the "
+                f"scheme of ort MinMax; `pct`/`ent`/`mse`/`auto` = the other calibration methods (`auto`: chosen by the output SQNR on the calibration samples, qdeploy/calibration/auto.py); `qd ort` = qdeploy's ort "
                 f"profile); `arm fq` is the arm model's fake-quant float graph (qdeploy's QDQ "
                 f"semantics). `ort` columns are onnxruntime's quantize_static (QDQ, per-channel int8 "
                 f"weights, after quant_pre_process) as `A / B`: A = the QDQ model's semantics "

@@ -180,7 +180,9 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
         ranges.options["cle"] = True
     # the shortcut check again, now with measured ranges: what each merge's shared scale costs
     from .passes.shortcut_check import check_shortcuts
-    bounds = ranges.bounds()
+    from .calibration.tails import widen_outputs
+    bounds, msgs = widen_outputs(g, x, ranges.bounds())
+    g.log += [("output_range", msg) for msg in msgs]
     g.records["shortcut"] = check_shortcuts(g, bounds)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
