@@ -259,6 +259,10 @@ def test_json_prints_only_json(work, tmp_path):
     assert summary["samples"] == 32 and summary["target"] == "arm" and summary["method"] == "minmax"
     assert summary["files"] == sorted(p.name for p in (tmp_path / "o").iterdir())
     assert summary["ops"]["Conv2D"] == 5 and summary["ops"]["FullyConnected"] == 1
+    manifest = json.loads((tmp_path / "o" / MANIFEST).read_text())
+    assert summary["equalized_pairs"] == sum(p.startswith(("cle: CLE equalized", "cle: CLE fitted"))
+                                             for p in manifest["passes"])
+    assert summary["widened_outputs"] == sum(p.startswith("output_range: ") for p in manifest["passes"])
 
 
 def test_quiet_prints_nothing_and_default_prints_one_line(work, tmp_path):

@@ -60,6 +60,9 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
     summary = {"out": str(res.out), "target": res.qgraph.target, "samples": int(len(res.calib_x)),
                "method": res.ranges.method, "nodes": len(res.qgraph.nodes),
                "ops": res.qgraph.op_counts(), "files": sorted(p.name for p in res.out.iterdir()),
+               "equalized_pairs": sum(1 for kind, msg in res.log if kind == "cle"
+                                      and msg.startswith(("CLE equalized", "CLE fitted"))),
+               "widened_outputs": sum(1 for kind, _ in res.log if kind == "output_range"),
                "warnings": res.warnings}
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
@@ -71,5 +74,7 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
     for r in shortcut_advice(res.graph):
         click.echo(f"note: {r['op']} '{r['node']}': {r['advice']}", err=True)
     click.echo(f"quantized {model} for '{summary['target']}' ({summary['nodes']} int8 nodes, "
-               f"{summary['samples']} calibration samples, {summary['method']}) -> {res.out}/: "
+               f"{summary['samples']} calibration samples, {summary['method']}, "
+               f"{summary['equalized_pairs']} layer pairs equalized, {summary['widened_outputs']} "
+               f"output ranges widened; details in manifest.json) -> {res.out}/: "
                + ", ".join(summary["files"]))
