@@ -81,10 +81,10 @@ class QuantizeOptions:
     preset: str = "imagenet"          # preprocessing of images (folder or bundled calib/)
     input_shape: tuple | dict | None = None
     # None = automatic: cross-layer equalization of every eligible pair when the weights are
-    # per-tensor; with per-channel weights only of the pairs where it raises the int8 SQNR of the
-    # tensor between the two layers on the calibration data (quant/cle.py,
-    # select_for_activations; bench/RESULTS.md: +0.3..+1.8 dB on 8 of the 12 bench models,
-    # never worse than 0.2 dB). Skipped, with a warning, when --ranges is given.
+    # per-tensor; with per-channel weights the pairs where it raises the int8 SQNR of the tensor
+    # between the two layers on the calibration data, plus the saturating-ReLU6 -> depthwise fit
+    # (equalize_graph; bench/RESULTS.md "arm" vs "arm plain"). Skipped, with a warning, when
+    # --ranges is given.
     cle: bool | None = None           # cross-layer equalization (float graph, re-calibrated after)
     # bias correction is opt-in: measured neutral to -1 dB on the corpus models (their error is
     # activation noise, not a weight-rounding mean shift), +0.2 top-1 points on digits
@@ -210,8 +210,9 @@ def equalize_graph(g: Graph, x: np.ndarray, select: bool, batch_size: int = 8) -
     """Cross-layer equalization of ``g`` in place, as ``quantize`` does it:
     every eligible pair, or with ``select`` (automatic CLE with per-channel
     weights) the pairs :func:`~qdeploy.quant.cle.select_for_activations` keeps
-    plus :func:`~qdeploy.quant.cle.fit_clamped_depthwise`; messages go to ``g.log``. True when a pair was equalized (the graph
-    changed: calibrate it again)."""
+    plus :func:`~qdeploy.quant.cle.fit_clamped_depthwise`; messages go to
+    ``g.log``. True when a layer was rescaled (the graph changed: calibrate it
+    again)."""
     from .calibration.calibrate import calibrate
     from .quant.cle import equalize, fit_clamped_depthwise, select_for_activations
     first = calibrate(g, x, method="minmax", batch_size=batch_size, progress=False)
