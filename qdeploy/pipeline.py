@@ -1,6 +1,6 @@
 """The main job, end to end: ``qdeploy quantize`` and ``qdeploy run`` as Python functions.
 
-    model.onnx -> import -> passes -> [check ops] -> calibration samples -> [CLE]
+    model.onnx -> import -> passes -> [check ops] -> [fold GAP] -> calibration samples -> [CLE]
                -> calibrate (or --ranges) -> quantize -> [bias correction] -> OUT/
 
 Files in OUT (the emitters add their artefacts beside them):
@@ -89,6 +89,8 @@ class QuantizeOptions:
     # bias correction is opt-in: measured neutral to -1 dB on the corpus models (their error is
     # activation noise, not a weight-rounding mean shift), +0.2 top-1 points on digits
     bias_correction: bool = False     # empirical bias correction (after quantization)
+    # opt-in: H*W times the weights and MACs of each folded 1x1 conv (passes/fold_gap.py)
+    fold_gap: bool = False            # GlobalAveragePool -> 1x1 Conv folded into one conv
     batch_size: int = 8
     limit: int | None = None          # at most this many calibration samples (the first ones)
     progress: bool = True
@@ -165,6 +167,9 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     given = load_ranges(opts.ranges, g) if opts.ranges else None
     if given is not None:
         cle = _ranges_without_cle(opts, given, cle, warn)
+    if opts.fold_gap:   # after the --ranges check: the fold changes no remaining tensor's values
+        from .passes import fold_gap
+        g.log += [(fold_gap.NAME, msg) for msg in fold_gap.run(g)]
     x, recipe = calibration_samples(g, opts.calib, opts.preset, opts.limit, on_warning=warn.append)
     if given is not None and given.recipe is not None and recipe != given.recipe:
         warn.append(f"--ranges {Path(opts.ranges).name} was measured on another calibration set "

@@ -277,3 +277,36 @@ def test_progress_goes_to_stderr(work, tmp_path, capfd):
     quantize_model(work / "digits.onnx", tmp_path / "o",
                    QuantizeOptions(calib=str(work / "calib.npz"), limit=16, progress=True))
     assert capfd.readouterr().out == ""
+
+
+# ---------------------------------------------------------------- --fold-gap
+def test_fold_gap_folds_the_se_squeezes_and_keeps_the_float_model(tmp_path):
+    """The bundled MobileNetV3 example: every GlobalAveragePool -> 1x1 Conv is
+    folded, the float graph written to OUT computes what the model computes, and
+    ranges measured on the unfolded model still fit (the fold changes no other
+    tensor)."""
+    import onnx
+    from qdeploy.pipeline import prepare_float
+    from tests.helpers import assert_float_equal
+    example = Path(__file__).parent.parent / "examples" / "mobilenet_v3_small.onnx"
+    g = prepare_float(example)
+    pools = [n for n in g.nodes if n.op == "GlobalAveragePool"
+             and [c.op for c in g.consumers(n.outputs[0])] == ["Conv"]]
+    assert pools
+    res = cli("quantize", example, "--fold-gap", "--limit", "8", "-o", tmp_path / "o", "--json")
+    assert res.exit_code == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["folded_pools"] == len(pools)
+    manifest = json.loads((tmp_path / "o" / MANIFEST).read_text())
+    assert manifest["options"]["fold_gap"] is True
+    assert sum(p.startswith("fold_gap: folded GlobalAveragePool") for p in manifest["passes"]) == len(pools)
+    folded = onnx.load(str(tmp_path / "o" / "model.float.onnx"))
+    assert not any(n.op_type == "GlobalAveragePool" and n.name in {p.name for p in pools} for n in folded.graph.node)
+    assert_float_equal(g, prepare_float(folded))
+    calib = Path(__file__).parent.parent / "calib"
+    assert cli("calib", "build", calib, "--size", "64x64", "--limit", "8", "-o", tmp_path / "s.npz",
+               "-q").exit_code == 0
+    assert cli("calib", "ranges", example, tmp_path / "s.npz", "-o", tmp_path / "r.json", "-q").exit_code == 0
+    res = cli("quantize", example, "--fold-gap", "--no-cle", "--ranges", tmp_path / "r.json",
+              "--calib", tmp_path / "s.npz", "-o", tmp_path / "o2", "-q")
+    assert res.exit_code == 0, res.stderr

@@ -44,17 +44,20 @@ def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
                    "off with --ranges). --cle: every pair.")
 @click.option("--bias-correction/--no-bias-correction", default=False, show_default=True,
               help="Empirical bias correction from the calibration set (see bench/RESULTS.md).")
+@click.option("--fold-gap", is_flag=True,
+              help="Fold each GlobalAveragePool into the 1x1 conv after it (SE blocks, conv heads): "
+                   "more precise, but H*W times that conv's weights and MACs.")
 @click.option("--limit", type=int, default=None, help="Use the first N calibration samples.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Calibration batch size.")
 @click.option("-o", "--out", required=True, help="Output folder (replaced as a whole, atomically).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (nothing else).")
 def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shapes, cle,
-             bias_correction, limit, batch_size, out, quiet, as_json):
+             bias_correction, fold_gap, limit, batch_size, out, quiet, as_json):
     """Quantize MODEL (ONNX) for a target; writes OUT/ atomically."""
     opts = QuantizeOptions(target=target, calib=calib, ranges=ranges_file, method=method,
                            per_tensor=per_tensor, preset=preset, input_shape=parse_input_shapes(shapes),
-                           cle=cle, bias_correction=bias_correction, limit=limit, batch_size=batch_size,
+                           cle=cle, bias_correction=bias_correction, fold_gap=fold_gap, limit=limit, batch_size=batch_size,
                            progress=not (quiet or as_json) and sys.stderr.isatty())
     res = quantize_model(model, out, opts)
     summary = {"out": str(res.out), "target": res.qgraph.target, "samples": int(len(res.calib_x)),
@@ -63,6 +66,7 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
                "equalized_pairs": sum(1 for kind, msg in res.log if kind == "cle"
                                       and msg.startswith(("CLE equalized", "CLE fitted"))),
                "widened_outputs": sum(1 for kind, _ in res.log if kind == "output_range"),
+               "folded_pools": sum(1 for kind, _ in res.log if kind == "fold_gap"),
                "warnings": res.warnings}
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
@@ -76,5 +80,6 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
     click.echo(f"quantized {model} for '{summary['target']}' ({summary['nodes']} int8 nodes, "
                f"{summary['samples']} calibration samples, {summary['method']}, "
                f"{summary['equalized_pairs']} layer pairs equalized, {summary['widened_outputs']} "
-               f"output ranges widened; details in manifest.json) -> {res.out}/: "
+               f"output ranges widened" + (f", {summary['folded_pools']} pools folded" if fold_gap else "")
+               + f"; details in manifest.json) -> {res.out}/: "
                + ", ".join(summary["files"]))

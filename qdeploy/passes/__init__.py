@@ -11,6 +11,9 @@ folding and before clamp fusion (a conv with a fused clamp no longer takes an
 affine map), activation recognition runs before clamp fusion (a decomposed
 h-swish contains a Clip(0, 6) that must not be fused away first), and the
 shortcut check runs last, on the graph that will be quantized.
+
+``fold_gap`` is a pass module outside ``PIPELINE``: it trades weight memory and
+MACs for precision, so ``qdeploy quantize --fold-gap`` runs it on request.
 """
 from __future__ import annotations
 
