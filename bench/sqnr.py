@@ -194,9 +194,10 @@ def ort_col(method: str, act: str, rr: bool) -> str:
 
 
 # ------------------------------------------------------------------ qdeploy
-QDEPLOY_SETTINGS = [  # (column, target, calibration method, cle, bias_correction)
+QDEPLOY_SETTINGS = [  # (column, target, calibration method, cle, bias_correction[, fold_gap])
     # cle "auto" = what `qdeploy quantize` does by default (pipeline.equalize_graph)
     ("arm", "arm", "minmax", "auto", False),
+    ("arm fold", "arm", "minmax", "auto", False, True),   # the default + `quantize --fold-gap`
     ("arm plain", "arm", "minmax", "plain", False),   # no CLE, no output widening: ort MinMax's scheme
     ("arm pct", "arm", "percentile", "auto", False),
     ("arm ent", "arm", "entropy", "auto", False),
@@ -210,11 +211,11 @@ FAKE_COL = "arm fq"
 
 
 def qdeploy_quantize(model: onnx.ModelProto, calib_x: np.ndarray, target: str, per_tensor: bool,
-                     cle, bc: bool, relu6: str = "data", method: str = "minmax"):
+                     cle, bc: bool, relu6: str = "data", method: str = "minmax", fold: bool = False):
     """(float graph, QGraph) through the library's own API (what `qdeploy quantize` does).
     ``cle``: "auto" (the CLI default, pipeline.equalize_graph), True (every eligible
     pair, with the ``relu6`` policy), False, or "plain" (no CLE and no output-range
-    widening either: the scheme of onnxruntime's MinMax)."""
+    widening either: the scheme of onnxruntime's MinMax). ``fold``: `quantize --fold-gap`."""
     from qdeploy.calibration.calibrate import calibrate
     from qdeploy.onnx_import import import_onnx
     from qdeploy.passes import run_passes
@@ -224,6 +225,9 @@ def qdeploy_quantize(model: onnx.ModelProto, calib_x: np.ndarray, target: str, p
     from qdeploy.quant.bias_correction import correct_bias
     dims = [d.dim_value or 1 for d in model.graph.input[0].type.tensor_type.shape.dim]
     g = run_passes(import_onnx(model, {model.graph.input[0].name: tuple(dims)}))
+    if fold:
+        from qdeploy.passes import fold_gap
+        fold_gap.run(g)
     if cle == "auto":
         from qdeploy.pipeline import equalize_graph
         per_tensor_w = per_tensor or not load_target(target).numerics.weight_per_channel
@@ -279,10 +283,10 @@ def measure_draw(name: str, model: onnx.ModelProto, draw: int, log) -> dict:
         if y is not None:
             row[col + ":top1"] = top1(out, y)
 
-    for col, target, method, cle, bc in QDEPLOY_SETTINGS:
+    for col, target, method, cle, bc, *fold in QDEPLOY_SETTINGS:
         t0 = time.time()
         try:
-            g, qg = qdeploy_quantize(model, cal, target, False, cle, bc, method=method)
+            g, qg = qdeploy_quantize(model, cal, target, False, cle, bc, method=method, fold=bool(fold and fold[0]))
             record(col, qdeploy_run(qg, ev))
             if col == "arm":
                 record(FAKE_COL, qdeploy_fake_run(g, qg, ev))
@@ -347,7 +351,8 @@ def table(rows: list[dict]) -> str:
     qcols = qcols[:1] + [FAKE_COL] + qcols[1:]
     ocols = [ort_col(*s) for s in ORT_SETTINGS]
     head = (qcols + ocols + ["ops left in float by ort", "arm draws", "arm - best ort",
-                             "arm - best ort exec", "arm auto - best ort", "best arm method - best ort"])
+                             "arm - best ort exec", "arm fold - best ort", "arm auto - best ort",
+                             "best arm method - best ort"])
     lines = ["| model | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     methods = ["arm", "arm pct", "arm ent", "arm mse"]
     for r in rows:
@@ -361,7 +366,8 @@ def table(rows: list[dict]) -> str:
         cells = ([_fmt(r.get(c)) for c in qcols]
                  + [f"{_fmt(r.get(c))} / {_fmt(r.get(c + ':exec'))}" for c in ocols]
                  + ["none" if floats == [] else (", ".join(floats) if floats else "-"), _spread(r, "arm"),
-                    diff(arm, best), diff(arm, best_x), diff(r.get("arm auto"), best), diff(arm_best, best)])
+                    diff(arm, best), diff(arm, best_x), diff(r.get("arm fold"), best),
+                    diff(r.get("arm auto"), best), diff(arm_best, best)])
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     cols = qcols + ocols + [c + ":exec" for c in ocols]
     errors = [f"- {r['model']} / {c}: {r[c]}" for r in rows for c in cols if isinstance(r.get(c), str)]
@@ -505,14 +511,17 @@ def main(argv=None) -> int:
                 f"where it raises the int8 SQNR of the tensor between the layers, and saturating "
                 f"ReLU6 outputs before depthwise layers), graph-output ranges widened by "
                 f"leave-one-out (calibration/tails.py); `arm plain` = minmax without either, the "
-                f"scheme of ort MinMax; `pct`/`ent`/`mse`/`auto` = the other calibration methods (`auto`: chosen by the output SQNR on the calibration samples, qdeploy/calibration/auto.py); `qd ort` = qdeploy's ort "
+                f"scheme of ort MinMax; `arm fold` = `arm` with `--fold-gap` (each GlobalAveragePool -> "
+                f"1x1 Conv folded into one full-window conv, passes/fold_gap.py; costs H*W times that "
+                f"conv's weights and MACs); `pct`/`ent`/`mse`/`auto` = the other calibration methods (`auto`: chosen by the output SQNR on the calibration samples, qdeploy/calibration/auto.py); `qd ort` = qdeploy's ort "
                 f"profile); `arm fq` is the arm model's fake-quant float graph (qdeploy's QDQ "
                 f"semantics). `ort` columns are onnxruntime's quantize_static (QDQ, per-channel int8 "
                 f"weights, after quant_pre_process) as `A / B`: A = the QDQ model's semantics "
                 f"(onnxruntime with graph optimizations off, Q/DQ as float ops), B = the same model "
                 f"on onnxruntime's fused int8 CPU kernels (default session). `rr` = reduce_range "
                 f"(7-bit weights). `arm draws` = min..max of arm over the draws. `arm - best ort` "
-                f"compares with the best of all ort numbers (A and B), `exec` with the best B only; `arm auto - best ort` the same for `arm auto`; "
+                f"compares with the best of all ort numbers (A and B), `exec` with the best B only; `arm fold - best ort` and `arm auto - best ort` the same for "
+                f"`arm fold` and `arm auto`; "
                 f"`best arm method` picks the best of arm's four calibration methods per model "
                 f"(like `best ort`, a choice made on the evaluation set).\n\n")
         write_section(head + body)

@@ -14,12 +14,15 @@ folded kernel the same int8 values as the 1x1 one (every tap is ``W / HW``).
 It costs memory and time, which is why it is **not** in ``PIPELINE``: the
 folded conv has ``H * W`` times the 1x1 conv's weights and MACs (an 8 x 8 map:
 64 times). ``qdeploy quantize --fold-gap`` runs it; each fold is logged with
-its cost. Measured (bench/RESULTS.md, "arm fold"): ghostnet +0.7 dB output
-SQNR (both SE squeezes and the conv head folded, +22 % MACs); on
-mobilenet_v3_small the first SE block's fold (a 16 x 16 map) lowered the output
-SQNR by 0.5 dB while its own SE path got 2.4 dB more accurate: that block's
-evaluation activations exceed the calibration ranges by up to 2x, and which
-tensor clips changes with the fold.
+its cost. Measured (bench/sqnr.py pipeline, 64 calibration / 256 evaluation
+inputs): ghostnet (two SE squeezes on 8 x 8 maps and a 4 x 4 conv head) gains
++0.8 dB output SQNR on average over 10 calibration draws, on every one of them
+(+0.3 to +1.3), for 9.8x the weights (105 k -> 1.03 M) and +22 % MACs.
+mobilenet_v3_small loses 0.3 dB (mean of 3 draws; 6x the weights): its first
+SE block's fold (a 16 x 16 map) makes that SE path 2.4 dB more accurate, but
+that block's evaluation activations exceed the calibration ranges by up to 2x
+and which tensor clips changes with the fold. Worth trying where memory is
+not the limit; compare with ``qdeploy run`` before keeping it.
 
 Eligible: the pool's output has exactly one reader, is not a graph output,
 and the reader is a ``Conv`` with constant 1x1 weights, ``group`` 1, no
