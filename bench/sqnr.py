@@ -212,39 +212,19 @@ FAKE_COL = "arm fq"
 
 def qdeploy_quantize(model: onnx.ModelProto, calib_x: np.ndarray, target: str, per_tensor: bool,
                      cle, bc: bool, relu6: str = "data", method: str = "minmax", fold: bool = False):
-    """(float graph, QGraph) through the library's own API (what `qdeploy quantize` does).
-    ``cle``: "auto" (the CLI default, pipeline.equalize_graph), True (every eligible
-    pair, with the ``relu6`` policy), False, or "plain" (no CLE and no output-range
-    widening either: the scheme of onnxruntime's MinMax). ``fold``: `quantize --fold-gap`."""
-    from qdeploy.calibration.calibrate import calibrate
+    """(float graph, QGraph) through what `qdeploy quantize` runs
+    (pipeline.quantize_samples). ``cle``: "auto" (the CLI default), True (every eligible
+    pair, with the ``relu6`` policy; `--cle`), False (`--no-cle`), or "plain" (no CLE and
+    no output-range widening either: the scheme of onnxruntime's MinMax). ``fold``:
+    `--fold-gap`."""
     from qdeploy.onnx_import import import_onnx
     from qdeploy.passes import run_passes
-    from qdeploy.quant.quantizer import quantize_graph
-    from qdeploy.quant.targets import load_target
-    from qdeploy.quant.cle import equalize
-    from qdeploy.quant.bias_correction import correct_bias
+    from qdeploy.pipeline import QuantizeOptions, quantize_samples
     dims = [d.dim_value or 1 for d in model.graph.input[0].type.tensor_type.shape.dim]
     g = run_passes(import_onnx(model, {model.graph.input[0].name: tuple(dims)}))
-    if fold:
-        from qdeploy.passes import fold_gap
-        fold_gap.run(g)
-    if cle == "auto":
-        from qdeploy.pipeline import equalize_graph
-        per_tensor_w = per_tensor or not load_target(target).numerics.weight_per_channel
-        equalize_graph(g, calib_x, select=not per_tensor_w)
-    ranges = calibrate(g, calib_x, method=method, progress=False)
-    if cle is True:
-        equalize(g, ranges=ranges, relu6=relu6)
-        ranges = calibrate(g, calib_x, method=method, progress=False)
-    ranges = ranges.bounds()
-    if cle != "plain":   # what `qdeploy quantize` does: graph outputs widened by leave-one-out
-        from qdeploy.calibration.tails import widen_outputs
-        ranges, _ = widen_outputs(g, calib_x, ranges)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        qg = quantize_graph(g, ranges, load_target(target), per_tensor=per_tensor)
-    if bc:
-        correct_bias(g, qg, calib_x)
+    opts = QuantizeOptions(target=target, method=method, per_tensor=per_tensor, bias_correction=bc,
+                           fold_gap=fold, cle=None if cle == "auto" else cle is True, progress=False)
+    qg, *_ = quantize_samples(g, calib_x, target, opts, widen=cle != "plain", relu6=relu6)
     return g, qg
 
 

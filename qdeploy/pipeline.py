@@ -148,10 +148,9 @@ def _is_calib_set(path) -> bool:
 def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeResult:
     """Quantize ``model`` (an ONNX path) for ``opts.target`` into the folder ``out``
     (see the module docstring for what is checked and written)."""
-    from .calibration.calibrate import calibrate
     from .calibration.ranges import load_ranges
     from .quant.qgraph import qgraph_bytes
-    from .quant.quantizer import check_ops, quantize_graph
+    from .quant.quantizer import check_ops
     from .quant.targets import load_target
 
     opts = opts or QuantizeOptions()
@@ -167,36 +166,12 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     given = load_ranges(opts.ranges, g) if opts.ranges else None
     if given is not None:
         cle = _ranges_without_cle(opts, given, cle, warn)
-    if opts.fold_gap:   # after the --ranges check: the fold changes no remaining tensor's values
-        from .passes import fold_gap
-        g.log += [(fold_gap.NAME, msg) for msg in fold_gap.run(g)]
     x, recipe = calibration_samples(g, opts.calib, opts.preset, opts.limit, on_warning=warn.append)
     if given is not None and given.recipe is not None and recipe != given.recipe:
         warn.append(f"--ranges {Path(opts.ranges).name} was measured on another calibration set "
                     "than the one given (recipes differ); bias correction uses the given set")
-    if cle:
-        # CLE needs the observed maxima of ReLU6 outputs (see quant/cle.py), then the
-        # equalized graph is calibrated again: its activation ranges changed
-        cle = equalize_graph(g, x, select=opts.cle is None and not per_tensor, batch_size=opts.batch_size)
-    ranges = given if given is not None else calibrate(
-        g, x, method=opts.method, batch_size=opts.batch_size, progress=opts.progress, recipe=recipe,
-        target=target, per_tensor=per_tensor)
-    if cle:
-        ranges.options["cle"] = True
-    # the shortcut check again, now with measured ranges: what each merge's shared scale costs
-    from .passes.shortcut_check import check_shortcuts
-    from .calibration.tails import widen_outputs
-    bounds, msgs = widen_outputs(g, x, ranges.bounds())
-    g.log += [("output_range", msg) for msg in msgs]
-    g.records["shortcut"] = check_shortcuts(g, bounds)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        qg = quantize_graph(g, bounds, target, per_tensor=per_tensor,
-                            hists=_pow2_histograms(g, x, ranges, target, opts.batch_size))
-        if opts.bias_correction:
-            from .quant.bias_correction import correct_bias
-            g.log += [("bias_correction", msg) for msg in correct_bias(g, qg, x)]
-    warn += [str(w.message) for w in caught]
+    qg, ranges, cle, caught = quantize_samples(g, x, target, opts, given=given, recipe=recipe, cle=cle)
+    warn += caught
 
     files = {QGRAPH: qgraph_bytes(qg), FLOAT: export_bytes(g), RANGES: dumps_json(ranges.to_dict()).encode()}
     manifest = _manifest(model, opts, target, g, ranges, len(x), cle, per_tensor, warn, files)
@@ -211,7 +186,54 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     return QuantizeResult(out, g, qg, ranges, x, list(g.log), warn)
 
 
-def equalize_graph(g: Graph, x: np.ndarray, select: bool, batch_size: int = 8) -> bool:
+def quantize_samples(g: Graph, x: np.ndarray, target, opts: QuantizeOptions, given=None, recipe=None,
+                     cle: bool | None = None, widen: bool = True, relu6: str = "data"):
+    """The middle of ``qdeploy quantize`` on arrays, ``g`` edited in place (each step
+    appends to ``g.log``): [fold GAP] -> [CLE] -> calibrate on ``x`` (or the ``given``
+    Ranges) -> widen graph-output ranges -> quantize -> [bias correction].
+    ``cle``: None = from ``opts.cle`` (automatic unless False); ``quantize_model`` passes
+    its decision (--ranges switches automatic CLE off). ``widen=False`` keeps the
+    calibrated output ranges and ``relu6`` is CLE's ReLU6 policy (quant/cle.py): both
+    only for measurements (bench/sqnr.py). Returns (QGraph, Ranges, whether CLE changed
+    the graph, warning messages)."""
+    from .calibration.calibrate import calibrate
+    from .calibration.tails import widen_outputs
+    from .passes.shortcut_check import check_shortcuts
+    from .quant.quantizer import quantize_graph
+    from .quant.targets import load_target
+    target = load_target(target)
+    per_tensor = opts.per_tensor or not target.numerics.weight_per_channel
+    cle = (opts.cle is not False) if cle is None else cle
+    if opts.fold_gap:   # the fold changes no remaining tensor's values: --ranges still fit
+        from .passes import fold_gap
+        g.log += [(fold_gap.NAME, msg) for msg in fold_gap.run(g)]
+    if cle:
+        # CLE needs the observed maxima of ReLU6 outputs (see quant/cle.py), then the
+        # equalized graph is calibrated again: its activation ranges changed
+        cle = equalize_graph(g, x, select=opts.cle is None and not per_tensor, batch_size=opts.batch_size,
+                             relu6=relu6)
+    ranges = given if given is not None else calibrate(
+        g, x, method=opts.method, batch_size=opts.batch_size, progress=opts.progress, recipe=recipe,
+        target=target, per_tensor=per_tensor)
+    if cle:
+        ranges.options["cle"] = True
+    bounds = ranges.bounds()
+    if widen:
+        bounds, msgs = widen_outputs(g, x, bounds)
+        g.log += [("output_range", msg) for msg in msgs]
+    # the shortcut check again, now with measured ranges: what each merge's shared scale costs
+    g.records["shortcut"] = check_shortcuts(g, bounds)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        qg = quantize_graph(g, bounds, target, per_tensor=per_tensor,
+                            hists=_pow2_histograms(g, x, ranges, target, opts.batch_size))
+        if opts.bias_correction:
+            from .quant.bias_correction import correct_bias
+            g.log += [("bias_correction", msg) for msg in correct_bias(g, qg, x)]
+    return qg, ranges, cle, [str(w.message) for w in caught]
+
+
+def equalize_graph(g: Graph, x: np.ndarray, select: bool, batch_size: int = 8, relu6: str = "data") -> bool:
     """Cross-layer equalization of ``g`` in place, as ``quantize`` does it:
     every eligible pair, or with ``select`` (automatic CLE with per-channel
     weights) the pairs :func:`~qdeploy.quant.cle.select_for_activations` keeps
@@ -225,7 +247,7 @@ def equalize_graph(g: Graph, x: np.ndarray, select: bool, batch_size: int = 8) -
     if select:
         only, msgs = select_for_activations(g, x, first)
         g.log += [("cle", msg) for msg in msgs]
-    msgs = equalize(g, first, only=only)
+    msgs = equalize(g, first, relu6=relu6, only=only)
     if select:
         msgs += fit_clamped_depthwise(g, x, first)
     g.log += [("cle", msg) for msg in msgs]

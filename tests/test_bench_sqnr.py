@@ -43,3 +43,22 @@ def test_measure_averages_draws_and_keeps_errors(monkeypatch):
     assert np.isclose(row["arm"], 11.0) and row["arm:draws"] == [10.0, 12.0]
     assert row["fpga"] == "QDeployError: x"
     assert sq._spread(row, "arm") == "10.0..12.0"
+
+
+def test_bench_quantizes_like_the_cli(tmp_path):
+    """The bench's qdeploy columns are what `qdeploy quantize` writes, byte for byte
+    (both go through pipeline.quantize_samples): the default, --fold-gap, and the fpga
+    profile (whose power-of-two scales read calibration histograms)."""
+    from qdeploy.pipeline import QGRAPH, QuantizeOptions, quantize_model
+    from qdeploy.quant.qgraph import qgraph_bytes
+    from tests.cli_helpers import DIGITS_CALIB, DIGITS_MODEL
+    x = np.load(DIGITS_CALIB)["x"][:16]
+    np.save(tmp_path / "calib.npy", x)
+    model = onnx.load(str(DIGITS_MODEL))
+    for k, (target, fold) in enumerate([("arm", False), ("arm", True), ("fpga", False)]):
+        out = tmp_path / f"o{k}"
+        quantize_model(DIGITS_MODEL, out, QuantizeOptions(target=target, calib=str(tmp_path / "calib.npy"),
+                                                          fold_gap=fold, progress=False))
+        _, qg = sq.qdeploy_quantize(model, x, target, False, "auto", False, fold=fold)
+        qg.name = DIGITS_MODEL.stem    # a file's graph is named after the file, a ModelProto's is not
+        assert qgraph_bytes(qg) == (out / QGRAPH).read_bytes(), (target, fold)
