@@ -1,7 +1,10 @@
 """The main job, end to end: ``qdeploy quantize`` and ``qdeploy run`` as Python functions.
 
-    model.onnx -> import -> passes -> [check ops] -> [fold GAP] -> calibration samples -> [CLE]
+    model.onnx -> import -> passes -> [check ops] -> calibration samples -> [fold GAP] -> [CLE]
                -> calibrate (or --ranges) -> quantize -> [bias correction] -> OUT/
+
+(``quantize_samples`` is the part from the fold to bias correction, on arrays: what
+bench/sqnr.py measures.)
 
 Files in OUT (the emitters add their artefacts beside them):
 
