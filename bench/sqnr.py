@@ -194,18 +194,18 @@ def ort_col(method: str, act: str, rr: bool) -> str:
 
 
 # ------------------------------------------------------------------ qdeploy
-QDEPLOY_SETTINGS = [  # (column, target, calibration method, cle, bias_correction[, fold_gap])
+QDEPLOY_SETTINGS = [  # (column, target, calibration method, cle, bias_correction, fold_gap)
     # cle "auto" = what `qdeploy quantize` does by default (pipeline.equalize_graph)
-    ("arm", "arm", "minmax", "auto", False),
+    ("arm", "arm", "minmax", "auto", False, False),
     ("arm fold", "arm", "minmax", "auto", False, True),   # the default + `quantize --fold-gap`
-    ("arm plain", "arm", "minmax", "plain", False),   # no CLE, no output widening: ort MinMax's scheme
-    ("arm pct", "arm", "percentile", "auto", False),
-    ("arm ent", "arm", "entropy", "auto", False),
-    ("arm mse", "arm", "mse", "auto", False),
-    ("arm auto", "arm", "auto", "auto", False),
-    ("arm+cle+bc", "arm", "minmax", True, True),
-    ("fpga", "fpga", "minmax", "auto", False),
-    ("qd ort", "ort", "minmax", "auto", False),
+    ("arm plain", "arm", "minmax", "plain", False, False),   # no CLE, no widening: ort MinMax scheme
+    ("arm pct", "arm", "percentile", "auto", False, False),
+    ("arm ent", "arm", "entropy", "auto", False, False),
+    ("arm mse", "arm", "mse", "auto", False, False),
+    ("arm auto", "arm", "auto", "auto", False, False),
+    ("arm+cle+bc", "arm", "minmax", True, True, False),
+    ("fpga", "fpga", "minmax", "auto", False, False),
+    ("qd ort", "ort", "minmax", "auto", False, False),
 ]
 FAKE_COL = "arm fq"
 
@@ -263,10 +263,10 @@ def measure_draw(name: str, model: onnx.ModelProto, draw: int, log) -> dict:
         if y is not None:
             row[col + ":top1"] = top1(out, y)
 
-    for col, target, method, cle, bc, *fold in QDEPLOY_SETTINGS:
+    for col, target, method, cle, bc, fold in QDEPLOY_SETTINGS:
         t0 = time.time()
         try:
-            g, qg = qdeploy_quantize(model, cal, target, False, cle, bc, method=method, fold=bool(fold and fold[0]))
+            g, qg = qdeploy_quantize(model, cal, target, False, cle, bc, method=method, fold=fold)
             record(col, qdeploy_run(qg, ev))
             if col == "arm":
                 record(FAKE_COL, qdeploy_fake_run(g, qg, ev))

@@ -164,7 +164,7 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     g = prepare_float(model, opts.input_shape)
     check_ops(g, target)
     warn: list[str] = []
-    per_tensor = opts.per_tensor or not target.numerics.weight_per_channel
+    per_tensor = _per_tensor(opts, target)
     cle = True if opts.cle is None else opts.cle
     given = load_ranges(opts.ranges, g) if opts.ranges else None
     if given is not None:
@@ -205,7 +205,7 @@ def quantize_samples(g: Graph, x: np.ndarray, target, opts: QuantizeOptions, giv
     from .quant.quantizer import quantize_graph
     from .quant.targets import load_target
     target = load_target(target)
-    per_tensor = opts.per_tensor or not target.numerics.weight_per_channel
+    per_tensor = _per_tensor(opts, target)
     cle = (opts.cle is not False) if cle is None else cle
     if opts.fold_gap:   # the fold changes no remaining tensor's values: --ranges still fit
         from .passes import fold_gap
@@ -234,6 +234,11 @@ def quantize_samples(g: Graph, x: np.ndarray, target, opts: QuantizeOptions, giv
             from .quant.bias_correction import correct_bias
             g.log += [("bias_correction", msg) for msg in correct_bias(g, qg, x)]
     return qg, ranges, cle, [str(w.message) for w in caught]
+
+
+def _per_tensor(opts: QuantizeOptions, target) -> bool:
+    """Per-tensor weights: asked for, or the target has no per-channel weights (fpga)."""
+    return opts.per_tensor or not target.numerics.weight_per_channel
 
 
 def equalize_graph(g: Graph, x: np.ndarray, select: bool, batch_size: int = 8, relu6: str = "data") -> bool:

@@ -57,7 +57,8 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
     """Quantize MODEL (ONNX) for a target; writes OUT/ atomically."""
     opts = QuantizeOptions(target=target, calib=calib, ranges=ranges_file, method=method,
                            per_tensor=per_tensor, preset=preset, input_shape=parse_input_shapes(shapes),
-                           cle=cle, bias_correction=bias_correction, fold_gap=fold_gap, limit=limit, batch_size=batch_size,
+                           cle=cle, bias_correction=bias_correction, fold_gap=fold_gap, limit=limit,
+                           batch_size=batch_size,
                            progress=not (quiet or as_json) and sys.stderr.isatty())
     res = quantize_model(model, out, opts)
     summary = {"out": str(res.out), "target": res.qgraph.target, "samples": int(len(res.calib_x)),
