@@ -165,10 +165,10 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     check_ops(g, target)
     warn: list[str] = []
     per_tensor = _per_tensor(opts, target)
-    cle = True if opts.cle is None else opts.cle
+    cle = None                         # quantize_samples decides from opts.cle
     given = load_ranges(opts.ranges, g) if opts.ranges else None
     if given is not None:
-        cle = _ranges_without_cle(opts, given, cle, warn)
+        cle = _ranges_without_cle(opts, given, opts.cle is not False, warn)
     x, recipe = calibration_samples(g, opts.calib, opts.preset, opts.limit, on_warning=warn.append)
     if given is not None and given.recipe is not None and recipe != given.recipe:
         warn.append(f"--ranges {Path(opts.ranges).name} was measured on another calibration set "
