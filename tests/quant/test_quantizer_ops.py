@@ -346,3 +346,63 @@ def test_tied_group_takes_the_union_of_its_ranges():
     assert s == (qg.tensors["p"].s, qg.tensors["p"].zp) == (qg.tensors["y_q"].s, qg.tensors["y_q"].zp)
     assert s == pytest.approx((7.0 / 255, -128 + round(2.0 / (7.0 / 255))), abs=1e-6)
     assert tied_ranges(g, ranges, load_target("arm")) == {t: (-2.0, 5.0) for t in ("c", "p", "y")} | {"x": (-3.0, 3.0)}
+
+
+def _branch_model(extra_reader):
+    """c1 = Relu(Conv(x)) (fused: the tensor 'a1') is read by the Concat and by
+    ``extra_reader``; c2's range is 2.6x c1's, so c1's Requantize ratio is
+    1/2.6 (TFLite shift -1)."""
+    rng = np.random.default_rng(11)     # its own: the bias margins below were measured on these values
+    w1 = rng.standard_normal((4, 3, 1, 1)).astype(np.float32)
+    w3 = rng.standard_normal((2, 4, 1, 1)).astype(np.float32)
+    reader = (helper.make_node("Conv", ["c1", "W3"], ["d"]) if extra_reader == "conv"
+              else helper.make_node("MaxPool", ["c1"], ["d"], kernel_shape=[2, 2], strides=[2, 2]))
+    m = model([helper.make_node("Conv", ["x", "W1"], ["a1"]), helper.make_node("Relu", ["a1"], ["c1"]),
+               helper.make_node("Conv", ["x", "W2"], ["a2"]), helper.make_node("Relu", ["a2"], ["c2"]),
+               reader, helper.make_node("Concat", ["c1", "c2"], ["y"], axis=1)],
+              {"x": (1, 3, 8, 8)}, ["y", "d"], {"W1": w1, "W2": w1 * 2.6, "W3": w3})
+    x = {"x": rng.standard_normal((16, 3, 8, 8)).astype(np.float32)}
+    return m, x
+
+
+def _branch_bias(qg, g, x):
+    """Mean error (in output LSB) of the Concat's c1 half against float c1, where c1 > 0."""
+    from qdeploy.float_run import run_samples
+    got = run_int(qg, quantize_inputs(qg, x), keep=True)
+    want = run_samples(g, x, expose=["a1"])["a1"]
+    out = qg.tensors["y_q"]
+    half = (got["y_q"][:, :4].astype(np.float64) - out.zp) * out.s
+    pos = want > 0
+    return float(np.mean((half - want)[pos]) / out.s)
+
+
+def test_concat_branch_with_other_readers_avoids_double_rounding(monkeypatch):
+    """A Requantize ratio in [1/4, 1/2) would round twice (TFLite shift -1) and
+    bias the branch by about +1/4 LSB; the producer's scale is widened to 0.6x
+    the Concat's instead, so the Requantize has shift 0 and rounds once."""
+    from qdeploy.quant import quantizer
+    m, x = _branch_model("conv")
+    g, qg = pipeline(m, x, "arm")
+    rq = next(n for n in qg.nodes if n.op == "Requantize")
+    assert rq.inputs == ["a1"]
+    assert qg.tensors["a1"].s / qg.tensors["y_q"].s == pytest.approx(quantizer.BRANCH_RATIO, rel=1e-6)
+    assert int(np.ravel(rq.params["shift"])[0]) == 0
+    assert qg.tensors["a1"].zp == -128             # a ReLU output keeps 0 at the bottom code
+    widened = _branch_bias(qg, g, x)
+    lsb_check(qg, g, x)
+
+    monkeypatch.setattr(quantizer, "_widen_branch", lambda *a: None)
+    g0, qg0 = pipeline(m, x, "arm")
+    rq0 = next(n for n in qg0.nodes if n.op == "Requantize")
+    assert int(np.ravel(rq0.params["shift"])[0]) == -1
+    plain = _branch_bias(qg0, g0, x)
+    assert plain > 0.15 and abs(widened) < 0.06, (plain, widened)
+
+
+def test_concat_branch_read_by_a_tied_op_is_not_widened():
+    m, x = _branch_model("maxpool")
+    g, qg = pipeline(m, x, "arm")
+    c1, d = qg.tensors["a1"], qg.tensors["d_q"]
+    assert (c1.s, c1.zp) == (d.s, d.zp)              # MaxPool keeps its input's parameters
+    assert c1.s / qg.tensors["y_q"].s < 0.5
+    lsb_check(qg, g, x)
