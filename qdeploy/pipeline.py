@@ -243,8 +243,8 @@ def _per_tensor(opts: QuantizeOptions, target) -> bool:
 
 def equalize_graph(g: Graph, x: np.ndarray, select: bool, batch_size: int = 8, relu6: str = "data") -> bool:
     """Cross-layer equalization of ``g`` in place, as ``quantize`` does it:
-    every eligible pair, or with ``select`` (automatic CLE with per-channel
-    weights) the pairs :func:`~qdeploy.quant.cle.select_for_activations` keeps
+    every eligible pair with one second layer, or with ``select`` (automatic
+    CLE with per-channel weights) the pairs :func:`~qdeploy.quant.cle.select_for_activations` keeps
     plus :func:`~qdeploy.quant.cle.fit_clamped_depthwise`; messages go to
     ``g.log``. True when a layer was rescaled (the graph changed: calibrate it
     again)."""
@@ -255,7 +255,7 @@ def equalize_graph(g: Graph, x: np.ndarray, select: bool, batch_size: int = 8, r
     if select:
         only, msgs = select_for_activations(g, x, first)
         g.log += [("cle", msg) for msg in msgs]
-    msgs = equalize(g, first, relu6=relu6, only=only)
+    msgs = equalize(g, first, relu6=relu6, only=only, several=select)
     if select:
         msgs += fit_clamped_depthwise(g, x, first)
     g.log += [("cle", msg) for msg in msgs]

@@ -274,3 +274,138 @@ def test_clamped_depthwise_channels_fill_the_clamp_range():
     np.testing.assert_allclose(after[[0, 1, 3]], 6.0 / 1.25, rtol=1e-5)
     assert g.node("layer0").attrs["q_clamp"] == (0.0, 6.0)
     np.testing.assert_allclose(run_samples(g, x)["t1"], ref["t1"], rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- pairs through channel-wise ops
+def _onnx_graph(nodes, outputs, inits, in_shape=(1, 4, 8, 8)):
+    from qdeploy.onnx_import import import_onnx
+    from qdeploy.passes import run_passes
+    from tests.helpers import model
+    return run_passes(import_onnx(model(nodes, {"x": in_shape}, outputs, inits)))
+
+
+def _uneven(rng, o, i, k=1):
+    """Conv weights whose output rows span ~3 decades (as after BN folding)."""
+    return (rng.standard_normal((o, i, k, k)) * 10.0 ** rng.uniform(-1.5, 1.5, (o, 1, 1, 1))).astype(np.float32)
+
+
+def _se_graph(head=False):
+    """x -> Conv P (ReLU) -> squeeze-excite: y = P * HardSigmoid(Conv2(ReLU(Conv1(GAP(P))))) -> Conv3.
+    ``head``: P -> GAP -> Conv1 only (a pooled classifier head)."""
+    from onnx import helper
+    rng = np.random.default_rng(5)
+    n = [helper.make_node("Conv", ["x", "Wp", "Bp"], ["p"]), helper.make_node("Relu", ["p"], ["pr"]),
+         helper.make_node("GlobalAveragePool", ["pr"], ["gap"]), helper.make_node("Conv", ["gap", "W1"], ["s1"])]
+    inits = {"Wp": _uneven(rng, 8, 4, 3), "Bp": rng.standard_normal(8).astype(np.float32),
+             "W1": _uneven(rng, 4, 8), "W2": _uneven(rng, 8, 4), "W3": _uneven(rng, 6, 8)}
+    if head:
+        return _onnx_graph(n, ["s1"], inits)
+    n += [helper.make_node("Relu", ["s1"], ["s1r"]), helper.make_node("Conv", ["s1r", "W2"], ["s2"]),
+          helper.make_node("HardSigmoid", ["s2"], ["gate"], alpha=1 / 6, beta=0.5),
+          helper.make_node("Mul", ["pr", "gate"], ["y"]), helper.make_node("Conv", ["y", "W3"], ["out"])]
+    return _onnx_graph(n, ["out"], inits)
+
+
+def test_squeeze_excite_block_is_one_pair_with_two_readers():
+    g = _se_graph()
+    pairs = {p.first.name: p for p in find_pairs(g)}
+    first = next(n for n in g.nodes if n.op == "Conv" and n.inputs[0] == "x")
+    p = pairs[first.name]
+    assert sorted(n.inputs[0] for n in p.seconds) == sorted([g.consumers(t)[0].inputs[0] for t in p.between[1:]
+                                                             if g.consumers(t)[0].op == "Conv"])
+    assert len(p.seconds) == 2
+    assert [g.producer(t).op for t in p.between] == ["Conv", "GlobalAveragePool", "Mul"]
+    before = g.copy()
+    msgs = equalize(g, only={first.name})
+    assert len(msgs) == 1 and msgs[0].startswith(f"CLE equalized {p.label()}")
+    for seed in range(3):          # the gate is unchanged: the squeeze conv absorbed the scales
+        assert_float_equal(before, g, seed=seed)
+    # r1 = max over both readers of r2, per channel
+    r1 = np.abs(g.const(first.inputs[1])).reshape(8, -1).max(axis=1)
+    r2 = np.max([np.abs(g.const(s.inputs[1])).max(axis=(0, 2, 3)) for s in p.seconds], axis=0)
+    np.testing.assert_allclose(r1, r2, rtol=1e-3)
+
+
+def test_pooled_head_is_not_a_pair():
+    g = _se_graph(head=True)
+    assert find_pairs(g) == []
+
+
+def test_maxpool_and_fan_out_pairs_preserve_the_model():
+    """Conv -> MaxPool -> Conv, and a conv read by two convs (a SqueezeNet fire
+    module's squeeze -> expand 1x1 / expand 3x3)."""
+    from onnx import helper
+    rng = np.random.default_rng(6)
+    g = _onnx_graph([helper.make_node("Conv", ["x", "Wa"], ["a"], pads=[1, 1, 1, 1]),
+                     helper.make_node("Relu", ["a"], ["ar"]),
+                     helper.make_node("MaxPool", ["ar"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),
+                     helper.make_node("Conv", ["m", "Wb"], ["b"]), helper.make_node("Relu", ["b"], ["br"]),
+                     helper.make_node("Conv", ["br", "Wc"], ["c"]),
+                     helper.make_node("Conv", ["br", "Wd"], ["d"], pads=[1, 1, 1, 1]),
+                     helper.make_node("Concat", ["c", "d"], ["out"], axis=1)], ["out"],
+                    {"Wa": _uneven(rng, 8, 4, 3), "Wb": _uneven(rng, 6, 8), "Wc": _uneven(rng, 5, 6),
+                     "Wd": _uneven(rng, 5, 6, 3)})
+    pairs = {p.first.inputs[1]: p for p in find_pairs(g)}
+    assert [g.producer(t).op for t in pairs["Wa"].between] == ["Conv", "MaxPool"]
+    assert sorted(s.inputs[1] for s in pairs["Wb"].seconds) == ["Wc", "Wd"]
+    assert "Wc" not in pairs and "Wd" not in pairs          # their outputs meet in a Concat
+    before = g.copy()
+    unchecked = g.copy()
+    assert len(equalize(g)) == 2
+    for seed in range(3):
+        assert_float_equal(before, g, seed=seed)
+    # without a data check (per-tensor weights) a first layer with several readers is left alone
+    msgs = equalize(unchecked, several=False)
+    assert [m.split(":")[0] for m in msgs] == [f"CLE skipped {pairs['Wb'].label()}", f"CLE equalized {pairs['Wa'].label()}"]
+    assert np.array_equal(unchecked.const("Wc"), before.const("Wc"))
+
+
+def test_square_of_a_rescaled_tensor_stops_the_pair():
+    """x * relu(x) is not homogeneous of degree 1: rescaling x changes it."""
+    from onnx import helper
+    rng = np.random.default_rng(7)
+    g = _onnx_graph([helper.make_node("Conv", ["x", "Wa"], ["a"]), helper.make_node("Relu", ["a"], ["ar"]),
+                     helper.make_node("Mul", ["a", "ar"], ["m"]), helper.make_node("Conv", ["m", "Wb"], ["out"])],
+                    ["out"], {"Wa": _uneven(rng, 8, 4), "Wb": _uneven(rng, 6, 8)})
+    assert find_pairs(g) == []
+
+
+def test_selection_of_a_pair_with_two_readers_also_needs_less_noise_at_their_outputs(monkeypatch):
+    """Two readers: kept only when the rescaled tensors' int8 SQNR rises and the
+    noise model at the readers' outputs falls; the message gives both."""
+    from qdeploy.quant import cle
+    g = _se_graph()
+    first = next(n for n in g.nodes if n.op == "Conv" and n.inputs[0] == "x").name
+    x = np.random.default_rng(8).standard_normal((6, 4, 8, 8)).astype(np.float32)
+    keep, msgs = cle.select_for_activations(g, x)
+    msg = next(m for m in msgs if f"'{first}' ->" in m)
+    assert first in keep and msg.startswith("CLE equalize ") and "int8 noise at the readers' outputs +" in msg
+    monkeypatch.setattr(cle, "_second_noise", lambda g, p, stats, s: 1.0 if np.all(s == 1) else 2.0)
+    keep, msgs = cle.select_for_activations(g, x)
+    msg = next(m for m in msgs if f"'{first}' ->" in m)
+    assert first not in keep and msg.startswith("CLE keep as is ") and "outputs -3.0 dB" in msg
+
+
+def test_second_noise_model_matches_quantizing_input_and_weights():
+    """_second_noise against actually quantizing a 1x1 reader's input per tensor
+    and its weights per row, with and without a channel rescaling."""
+    from qdeploy.ir import Graph, Node, Tensor
+    from qdeploy.quant.cle import Pair, _second_noise
+    rng = np.random.default_rng(9)
+    c, o, n = 6, 5, 40000
+    spread = np.array([0.05, 0.3, 1.0, 2.0, 0.1, 4.0])
+    u = np.abs(rng.standard_normal((c, n))) * spread[:, None]
+    w = rng.standard_normal((o, c, 1, 1)) * np.array([3.0, 1.0, 0.5, 0.2, 2.0, 0.1])[None, :, None, None]
+    g = Graph([Node("Conv", "second", ["u", "w"], ["y"], {})],
+              {"u": Tensor("u", (1, c, 1, 1)), "w": Tensor("w", w.shape, "float32", w.astype(np.float32)),
+               "y": Tensor("y", (1, o, 1, 1))}, ["u"], ["y"])
+    p = Pair(g.nodes[0], (g.nodes[0],), ("u",))
+    stats = {"u": (u.max(axis=1), np.zeros(c), (u ** 2).mean(axis=1))}
+    for s in (np.ones(c), spread / np.sqrt(spread.max() * spread)):
+        us, ws = u / s[:, None], w[:, :, 0, 0].astype(np.float32).astype(np.float64) * s[None, :]
+        step = us.max() / 255
+        uq = np.round(us / step) * step
+        rs = np.abs(ws).max(axis=1, keepdims=True) / 127
+        wq = np.round(ws / rs) * rs
+        noise = np.sum((wq @ uq - ws @ us) ** 2) / n
+        assert 10 * np.log10(_second_noise(g, p, stats, s) / noise) == pytest.approx(0, abs=0.3)
