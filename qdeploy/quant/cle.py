@@ -247,11 +247,11 @@ def fit_clamped_depthwise(g: Graph, samples: np.ndarray, ranges: dict | None = N
 
 def _second_noise(g: Graph, p: Pair, stats: dict, s: np.ndarray) -> float:
     """The int8 noise power (activation + weight rounding) summed over the
-    second layers' outputs when the first layer's channel ``c`` is divided by ``s[c]`` (and
-    the second layers' input column ``c`` multiplied by it): each second layer
-    reads its input quantized per tensor (step from the scaled channel ranges)
-    through its weights scaled by ``s``, which are quantized per output row
-    (step = the row's largest |weight| / 127)."""
+    second layers' outputs when the first layer's channel ``c`` is divided by
+    ``s[c]`` (and the second layers' input column ``c`` multiplied by it):
+    each second layer reads its input quantized per tensor (step from the
+    scaled channel ranges) through its weights scaled by ``s``, which are
+    quantized per output row (step = the row's largest |weight| / 127)."""
     total = 0.0
     for second in p.seconds:
         hi, lo, m2 = stats[second.inputs[0]]
