@@ -142,6 +142,20 @@ def test_qparams_are_the_quantizers():
         assert qp[t] == (float(q.s), int(q.zp))
 
 
+def test_qparams_are_the_quantizers_for_a_widened_concat_branch():
+    """A concat branch read elsewhere whose requantisation would round twice
+    gets a wider scale (quantizer._widen_branch): the same here."""
+    from tests.quant.test_quantizer_ops import _branch_model
+    from tests.quant.oneop import minmax_ranges, pipeline
+    m, x = _branch_model("conv")
+    g, qg = pipeline(m, x, "arm")
+    qp = activation_qparams(g, minmax_ranges(g, x), load_target("arm"))
+    assert qp["a1"] != qp["y"] and qp["a1"][0] / qp["y"][0] == pytest.approx(0.6, rel=1e-6)
+    for t in g.activations():
+        q = qg.tensors[t + "_q"] if t in g.inputs or t in g.outputs else qg.tensors[t]
+        assert qp[t] == (float(q.s), int(q.zp))
+
+
 def test_quantize_cli_method_auto(tmp_path):
     from qdeploy.pipeline import QuantizeOptions, quantize_model
     m = model([helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv"),

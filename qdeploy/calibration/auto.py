@@ -59,7 +59,6 @@ With fewer than 2 samples there is nothing to hold out: every tensor keeps
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -90,8 +89,9 @@ def activation_qparams(g: Graph, bounds: dict, target) -> dict[str, tuple[float,
     :func:`~qdeploy.quant.quantizer.quantize_graph` chooses them from
     ``bounds`` (without preparing any node)."""
     from ..quant import quantizer as qz
+    from ..quant.prepare import Ctx
     qt = qz._activation_params(g, bounds, target, {})
-    qz._share_concat_scales(g, SimpleNamespace(qt=qt, target=target))
+    qz._share_concat_scales(g, Ctx(g, target, False, qt))
     return {k: (float(t.s), int(t.zp)) for k, t in qt.items()}
 
 
