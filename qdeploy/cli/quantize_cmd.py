@@ -39,9 +39,10 @@ def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
 @click.option("--input-shape", "shapes", multiple=True,
               help="Fix dynamic input dims: 1x3x224x224 or name:1x3x224x224 (repeatable).")
 @click.option("--cle/--no-cle", default=None,
-              help="Cross-layer equalization (default: automatic: every layer pair for per-tensor "
-                   "weights; for per-channel weights the pairs where it evens out the activations; "
-                   "off with --ranges). --cle: every pair.")
+              help="Cross-layer equalization (default: automatic: for per-tensor weights every layer "
+                   "pair whose first layer has one reader; for per-channel weights the pairs, also with "
+                   "several readers (fire modules, SE blocks), where it evens out the activations; "
+                   "off with --ranges). --cle: every pair with one reader.")
 @click.option("--bias-correction/--no-bias-correction", default=False, show_default=True,
               help="Empirical bias correction from the calibration set (see bench/RESULTS.md).")
 @click.option("--fold-gap", is_flag=True,
