@@ -73,7 +73,7 @@ import numpy as np
 from ..ir import Graph, Node
 
 _HOMOGENEOUS_NODES = ("Relu", "LeakyRelu")
-_CHANNELWISE = _HOMOGENEOUS_NODES + ("MaxPool", "AveragePool", "GlobalAveragePool", "Mul")   # after a Conv
+_CHANNELWISE = ("MaxPool", "AveragePool", "GlobalAveragePool", "Mul")   # after a Conv (NCHW)
 _LAYERS = ("Conv", "Gemm")
 
 
