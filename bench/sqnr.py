@@ -214,7 +214,7 @@ def qdeploy_quantize(model: onnx.ModelProto, calib_x: np.ndarray, target: str, p
                      cle, bc: bool, relu6: str = "data", method: str = "minmax", fold: bool = False):
     """(float graph, QGraph) through what `qdeploy quantize` runs
     (pipeline.quantize_samples). ``cle``: "auto" (the CLI default), True (every eligible
-    pair, with the ``relu6`` policy; `--cle`), False (`--no-cle`), or "plain" (no CLE and
+    pair with one second layer, with the ``relu6`` policy; `--cle`), False (`--no-cle`), or "plain" (no CLE and
     no output-range widening either: the scheme of onnxruntime's MinMax). ``fold``:
     `--fold-gap`."""
     from qdeploy.onnx_import import import_onnx

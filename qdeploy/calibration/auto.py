@@ -59,7 +59,6 @@ With fewer than 2 samples there is nothing to hold out: every tensor keeps
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..errors import QDeployError
