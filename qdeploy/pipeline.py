@@ -60,6 +60,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .emit import ARTEFACTS, EmitContext, artefact_of, emit_all, load_runner, parse_emit
+from .emit import backends as _artefact_backends
 from .errors import QDeployError
 from .fsutil import atomic_dir, dumps_json, write_bytes
 from .ir import Graph
@@ -96,6 +98,9 @@ class QuantizeOptions:
     fold_gap: bool = False            # GlobalAveragePool -> 1x1 Conv folded into one conv
     batch_size: int = 8
     limit: int | None = None          # at most this many calibration samples (the first ones)
+    # artefacts to write (qdeploy/emit ARTEFACTS): "qdq,tflite,c", a list, or None = the target's emit
+    emit: str | tuple | None = None
+    emit_options: dict = field(default_factory=dict)   # per-artefact options (EmitContext.options)
     progress: bool = True
 
 
@@ -161,6 +166,7 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     model, out = Path(model), Path(out)
     _check_out(out, [model] + [Path(p) for p in (opts.calib, opts.ranges, opts.target) if isinstance(p, str)])
     target = load_target(opts.target)
+    emits = parse_emit(opts.emit, target)
     g = prepare_float(model, opts.input_shape)
     check_ops(g, target)
     warn: list[str] = []
@@ -177,7 +183,11 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     warn += caught
 
     files = {QGRAPH: qgraph_bytes(qg), FLOAT: export_bytes(g), RANGES: dumps_json(ranges.to_dict()).encode()}
+    ctx = EmitContext(target=target, recipe=recipe, model_name=model.stem, version=__version__,
+                      options=dict(opts.emit_options))
+    files.update(emit_all(qg, ctx, emits))
     manifest = _manifest(model, opts, target, g, ranges, len(x), cle, per_tensor, warn, files)
+    manifest["emitted"] = {n: ARTEFACTS[n].path for n in emits}
     files[MANIFEST] = dumps_json(manifest).encode()
     try:
         with atomic_dir(out) as tmp:
@@ -332,7 +342,8 @@ def _manifest(model: Path, opts, target, g: Graph, ranges, samples: int, cle: bo
                         "samples": samples, "method": ranges.method,
                         "ranges_file": Path(opts.ranges).name if opts.ranges else None},
         "target": target.summary(),
-        "options": {**{k: v for k, v in asdict(opts).items() if k not in ("calib", "ranges", "progress", "target")},
+        "options": {**{k: v for k, v in asdict(opts).items()
+                       if k not in ("calib", "ranges", "progress", "target", "emit")},
                     "cle": cle, "per_tensor": per_tensor},
         "inputs": [{"name": n, "shape": list(g.shape(n)[1:])} for n in g.inputs],
         "outputs": [{"name": n, "shape": list(g.shape(n)[1:])} for n in g.outputs],
@@ -376,19 +387,20 @@ def read_manifest(out, strict: bool = True) -> dict | None:
     return m
 
 
-def _run_float(out: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _run_float(out: Path, inputs: dict[str, np.ndarray], manifest: dict) -> dict[str, np.ndarray]:
     import onnx
     from .float_run import run_samples
     return run_samples(import_onnx(onnx.load(str(out / FLOAT)), name="model"), inputs)
 
 
-def _run_ref(out: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _run_ref(out: Path, inputs: dict[str, np.ndarray], manifest: dict) -> dict[str, np.ndarray]:
     from .quant.interpreter import run
     from .quant.qgraph import load_qgraph
     return run(load_qgraph(out / QGRAPH), inputs)
 
 
-BACKENDS = {"float": _run_float, "ref": _run_ref}
+# backend -> runner(out, inputs, manifest); the artefact backends come from qdeploy/emit ARTEFACTS
+BACKENDS = {"float": "qdeploy.pipeline:_run_float", "ref": "qdeploy.pipeline:_run_ref", **_artefact_backends()}
 
 
 def run_artifact(out, backend: str, x: np.ndarray | dict) -> dict[str, np.ndarray]:
@@ -400,7 +412,11 @@ def run_artifact(out, backend: str, x: np.ndarray | dict) -> dict[str, np.ndarra
     manifest = read_manifest(out)
     if backend not in BACKENDS:
         raise QDeployError(f"unknown backend '{backend}'; this qdeploy runs: {', '.join(BACKENDS)}")
-    return BACKENDS[backend](out, _as_inputs(manifest["inputs"], x))
+    art = artefact_of(backend)
+    if art is not None and art.name not in manifest.get("emitted", {}):
+        raise QDeployError(f"{out}: has no {art.path} (backend '{backend}' runs the '{art.name}' "
+                           f"artefact); quantize again with --emit {art.name}")
+    return load_runner(BACKENDS[backend])(out, _as_inputs(manifest["inputs"], x), manifest)
 
 
 def _as_inputs(specs: list[dict], x) -> dict[str, np.ndarray]:

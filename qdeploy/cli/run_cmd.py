@@ -24,7 +24,7 @@ from ..pipeline import BACKENDS, read_manifest, run_artifact
 @click.argument("out")
 @click.option("--backend", "-b", default="ref", show_default=True,
               help=f"One of {', '.join(BACKENDS)} (float: the float model on onnxruntime; "
-                   "ref: the integer reference interpreter).")
+                   "ref: the integer reference interpreter; the others run an emitted artefact).")
 @click.option("--input", "-i", "input_path", required=True,
               help="Inputs: .npy (N samples along the first axis, the model's own layout) or .npz by input name.")
 @click.option("-o", "--output", "output_path", required=True,

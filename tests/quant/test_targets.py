@@ -13,7 +13,14 @@ def test_bundled_targets_load_with_their_numerics():
     assert t["cortex-m"].numerics == t["arm"].numerics
     f = t["fpga"].numerics
     assert f.pow2_scales and f.activation_symmetric and f.requant == "shift" and not f.weight_per_channel
-    assert t["ort"].qrange == (0, 255) and t["ort"].emit == ("qdq",)
+    assert t["ort"].qrange == (0, 255)
+
+
+def test_bundled_targets_emit_artefacts_that_serve_their_profile():
+    from qdeploy.emit import ARTEFACTS, parse_emit
+    for t in list_targets():
+        assert parse_emit(None, t) == t.emit
+        assert all(t.profile in ARTEFACTS[a].profiles for a in t.emit)
 
 
 def test_user_toml_path(tmp_path):
