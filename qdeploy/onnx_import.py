@@ -5,9 +5,11 @@ Steps, in order:
    model's folder, initializers present, no NaN/Inf weights);
 2. fix the input shapes (from the model, or ``input_shapes``; a lone dynamic
    batch dimension becomes 1);
-3. fold constants: Constant/ConstantOfShape, Shape of a known shape, and any
-   node whose inputs are all constant (the shape arithmetic that PyTorch and
-   Paddle exports carry: Shape/Gather/Unsqueeze/Concat/Cast/Reshape chains);
+3. fold constants to a fixed point: Constant/ConstantOfShape, Shape of a known
+   shape, and any node whose inputs are all constant (the shape arithmetic that
+   PyTorch and Paddle exports carry: Shape/Gather/Unsqueeze/Concat/Cast/Reshape
+   chains); shapes are inferred again after each round, so a Shape downstream
+   of a folded Reshape folds too;
 4. infer every tensor's static shape (ONNX shape inference, onnxruntime for
    whatever it leaves open);
 5. normalise into the IR's op forms (see ``qdeploy/ir.py``): Identity and
@@ -276,24 +278,62 @@ def _infer(model: onnx.ModelProto, consts=None) -> tuple[dict[str, tuple[int, ..
     return shapes, dtypes
 
 
-def _fold(model: onnx.ModelProto, opset: int) -> tuple[dict[str, np.ndarray], list[onnx.NodeProto]]:
+def _fold(model: onnx.ModelProto, opset: int, where: str = "model") -> tuple[dict[str, np.ndarray], list[onnx.NodeProto]]:
+    """Fold to a fixed point: fold -> re-infer shapes (with the folded
+    constants) -> fold, until a round folds nothing. A Shape whose input gets a
+    static shape only after earlier folds (a Reshape whose target was computed,
+    as Paddle's and PyTorch's heads do) folds in a later round. When ONNX shape
+    inference still leaves the input of a Shape/Size open, one onnxruntime run
+    at the fixed input shapes gives it (every dim is static by then)."""
     consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    nodes = list(model.graph.node)
+    ran: dict[str, tuple[int, ...]] = {}      # shapes onnxruntime gave
+    while True:
+        shapes, _ = _infer(_with_nodes(model, nodes), consts)
+        shapes.update(ran)
+        kept = _fold_round(nodes, consts, shapes, opset)
+        if len(kept) < len(nodes):
+            nodes = kept
+            continue
+        open_ = sorted({n.input[0] for n in kept if n.op_type in ("Shape", "Size")
+                        and n.input and n.input[0] not in shapes and n.input[0] not in consts})
+        if not open_:
+            return consts, kept
+        m = _with_nodes(model, kept)
+        used = {i for n in kept for i in n.input}
+        m.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items() if k in used)
+        ran.update(_shapes_by_running(m, open_, where))
+
+
+def _with_nodes(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> onnx.ModelProto:
+    """A copy of ``model``'s frame (inputs, outputs, opsets) holding ``nodes``
+    and no initializers."""
+    g = helper.make_graph(nodes, model.graph.name, list(model.graph.input), list(model.graph.output))
+    m = helper.make_model(g, opset_imports=list(model.opset_import))
+    m.ir_version = max(model.ir_version, 4)
+    return m
+
+
+def _fold_round(nodes: list[onnx.NodeProto], consts: dict[str, np.ndarray],
+                shapes: dict[str, tuple[int, ...]], opset: int) -> list[onnx.NodeProto]:
+    """One folding sweep in graph order; ``consts`` grows in place. Returns the
+    nodes that stay."""
     kept: list[onnx.NodeProto] = []
-    shapes, _ = _infer(model)
-    for node in model.graph.node:
+    for node in nodes:
         a = _attr(node)
         outs: list[np.ndarray] | None = None
+        src = node.input[0] if node.input else ""
+        known = consts[src].shape if src in consts else shapes.get(src)
         if node.op_type == "Constant":
             outs = [_constant_value(node, a)]
-        elif node.op_type == "Shape" and node.input[0] in shapes | {k: v.shape for k, v in consts.items()}:
-            shp = consts[node.input[0]].shape if node.input[0] in consts else shapes[node.input[0]]
-            outs = [np.array(shp, dtype=np.int64)[a.get("start", 0):a.get("end", None)]]
-        elif node.op_type == "ConstantOfShape" and node.input[0] in consts:
+        elif node.op_type == "Shape" and known is not None:
+            outs = [np.array(known, dtype=np.int64)[a.get("start", 0):a.get("end", None)]]
+        elif node.op_type == "ConstantOfShape" and src in consts:
             # numpy directly: old exports make every weight this way (onnx.reference is slow at it)
             value = numpy_helper.to_array(a["value"]).reshape(-1) if "value" in a else np.zeros(1, np.float32)
-            outs = [np.full(tuple(int(d) for d in consts[node.input[0]]), value[0], dtype=value.dtype)]
-        elif node.op_type == "Size" and node.input[0] in shapes:
-            outs = [np.array(int(np.prod(shapes[node.input[0]])), dtype=np.int64)]
+            outs = [np.full(tuple(int(d) for d in consts[src]), value[0], dtype=value.dtype)]
+        elif node.op_type == "Size" and known is not None:
+            outs = [np.array(int(np.prod(known)), dtype=np.int64)]
         elif node.domain in ("", "ai.onnx") and node.op_type not in ("Dropout", "RandomNormal",
                                                                      "RandomUniform", "RandomNormalLike",
                                                                      "RandomUniformLike", "Multinomial") \
@@ -308,7 +348,7 @@ def _fold(model: onnx.ModelProto, opset: int) -> tuple[dict[str, np.ndarray], li
         for name, v in zip(node.output, outs):
             if name:
                 consts[name] = v
-    return consts, kept
+    return kept
 
 
 def _constant_value(node: onnx.NodeProto, a: dict) -> np.ndarray:
@@ -339,7 +379,7 @@ def import_onnx(source: str | os.PathLike | onnx.ModelProto, input_shapes: Input
     _check_structure(model, where)
     _fix_inputs(model, input_shapes, where)
 
-    consts, nodes = _fold(model, opset)
+    consts, nodes = _fold(model, opset, where)
     _check_ops(nodes, where)   # before anything runs the graph: list every unknown op at once
     # Graph outputs that folded to constants are not a CNN: refuse clearly.
     out_names = [o.name for o in model.graph.output]
