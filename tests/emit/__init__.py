@@ -1,0 +1,1 @@
+"""Tests of the emitters and what they share (arena planning, firmware builds)."""
