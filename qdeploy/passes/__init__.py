@@ -10,7 +10,8 @@ Order matters: constant Add/Sub/Mul/Div folding runs right after BatchNorm
 folding and before clamp fusion (a conv with a fused clamp no longer takes an
 affine map), activation recognition runs before clamp fusion (a decomposed
 h-swish contains a Clip(0, 6) that must not be fused away first), and the
-shortcut check runs last, on the graph that will be quantized.
+shortcut check runs last, on the graph that will be quantized. ``softmax_axis``
+makes every Softmax a last-axis one (the only form the int8 kernels have).
 
 ``fold_gap`` is a pass module outside ``PIPELINE``: it trades weight memory and
 MACs for precision, so ``qdeploy quantize --fold-gap`` runs it on request.
@@ -20,9 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import Graph
-from . import fold_bn, fold_affine, fold_pad, recognize_activation, fuse_activation, leaky_shift, shortcut_check
+from . import (fold_bn, fold_affine, fold_pad, recognize_activation, fuse_activation, leaky_shift, shortcut_check,
+               softmax_axis)
 
-PIPELINE = [fold_bn, fold_affine, fold_pad, recognize_activation, fuse_activation, leaky_shift, shortcut_check]
+PIPELINE = [fold_bn, fold_affine, fold_pad, recognize_activation, fuse_activation, leaky_shift, softmax_axis,
+            shortcut_check]
 
 
 @dataclass(frozen=True)
