@@ -9,4 +9,17 @@ PY="${PYTHON:-python3}"
 # exact version: on these machines that takes the local CPU wheel, not the registry's CUDA build.
 "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check torch==2.13.0 2>&1 \
   | grep -v "WARNING: Location\|Running pip as the 'root'" || true
+# apt: the C bundle's compilers and the Cortex-M toolchain + QEMU (tests/emit/, examples/firmware/).
+# Only what is missing is installed; `apt-get update` once, waiting for another apt's lock.
+APT_PKGS="make gcc clang gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+missing=""
+for p in $APT_PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get -o DPkg::Lock::Timeout=900 update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $missing
+fi
 "$PY" -c "import qdeploy, onnxruntime, hypothesis, torch"
+command -v make gcc clang arm-none-eabi-gcc qemu-system-arm >/dev/null
