@@ -123,45 +123,78 @@ def _known() -> str:
     return ", ".join(f.stem for f in _bundled_files())
 
 
+# The schema of a target file: key -> (kind, allowed values or None). Kinds: "str"
+# (non-empty), "bool", "int" (>= 0, not a bool), "strs" (a list of strings).
+SCHEMA = {
+    "name": ("str", None), "description": ("str", None), "profile": ("str", PROFILES),
+    "emit": ("strs", EMITTERS), "unsupported": ("strs", None),
+}
+NUMERICS_SCHEMA = {
+    "activation_dtype": ("str", ("int8", "uint8")), "activation_symmetric": ("bool", None),
+    "weight_per_channel": ("bool", None), "pow2_scales": ("bool", None),
+    "requant": ("str", ("q31", "shift")), "leaky": ("str", ("recipe", "shift")),
+    "luts": ("strs", LUT_ACTIVATIONS),
+}
+MEMORY_SCHEMA = {"flash_kib": ("int", None), "ram_kib": ("int", None)}
+REQUIRED = ("name", "description", "profile")
+_KINDS = {"str": "a non-empty string", "bool": "true or false (unquoted)",
+          "int": "a non-negative integer", "strs": "a list of strings"}
+
+
+def _checked(d: dict, schema: dict, where: str, section: str = "") -> dict:
+    """``d`` checked against ``schema`` (unknown keys, types, allowed values);
+    lists become tuples."""
+    label = f"[{section}] " if section else ""
+    if not isinstance(d, dict):
+        raise QDeployError(f"{where}: [{section}] must be a table ([{section}] header followed by keys)")
+    extra = sorted(set(d) - set(schema))
+    if extra:
+        allowed = sorted(schema) + ([] if section else ["numerics", "memory"])
+        raise QDeployError(f"{where}: unknown {label}key(s) {', '.join(extra)}; "
+                           f"allowed: {', '.join(sorted(allowed))}")
+    out = {}
+    for k, v in d.items():
+        kind, allowed = schema[k]
+        ok = {"str": isinstance(v, str) and v != "", "bool": isinstance(v, bool),
+              "int": isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+              "strs": isinstance(v, list) and all(isinstance(x, str) for x in v)}[kind]
+        if not ok:
+            raise QDeployError(f"{where}: {label}{k} = {_show(v)} must be {_KINDS[kind]}"
+                               + (f" from {', '.join(allowed)}" if allowed else ""))
+        vals = v if kind == "strs" else [v]
+        bad = [x for x in vals if allowed is not None and x not in allowed]
+        if bad:
+            raise QDeployError(f"{where}: {label}{k} has {', '.join(map(repr, bad))}; "
+                               f"choose from {', '.join(allowed)}")
+        out[k] = tuple(v) if kind == "strs" else v
+    return out
+
+
+def _show(v) -> str:
+    text = repr(v) if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _parse(path: Path) -> Target:
     where = f"target file {path}"
     try:
         d = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise QDeployError(f"{where}: not valid TOML ({e}); fix the file (known targets: {_known()})") from None
-    known_top = {"name", "description", "profile", "emit", "unsupported", "numerics", "memory"}
-    extra = sorted(set(d) - known_top)
-    if extra:
-        raise QDeployError(f"{where}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(sorted(known_top))}")
-    for k in ("name", "description", "profile"):
-        if not isinstance(d.get(k), str) or not d[k]:
+    except OSError as e:
+        raise QDeployError(f"{where}: cannot be read ({e.strerror or e})") from None
+    sections = {"numerics": NUMERICS_SCHEMA, "memory": MEMORY_SCHEMA}
+    top = _checked({k: v for k, v in d.items() if k not in sections}, SCHEMA, where)
+    for k in REQUIRED:
+        if k not in top:
             raise QDeployError(f"{where}: missing or empty string key '{k}'")
-    if d["profile"] not in PROFILES:
-        raise QDeployError(f"{where}: profile '{d['profile']}' is not one of {', '.join(PROFILES)}")
-    emit = tuple(d.get("emit", ()))
-    bad = [e for e in emit if e not in EMITTERS]
-    if bad:
-        raise QDeployError(f"{where}: emit has unknown artefact(s) {', '.join(map(str, bad))}; "
-                           f"choose from {', '.join(EMITTERS)}")
-    num = d.get("numerics", {})
-    fields = {f.name for f in dataclasses.fields(Numerics)}
-    extra = sorted(set(num) - fields)
-    if extra:
-        raise QDeployError(f"{where}: unknown [numerics] key(s) {', '.join(extra)}; allowed: {', '.join(sorted(fields))}")
-    if "luts" in num:
-        num = dict(num, luts=tuple(num["luts"]))
+    num = _checked(d.get("numerics", {}), NUMERICS_SCHEMA, where, "numerics")
+    mem = _checked(d.get("memory", {}), MEMORY_SCHEMA, where, "memory")
     numerics = Numerics(**num)
-    _check_numerics(numerics, d["profile"], where)
-    mem = d.get("memory", {})
-    extra = sorted(set(mem) - {"flash_kib", "ram_kib"})
-    if extra:
-        raise QDeployError(f"{where}: unknown [memory] key(s) {', '.join(extra)}; allowed: flash_kib, ram_kib")
-    for k, v in mem.items():
-        if not isinstance(v, int) or v < 0:
-            raise QDeployError(f"{where}: [memory] {k} must be a non-negative integer (KiB; 0 = no limit)")
-    return Target(name=d["name"], description=d["description"], profile=d["profile"], emit=emit,
-                  numerics=numerics, flash_kib=mem.get("flash_kib", 0), ram_kib=mem.get("ram_kib", 0),
-                  unsupported=tuple(d.get("unsupported", ())), path=str(path))
+    _check_numerics(numerics, top["profile"], where)
+    return Target(name=top["name"], description=top["description"], profile=top["profile"],
+                  emit=top.get("emit", ()), numerics=numerics, flash_kib=mem.get("flash_kib", 0),
+                  ram_kib=mem.get("ram_kib", 0), unsupported=top.get("unsupported", ()), path=str(path))
 
 
 def _check_numerics(n: Numerics, profile: str, where: str) -> None:
