@@ -73,6 +73,8 @@ def normalisation(preset: str, channels: str, mean=None, std=None) -> tuple[floa
     n = 1 if channels == "gray" else 3
     m = _per_channel(pmean if mean is None else mean, n, "mean")
     s = _per_channel(pstd if std is None else std, n, "std")
+    if not all(np.isfinite(v) for v in m):
+        raise QDeployError(f"--mean must be finite, got {m}")
     if any(not np.isfinite(v) or v <= 0 for v in s):
         raise QDeployError(f"--std must be positive and finite, got {s}")
     if scale < 1 and any(abs(v) > 1.5 for v in m):

@@ -6,6 +6,7 @@ the summary); bad input is one ``error:`` line, exit 2, and no file written.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -14,16 +15,20 @@ from ..calibration import dataset
 from ..calibration.recipe import CHANNELS, DEFAULT_PAD, LAYOUTS, PRESETS, RESIZE_MODES
 from ..errors import QDeployError
 from ..fsutil import dumps_json
+from .types import PIXEL, POSITIVE, SEED
 
 
 def _floats(text: str | None, what: str):
     if text is None:
         return None
     try:
-        return [float(v) for v in text.replace(" ", ",").split(",") if v]
+        values = [float(v) for v in text.replace(" ", ",").split(",") if v]
     except ValueError:
-        raise QDeployError(f"--{what} '{text}' is not a comma-separated list of numbers "
-                           "(e.g. 0.485,0.456,0.406)") from None
+        values = []
+    if not values or not all(math.isfinite(v) for v in values):
+        raise QDeployError(f"--{what} '{text}' is not a comma-separated list of finite numbers "
+                           "(e.g. 0.485,0.456,0.406)")
+    return values
 
 
 @click.group()
@@ -43,10 +48,10 @@ def calib():
 @click.option("--channels", type=click.Choice(CHANNELS), default="rgb", show_default=True)
 @click.option("--resize", type=click.Choice(RESIZE_MODES), default="crop", show_default=True,
               help="stretch | crop (shorter side + centre crop) | letterbox")
-@click.option("--pad", type=int, default=DEFAULT_PAD, show_default=True,
+@click.option("--pad", type=PIXEL, default=DEFAULT_PAD, show_default=True,
               help="letterbox fill value (pixel units 0..255)")
-@click.option("--limit", type=int, help="use at most N inputs, chosen with --seed")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit", type=POSITIVE, help="use at most N inputs, chosen with --seed")
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--strict", is_flag=True, help="unreadable images and a 1-sample set are errors")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar or summary")
 def build(inputs, output, size, preset, mean, std, layout, channels, resize, pad, limit, seed,

@@ -18,6 +18,7 @@ from ..calibration.observers import METHODS
 from ..calibration.ranges import Ranges, save_ranges
 from ..errors import QDeployError
 from ..fsutil import dumps_json
+from .types import PERCENTILE, POSITIVE
 
 TOP = 8
 
@@ -56,10 +57,10 @@ def _shape_from_set(proto, cs) -> list[int] | None:
 @click.option("-o", "--output", required=True, help="ranges file to write (.json)")
 @click.option("--method", type=click.Choice(list(METHODS) + ["auto"]), default="minmax", show_default=True,
               help="auto: chosen by the output of the model quantized for the arm profile")
-@click.option("--percentile", type=float, default=99.99, show_default=True,
+@click.option("--percentile", type=PERCENTILE, default=99.99, show_default=True,
               help="for --method percentile: keep [100-p, p] of the values")
 @click.option("--input-shape", "input_shape", metavar="1x3xHxW", help="fix dynamic input dims")
-@click.option("--batch-size", type=int, default=8, show_default=True,
+@click.option("--batch-size", type=POSITIVE, default=8, show_default=True,
               help="samples per onnxruntime run (memory grows with it, not with the set)")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar or table")
 @click.option("--json", "as_json", is_flag=True, help="print the per-tensor ranges as JSON only")

@@ -13,6 +13,7 @@ import click
 
 from ..onnx_import import parse_input_shapes
 from ..pipeline import METHODS, QuantizeOptions, quantize_model
+from .types import POSITIVE
 
 
 def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
@@ -31,8 +32,8 @@ def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
 @click.option("--ranges", "ranges_file", default=None,
               help="Reuse a ranges.json ('qdeploy calib ranges') instead of measuring ranges; "
                    "--calib still feeds bias correction.")
-@click.option("--method", default="minmax", show_default=True,
-              help=f"Calibration method: {', '.join(METHODS)}.")
+@click.option("--method", type=click.Choice(METHODS), default="minmax", show_default=True,
+              help="Calibration method.")
 @click.option("--per-tensor", is_flag=True, help="One weight scale per tensor instead of per channel.")
 @click.option("--preset", type=click.Choice(["imagenet", "unit", "symmetric", "raw"]), default="imagenet",
               show_default=True, help="Preprocessing of calibration images (folder or bundled).")
@@ -48,8 +49,8 @@ def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
 @click.option("--fold-gap", is_flag=True,
               help="Fold each GlobalAveragePool into the 1x1 conv after it (SE blocks, conv heads): "
                    "more precise, but H*W times that conv's weights and MACs.")
-@click.option("--limit", type=int, default=None, help="Use the first N calibration samples.")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Calibration batch size.")
+@click.option("--limit", type=POSITIVE, default=None, help="Use the first N calibration samples.")
+@click.option("--batch-size", type=POSITIVE, default=8, show_default=True, help="Calibration batch size.")
 @click.option("--emit", default=None,
               help="Artefacts to write, comma-separated: qdq, tflite, c (default: the target's 'emit').")
 @click.option("-o", "--out", required=True, help="Output folder (replaced as a whole, atomically).")
