@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import QDeployError
+
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -22,18 +24,32 @@ def _umask() -> int:
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write a file atomically (temporary sibling, then rename)."""
+    """Write a file atomically (temporary sibling, then rename; a signal or an
+    error leaves the old file, or none, and no sibling). A folder that cannot
+    be written is a :class:`QDeployError`."""
+    from .interrupt import deferred
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    made = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
+    tmp = None
     try:
+        with deferred():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o666 & ~_umask())   # mkstemp's 0600 is not what a user's file should get
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        with deferred():
+            os.replace(tmp, path)
+            tmp = None
+    except BaseException as e:
+        with deferred():
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            _rmdirs(made)
+        if isinstance(e, OSError):
+            raise QDeployError(f"{path}: cannot write ({e.strerror or e}); choose a writable "
+                               "location") from None
         raise
 
 
@@ -74,24 +90,88 @@ def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     write_bytes(path, npz_bytes(arrays))
 
 
+# Test hook: called with the name of each step of atomic_dir ("created", "written",
+# "old-moved", "new-moved", "old-removed", "cleaned"); tests send themselves a signal
+# there to check that every instant of a replace is safe (tests/badinput/test_signals.py).
+STEP_HOOK = None
+
+
+def _step(name: str) -> None:
+    if STEP_HOOK is not None:
+        STEP_HOOK(name)
+
+
+def refuse_cwd(path: Path, what: str) -> None:
+    """An output folder must not be the current folder or one that holds it."""
+    cwd = Path.cwd().resolve()
+    root = Path(path).resolve()
+    if root == cwd or root in cwd.parents:
+        raise QDeployError(f"{what} {str(path)!r} is the current folder or holds it; it would be "
+                           "replaced as a whole: give a new folder name such as out/")
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike):
     """Build an output folder in a temporary sibling and move it into place
     only when the block finishes without error. An existing folder is replaced
-    as a whole (never partially overwritten)."""
+    as a whole (never partially overwritten). The moves run with SIGINT and
+    SIGTERM held back (:func:`qdeploy.interrupt.deferred`), so a signal at any
+    instant leaves either the old folder or the complete new one, and no
+    temporary sibling; folders created above ``path`` are removed again on
+    failure."""
+    from .interrupt import deferred
+    if not str(path).strip():
+        raise QDeployError("the output folder name is empty; give a folder name such as out/")
     path = Path(path).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    refuse_cwd(path, "output folder")
+    made = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
+    with deferred():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
+        _step("created")
     try:
         yield tmp
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, old / "x")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        _step("written")
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with deferred():
+            shutil.rmtree(tmp, ignore_errors=True)
+            _rmdirs(made)
+            _step("cleaned")
         raise
+    with deferred():
+        try:
+            _swap(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            _rmdirs(made)
+            raise
+
+
+def _swap(tmp: Path, path: Path) -> None:
+    """``tmp`` becomes ``path``; an old ``path`` is removed, or put back when
+    the new one could not be moved in."""
+    if not path.exists():
+        os.replace(tmp, path)
+        _step("new-moved")
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+    try:
+        os.replace(path, old / "x")
+        _step("old-moved")
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.replace(old / "x", path)
+            raise
+        _step("new-moved")
+    finally:
+        if path.exists():   # the new folder or the old one is in place: the spare goes
+            shutil.rmtree(old, ignore_errors=True)
+    _step("old-removed")
+
+
+def _rmdirs(made: list[Path]) -> None:
+    for p in made:   # innermost first; only folders this call created, and only if empty
+        with contextlib.suppress(OSError):
+            p.rmdir()

@@ -63,7 +63,7 @@ from . import __version__
 from .emit import ARTEFACTS, EmitContext, artefact_of, emit_all, load_runner, parse_emit
 from .emit import backends as _artefact_backends
 from .errors import QDeployError
-from .fsutil import atomic_dir, dumps_json, write_bytes
+from .fsutil import atomic_dir, dumps_json, refuse_cwd, write_bytes
 from .ir import Graph
 from .onnx_export import export_bytes
 from .onnx_import import import_onnx
@@ -163,6 +163,8 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
 
     opts = opts or QuantizeOptions()
     _check_options(opts)
+    if not str(out).strip():
+        raise QDeployError("-o is empty; give the output folder's name, such as out/")
     model, out = Path(model), Path(out)
     _check_out(out, [model] + [Path(p) for p in (opts.calib, opts.ranges, opts.target) if isinstance(p, str)])
     target = load_target(opts.target)
@@ -299,6 +301,7 @@ def _check_options(opts: QuantizeOptions) -> None:
 
 def _check_out(out: Path, inputs: list[Path]) -> None:
     """Refuse an OUT that is not ours to replace (see the module docstring)."""
+    refuse_cwd(out, "-o")
     if out.suffix.lower() in FILE_SUFFIXES:
         raise QDeployError(f"-o {out}: OUT is a folder (it receives {QGRAPH}, {RANGES}, ...), "
                            f"not a '{out.suffix}' file; give a folder name such as out/")

@@ -27,7 +27,8 @@ Keys (all required unless a default is given)::
     flash_kib = 1024
     ram_kib   = 256
 
-Profiles and their invariants (checked when a file is loaded): ``fpga``
+Every key's type and allowed values are checked (``SCHEMA`` below): a quoted
+``"false"`` is refused, not read as true. Profiles and their invariants (checked when a file is loaded): ``fpga``
 needs ``pow2_scales``, symmetric int8 activations, ``requant = "shift"``;
 ``arm`` needs int8 activations and ``requant = "q31"``; ``ort`` needs
 ``requant = "q31"`` (onnxruntime's QDQ kernels requantise in float; the
@@ -42,6 +43,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import QDeployError
+from ..schema import Key, check
 
 PROFILES = ("arm", "fpga", "ort")
 EMITTERS = ("qdq", "tflite", "c")
@@ -123,56 +125,20 @@ def _known() -> str:
     return ", ".join(f.stem for f in _bundled_files())
 
 
-# The schema of a target file: key -> (kind, allowed values or None). Kinds: "str"
-# (non-empty), "bool", "int" (>= 0, not a bool), "strs" (a list of strings).
+# The schema of a target file (qdeploy/schema.py): every key's type and allowed values.
 SCHEMA = {
-    "name": ("str", None), "description": ("str", None), "profile": ("str", PROFILES),
-    "emit": ("strs", EMITTERS), "unsupported": ("strs", None),
+    "name": Key("str"), "description": Key("str"), "profile": Key("str", PROFILES),
+    "emit": Key("strs", EMITTERS, required=False), "unsupported": Key("strs", required=False),
+    "numerics": Key("dict", required=False), "memory": Key("dict", required=False),
 }
 NUMERICS_SCHEMA = {
-    "activation_dtype": ("str", ("int8", "uint8")), "activation_symmetric": ("bool", None),
-    "weight_per_channel": ("bool", None), "pow2_scales": ("bool", None),
-    "requant": ("str", ("q31", "shift")), "leaky": ("str", ("recipe", "shift")),
-    "luts": ("strs", LUT_ACTIVATIONS),
+    "activation_dtype": Key("str", ("int8", "uint8")), "activation_symmetric": Key("bool"),
+    "weight_per_channel": Key("bool"), "pow2_scales": Key("bool"),
+    "requant": Key("str", ("q31", "shift")), "leaky": Key("str", ("recipe", "shift")),
+    "luts": Key("strs", LUT_ACTIVATIONS),
 }
-MEMORY_SCHEMA = {"flash_kib": ("int", None), "ram_kib": ("int", None)}
-REQUIRED = ("name", "description", "profile")
-_KINDS = {"str": "a non-empty string", "bool": "true or false (unquoted)",
-          "int": "a non-negative integer", "strs": "a list of strings"}
-
-
-def _checked(d: dict, schema: dict, where: str, section: str = "") -> dict:
-    """``d`` checked against ``schema`` (unknown keys, types, allowed values);
-    lists become tuples."""
-    label = f"[{section}] " if section else ""
-    if not isinstance(d, dict):
-        raise QDeployError(f"{where}: [{section}] must be a table ([{section}] header followed by keys)")
-    extra = sorted(set(d) - set(schema))
-    if extra:
-        allowed = sorted(schema) + ([] if section else ["numerics", "memory"])
-        raise QDeployError(f"{where}: unknown {label}key(s) {', '.join(extra)}; "
-                           f"allowed: {', '.join(sorted(allowed))}")
-    out = {}
-    for k, v in d.items():
-        kind, allowed = schema[k]
-        ok = {"str": isinstance(v, str) and v != "", "bool": isinstance(v, bool),
-              "int": isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-              "strs": isinstance(v, list) and all(isinstance(x, str) for x in v)}[kind]
-        if not ok:
-            raise QDeployError(f"{where}: {label}{k} = {_show(v)} must be {_KINDS[kind]}"
-                               + (f" from {', '.join(allowed)}" if allowed else ""))
-        vals = v if kind == "strs" else [v]
-        bad = [x for x in vals if allowed is not None and x not in allowed]
-        if bad:
-            raise QDeployError(f"{where}: {label}{k} has {', '.join(map(repr, bad))}; "
-                               f"choose from {', '.join(allowed)}")
-        out[k] = tuple(v) if kind == "strs" else v
-    return out
-
-
-def _show(v) -> str:
-    text = repr(v) if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
-    return text if len(text) <= 40 else text[:37] + "..."
+NUMERICS_SCHEMA = {k: dataclasses.replace(v, required=False) for k, v in NUMERICS_SCHEMA.items()}
+MEMORY_SCHEMA = {"flash_kib": Key("int", required=False), "ram_kib": Key("int", required=False)}
 
 
 def _parse(path: Path) -> Target:
@@ -183,18 +149,14 @@ def _parse(path: Path) -> Target:
         raise QDeployError(f"{where}: not valid TOML ({e}); fix the file (known targets: {_known()})") from None
     except OSError as e:
         raise QDeployError(f"{where}: cannot be read ({e.strerror or e})") from None
-    sections = {"numerics": NUMERICS_SCHEMA, "memory": MEMORY_SCHEMA}
-    top = _checked({k: v for k, v in d.items() if k not in sections}, SCHEMA, where)
-    for k in REQUIRED:
-        if k not in top:
-            raise QDeployError(f"{where}: missing or empty string key '{k}'")
-    num = _checked(d.get("numerics", {}), NUMERICS_SCHEMA, where, "numerics")
-    mem = _checked(d.get("memory", {}), MEMORY_SCHEMA, where, "memory")
-    numerics = Numerics(**num)
-    _check_numerics(numerics, top["profile"], where)
-    return Target(name=top["name"], description=top["description"], profile=top["profile"],
-                  emit=top.get("emit", ()), numerics=numerics, flash_kib=mem.get("flash_kib", 0),
-                  ram_kib=mem.get("ram_kib", 0), unsupported=top.get("unsupported", ()), path=str(path))
+    check(d, SCHEMA, where, fix="see the keys in targets/arm.toml")
+    num = check(d.get("numerics", {}), NUMERICS_SCHEMA, where, "[numerics]")
+    mem = check(d.get("memory", {}), MEMORY_SCHEMA, where, "[memory]")
+    numerics = Numerics(**{k: tuple(v) if isinstance(v, list) else v for k, v in num.items()})
+    _check_numerics(numerics, d["profile"], where)
+    return Target(name=d["name"], description=d["description"], profile=d["profile"],
+                  emit=tuple(d.get("emit", ())), numerics=numerics, flash_kib=mem.get("flash_kib", 0),
+                  ram_kib=mem.get("ram_kib", 0), unsupported=tuple(d.get("unsupported", ())), path=str(path))
 
 
 def _check_numerics(n: Numerics, profile: str, where: str) -> None:
