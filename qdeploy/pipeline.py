@@ -68,6 +68,7 @@ from .ir import Graph
 from .onnx_export import export_bytes
 from .onnx_import import import_onnx
 from .passes import run_passes
+from .schema import Key, check
 
 QGRAPH, FLOAT, RANGES, MANIFEST = "model.qgraph", "model.float.onnx", "ranges.json", "manifest.json"
 MANIFEST_FORMAT, MANIFEST_VERSION = "qdeploy-manifest", 1
@@ -387,6 +388,24 @@ def read_manifest(out, strict: bool = True) -> dict | None:
     if m.get("version") != MANIFEST_VERSION:
         raise QDeployError(f"{out}: written by another qdeploy (manifest version {m.get('version')}, this "
                            f"one reads {MANIFEST_VERSION}); quantize the model again")
+    return _check_manifest(m, out)
+
+
+# what `run` reads of manifest.json (qdeploy/schema.py); the rest is for people
+_IO_SCHEMA = {"name": Key("str"), "shape": Key("ints")}
+_MANIFEST_SCHEMA = {"inputs": Key("list"), "outputs": Key("list"), "emitted": Key("dict", required=False)}
+
+
+def _check_manifest(m: dict, out: Path) -> dict:
+    where, fix = f"{out / MANIFEST}", "quantize the model again"
+    check(m, _MANIFEST_SCHEMA, where, extra=True, fix=fix)
+    for io in ("inputs", "outputs"):
+        if not m[io]:
+            raise QDeployError(f"{where}: '{io}' is empty; {fix}")
+        for k, spec in enumerate(m[io]):
+            check(spec, _IO_SCHEMA, where, f"{io}[{k}]", extra=True, fix=fix)
+    check(m.get("emitted", {}), {n: Key("str", required=False) for n in ARTEFACTS}, where, "emitted",
+          fix=fix)
     return m
 
 

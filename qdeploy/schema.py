@@ -82,6 +82,6 @@ def check(d, schema: dict[str, Key], where: str, section: str = "", extra: bool 
         vals = v if key.kind in ("strs", "ints", "nums") else [v]
         bad = [x for x in vals if key.allowed is not None and x not in key.allowed]
         if bad:
-            raise QDeployError(f"{where}: {label}{k} has {', '.join(map(show, bad))}; "
-                               f"choose from {', '.join(map(str, key.allowed))}")
+            what = f"has {', '.join(map(show, bad))}" if v is vals else f"{show(v)} is not allowed"
+            raise QDeployError(f"{where}: {label}{k} {what}; choose from {', '.join(map(str, key.allowed))}")
     return d

@@ -79,8 +79,8 @@ CASES = {
     "calibration shape": (_calib_file("s.npy", np.zeros((4, 1, 9, 9), np.float32)), ["1x9x9", "1x8x8"]),
     "calibration NaN": (_calib_file("n.npy", _nan()), ["NaN"]),
     "missing calibration": (lambda w, t: [w / "digits.onnx", "--calib", t / "no.npz"], ["no.npz", "no such"]),
-    "unknown method": (lambda w, t: [w / "digits.onnx", "--method", "kl"], ["method 'kl'", "entropy"]),
-    "limit 0": (lambda w, t: [w / "digits.onnx", "--limit", "0"], ["--limit", "positive"]),
+    "unknown method": (lambda w, t: [w / "digits.onnx", "--method", "kl"], ["--method", "'kl'", "entropy"]),
+    "limit 0": (lambda w, t: [w / "digits.onnx", "--limit", "0"], ["--limit", "x>=1"]),
     "--cle with --ranges": (lambda w, t: [w / "digits.onnx", "--calib", w / "set.npz", "--ranges", w / "r.json",
                                           "--cle"], ["--ranges", "--cle"]),
     "ranges of an equalized graph": (

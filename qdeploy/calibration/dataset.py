@@ -46,7 +46,7 @@ from ..errors import QDeployError
 from ..fsutil import dumps_json, write_npz
 from . import images
 from .recipe import (CHANNELS, DEFAULT_PAD, FORMAT, LAYOUTS, RESIZE_MODES, VERSION,
-                     describe, image_recipe, tensor_recipe)
+                     check_recipe, describe, image_recipe, tensor_recipe)
 from .set_stats import inspect_set  # noqa: F401  (part of this module's API)
 from .sources import Source, collect, read_tensor
 
@@ -239,9 +239,10 @@ def load_set(path) -> CalibSet:
     if not isinstance(recipe, dict) or recipe.get("format") != FORMAT:
         raise QDeployError(f"{path} is not a qdeploy calibration set (format "
                            f"{recipe.get('format') if isinstance(recipe, dict) else '?'}); {hint}")
-    if int(recipe.get("version", 0)) > VERSION:
-        raise QDeployError(f"{path} has calibration-set format version {recipe['version']}; this "
+    if not isinstance(recipe.get("version"), int) or recipe["version"] > VERSION:
+        raise QDeployError(f"{path} has calibration-set format version {recipe.get('version')}; this "
                            f"qdeploy reads up to {VERSION}: upgrade qdeploy or rebuild the set")
+    check_recipe(recipe, str(path), hint)
     if x.dtype != np.float32 or x.ndim < 2 or len(x) == 0:
         raise QDeployError(f"{path}: samples must be a non-empty float32 N x ... array, got "
                            f"{x.dtype} {tuple(x.shape)}; {hint}")

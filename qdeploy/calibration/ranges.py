@@ -41,6 +41,7 @@ from pathlib import Path
 
 from ..errors import QDeployError
 from ..fsutil import write_json
+from ..schema import Key, check
 from ..ir import Graph
 from . import observers as obs
 
@@ -110,6 +111,14 @@ def save_ranges(r: Ranges, path) -> None:
     write_json(path, r.to_dict())
 
 
+# the fields quantize reads (qdeploy/schema.py); a tensor's "state" is checked by its observer
+_SCHEMA = {"model": Key("str"), "fingerprint": Key("str"), "method": Key("str", tuple(obs.METHODS) + ("auto",)),
+           "samples": Key("int"), "tensors": Key("dict"), "order": Key("strs", required=False),
+           "options": Key("dict", required=False, nullable=True),
+           "recipe": Key("dict", required=False, nullable=True)}
+_TENSOR_SCHEMA = {"lo": Key("num"), "hi": Key("num"), "state": Key("dict")}
+
+
 def load_ranges(path, graph: Graph | None = None) -> Ranges:
     """Read a ranges file; with ``graph``, refuse one made for another model."""
     path = Path(path)
@@ -125,6 +134,9 @@ def load_ranges(path, graph: Graph | None = None) -> Ranges:
     if d.get("version") != VERSION:
         raise QDeployError(f"{path} has ranges format version {d.get('version')}; this qdeploy reads "
                            f"version {VERSION}: recalibrate with this qdeploy ({hint})")
+    check(d, _SCHEMA, str(path), extra=True, fix=hint)
+    for name, t in d["tensors"].items():
+        check(t, _TENSOR_SCHEMA, str(path), f"tensors['{name}']", extra=True, fix=hint)
     if graph is not None and d.get("fingerprint") != fingerprint(graph):
         raise QDeployError(f"{path} was made for model '{d.get('model')}' (fingerprint "
                            f"{str(d.get('fingerprint'))[:12]}), not for '{graph.name}' (fingerprint "

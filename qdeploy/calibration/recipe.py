@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import QDeployError
+from ..schema import Key, check
 
 FORMAT = "qdeploy-calib-set"
 VERSION = 1
@@ -106,6 +107,33 @@ def tensor_recipe(*, sample_shape, layout, sources, limit, seed) -> dict:
         "sample_shape": [int(d) for d in sample_shape], "layout": layout,
         "dtype": "float32", "sources": sources, "limit": limit, "seed": seed,
     }
+
+
+# What a saved recipe must hold (qdeploy/schema.py); load_set checks it, so a set
+# whose recipe lost or mistyped a field is one line, not a traceback later.
+_COMMON = {"format": Key("str"), "version": Key("int"), "kind": Key("str", ("images", "tensors")),
+           "layout": Key("str", LAYOUTS), "dtype": Key("str", ("float32",), required=False),
+           "sources": Key("list", required=False), "limit": Key("int", required=False, nullable=True),
+           "seed": Key("int", required=False, nullable=True)}
+IMAGE_SCHEMA = {**_COMMON, "size": Key("ints"), "resize": Key("str", RESIZE_MODES),
+                "pad": Key("int", required=False, nullable=True),
+                "interpolation": Key("str", required=False), "channels": Key("str", CHANNELS),
+                "preset": Key("str"), "scale": Key("num"), "mean": Key("nums"), "std": Key("nums")}
+TENSOR_SCHEMA = {**_COMMON, "sample_shape": Key("ints")}
+
+
+def check_recipe(recipe: dict, where: str, fix: str) -> dict:
+    """A saved recipe's fields checked (kinds, allowed values); returns it."""
+    check(recipe, {"kind": Key("str", ("images", "tensors"))}, where, "recipe", extra=True, fix=fix)
+    schema = IMAGE_SCHEMA if recipe["kind"] == "images" else TENSOR_SCHEMA
+    check(recipe, schema, where, "recipe", extra=True, fix=fix)
+    if recipe["kind"] == "images":
+        n = 1 if recipe["channels"] == "gray" else 3
+        if len(recipe["size"]) != 2 or len(recipe["mean"]) != n or len(recipe["std"]) != n \
+                or min(recipe["std"]) <= 0:
+            raise QDeployError(f"{where}: recipe size/mean/std do not fit {n} channel(s) "
+                               f"(size [H, W], positive std); {fix}")
+    return recipe
 
 
 def expected_range(recipe: dict) -> tuple[np.ndarray, np.ndarray] | None:
