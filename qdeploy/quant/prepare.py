@@ -508,7 +508,11 @@ def _lut(ctx: Ctx, n: Node, op: str, x: str, y: str, name=None) -> None:
         if op == "HardSigmoid":
             kw = {"alpha": float(n.attrs.get("alpha", 0.2)), "beta": float(n.attrs.get("beta", 0.5))}
         table = recipes.float_lut(_FUNC[op], *args, dtype=np.dtype(dtype), **kw)
-    ctx.emit("Lut", n, [x], [y], {"func": _FUNC[op], "source": source},
+    # the function's own parameters, for emitters that express the float function (qdq lut="float")
+    fparams = {"alpha": float(n.attrs.get("alpha", 0.01))} if op == "LeakyRelu" else {}
+    if op == "HardSigmoid":
+        fparams = {"alpha": float(n.attrs.get("alpha", 0.2)), "beta": float(n.attrs.get("beta", 0.5))}
+    ctx.emit("Lut", n, [x], [y], {"func": _FUNC[op], "source": source, **fparams},
              {"table": np.asarray(table).astype(dtype)}, name=name)
 
 

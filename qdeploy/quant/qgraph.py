@@ -82,8 +82,10 @@ Resize         x -> y                   attrs: mode nearest|linear,
                                         RESIZE_BILINEAR, half_pixel / align_corners)
 DepthToSpace   x -> y                   attrs: blocksize, mode DCR|CRD
 SpaceToDepth   x -> y                   attrs: blocksize
-Lut            x -> y                   attrs: func; params: table[256] (indexed by
-                                        q - qmin of the input dtype)
+Lut            x -> y                   attrs: func, source (float|tflite), the function's
+                                        alpha (leaky_relu, hardsigmoid), beta (hardsigmoid);
+                                        params: table[256] (indexed by q - qmin of the
+                                        input dtype)
 Softmax        x -> y                   attrs: axis; params: recipes.softmax_params
 Requantize     x -> y                   params: requant, multiplier, shift, act_min,
                                         act_max (y = requant(x - zp_x) + zp_y)

@@ -1,0 +1,420 @@
+"""QDQ emitter: the QGraph as an ONNX model of QuantizeLinear/DequantizeLinear
+pairs around float ops, the form onnxruntime's graph transformers fuse into
+its int8 kernels (QLinearConv, QLinearAdd, QLinearMul, QLinearConcat,
+QLinearGlobalAveragePool, QGemm, ...).
+
+Every integer comes from the QGraph, nothing is re-decided:
+
+* every int tensor ``T`` of the QGraph is a uint8/int8 ONNX tensor ``T`` made
+  by a ``QuantizeLinear`` with exactly ``T``'s scale and zero point; every
+  reader gets its own ``DequantizeLinear`` (onnxruntime's selectors want one
+  DQ per node unit);
+* weights: the QGraph's int8 data, per-channel on the output-channel axis
+  (ConvTranspose: ONNX's axis 1, groups of one), zero point 0; biases: the
+  int32 data with scale ``s_x * s_w`` and zero point 0;
+* a fused ReLU/clamp is the output ``QuantizeLinear``'s saturation when the
+  clamp is the whole dtype range (the usual case: calibration puts the zero
+  point at qmin after a ReLU); a narrower clamp is an integer ``Clip`` on the
+  quantized tensor (exact, and it leaves the Q -> DQ pattern fusable);
+* ``Lut`` (h-swish, h-sigmoid, SiLU, sigmoid, tanh, leaky ReLU tables):
+  ``Gather`` on the QGraph's own 256-entry table, indexed by the quantized
+  input cast to int32 (int8 inputs index a table rotated by 128, so that
+  Gather's negative indices land on the right entry). Bit-exact with the
+  reference and as fast as the float alternative on the corpus
+  (bench/RESULTS.md "QDQ emitter"); ``options["lut"] = "float"`` emits the
+  float activation between DQ and Q instead (for that measurement);
+* ``Requantize`` is a DQ -> Q pair with the two tensors' parameters.
+
+Numerics: onnxruntime requantises with a float32 scale and rounds half to
+even where the reference (TFLite) uses Q31 multipliers with double rounding,
+and its QLinearAdd/Mul/AveragePool/Resize compute in float: outputs agree with
+``--backend ref`` to within 1 LSB on nearly every element, not bit for bit
+(tests/emit/test_qdq_corpus.py prints the fractions).
+
+The model has batch 1 (like the TFLite artefact); :func:`run` feeds N samples
+one by one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import QDeployError
+
+OPSET = 17
+FILE = "model.qdq.onnx"
+_NP = {"int8": np.int8, "uint8": np.uint8, "int32": np.int32, "float32": np.float32}
+
+
+class _Builder:
+    """Collects nodes and initializers; knows the QGraph's tensors."""
+
+    def __init__(self, qg, lut: str):
+        self.qg, self.lut = qg, lut
+        self.nodes, self.inits, self.names = [], {}, set(qg.tensors) | set(qg.inputs) | set(qg.outputs)
+        self.edge = 0
+
+    def unique(self, base: str) -> str:
+        name, k = base, 0
+        while name in self.names:
+            k += 1
+            name = f"{base}_{k}"
+        self.names.add(name)
+        return name
+
+    def const(self, base: str, value) -> str:
+        # a QGraph constant keeps its own name (the first time it is written)
+        name = base if base in self.qg.tensors and base not in self.inits else self.unique(base)
+        self.inits[name] = np.asarray(value)
+        return name
+
+    def node(self, op: str, inputs, outputs, name: str, domain: str = "", **attrs):
+        from onnx import helper
+        self.nodes.append(helper.make_node(op, list(inputs), list(outputs), name=self.unique(name),
+                                           domain=domain, **attrs))
+
+    def qparams(self, t, axis_len: int | None = None) -> tuple[str, str]:
+        """Scale and zero-point initializers of QTensor ``t`` (scalars per tensor)."""
+        dt = _NP[t.dtype]
+        if t.axis is None or np.asarray(t.scale).size == 1:
+            s, z = np.float32(np.asarray(t.scale).reshape(-1)[0]), dt(np.asarray(t.zero_point).reshape(-1)[0])
+        else:
+            s = np.asarray(t.scale, np.float32).reshape(-1)
+            z = np.asarray(t.zero_point).reshape(-1).astype(dt)
+        return self.const(t.name + "_scale", s), self.const(t.name + "_zero_point", z)
+
+    def dq(self, name: str, reader: str) -> str:
+        """A float view of QGraph tensor ``name`` for one reader (its own DQ)."""
+        t = self.qg.tensors[name]
+        if t.dtype == "float32":
+            return name
+        if t.is_const:
+            return self.const_dq(t, t.data, reader)
+        s, z = self.qparams(t)
+        out = self.unique(f"{name}_dq_{reader}")
+        self.node("DequantizeLinear", [name, s, z], [out], f"{name}_dq_{reader}")
+        return out
+
+    def const_dq(self, t, data, reader: str, axis: int | None = None) -> str:
+        data = np.asarray(data).astype(_NP[t.dtype])
+        q = self.const(t.name, data)
+        s, z = self.qparams(t)
+        out = self.unique(f"{t.name}_dq")
+        per_channel = t.axis is not None and np.asarray(t.scale).size > 1
+        attrs = {"axis": int(t.axis if axis is None else axis)} if per_channel else {}
+        self.node("DequantizeLinear", [q, s, z], [out], f"{t.name}_dq", **attrs)
+        return out
+
+    def q(self, n, float_out: str, k: int = 0) -> None:
+        """``QuantizeLinear`` of a node's float result into its QGraph output,
+        then the integer clamp when the node's act range is narrower than the dtype's."""
+        name = n.outputs[k]
+        t = self.qg.tensors[name]
+        info = np.iinfo(_NP[t.dtype])
+        lo = int(n.params.get("act_min", info.min))
+        hi = int(n.params.get("act_max", info.max))
+        s, z = self.qparams(t)
+        if (lo, hi) == (info.min, info.max):
+            self.node("QuantizeLinear", [float_out, s, z], [name], f"{name}_q")
+            return
+        sat = self.unique(f"{name}_saturated")
+        self.node("QuantizeLinear", [float_out, s, z], [sat], f"{name}_q")
+        dt = _NP[t.dtype]
+        self.node("Clip", [sat, self.const(f"{name}_act_min", dt(lo)), self.const(f"{name}_act_max", dt(hi))],
+                  [name], f"{name}_clamp")
+
+    def f(self, n, k: int = 0) -> str:
+        """A fresh name for node ``n``'s k-th float result."""
+        return self.unique(f"{n.outputs[k]}_float")
+
+
+# ------------------------------------------------------------------ op handlers
+def _conv(b: _Builder, n) -> None:
+    a = n.attrs
+    w = b.qg.tensors[n.inputs[1]]
+    x = b.dq(n.inputs[0], n.name)
+    wf = b.const_dq(w, w.data, n.name)
+    bias = b.const_dq(b.qg.tensors[n.inputs[2]], b.qg.tensors[n.inputs[2]].data, n.name)
+    y = b.f(n)
+    b.node("Conv", [x, wf, bias], [y], n.name, kernel_shape=list(w.shape[2:]), strides=list(a["strides"]),
+           pads=list(a["pads"]), dilations=list(a["dilations"]), group=int(a["group"]))
+    b.q(n, y)
+
+
+def _conv_transpose(b: _Builder, n) -> None:
+    a = n.attrs
+    w = b.qg.tensors[n.inputs[1]]
+    o, cg, kh, kw = w.data.shape
+    g = int(a["group"])
+    per_channel = w.axis is not None and np.asarray(w.scale).size > 1
+    if g != 1 and per_channel:
+        raise QDeployError(f"node '{n.name}' (TransposeConv2D, group {g}): per-channel weights of a grouped "
+                           "transposed convolution have no QDQ form (DequantizeLinear's axis 1 spans one "
+                           "group); quantize with --per-tensor or drop 'qdq' from --emit")
+    # back to ONNX's [C_in, C_out/g, kh, kw]; the output channel is axis 1
+    onnx_w = w.data.reshape(g, o // g, cg, kh, kw).transpose(0, 2, 1, 3, 4).reshape(g * cg, o // g, kh, kw)
+    x = b.dq(n.inputs[0], n.name)
+    wf = b.const_dq(w, onnx_w, n.name, axis=1)
+    bias = b.const_dq(b.qg.tensors[n.inputs[2]], b.qg.tensors[n.inputs[2]].data, n.name)
+    y = b.f(n)
+    b.node("ConvTranspose", [x, wf, bias], [y], n.name, kernel_shape=[kh, kw], strides=list(a["strides"]),
+           pads=list(a["pads"]), dilations=list(a["dilations"]), group=g,
+           output_padding=list(a.get("output_padding", [0, 0])))
+    b.q(n, y)
+
+
+def _fully_connected(b: _Builder, n) -> None:
+    w = b.qg.tensors[n.inputs[1]]
+    x = b.dq(n.inputs[0], n.name)
+    wf = b.const_dq(w, w.data, n.name)
+    bias = b.const_dq(b.qg.tensors[n.inputs[2]], b.qg.tensors[n.inputs[2]].data, n.name)
+    y = b.f(n)
+    b.node("Gemm", [x, wf, bias], [y], n.name, transB=1)
+    b.q(n, y)
+
+
+_ELEMENTWISE = {"Add": "Add", "Sub": "Sub", "Mul": "Mul", "Maximum": "Max", "Minimum": "Min",
+                "PRelu": "PRelu", "Concat": "Concat", "Softmax": "Softmax"}
+
+
+def _elementwise(b: _Builder, n) -> None:
+    xs = [b.dq(i, n.name) for i in n.inputs]
+    y = b.f(n)
+    attrs = {"axis": int(n.attrs["axis"])} if n.op in ("Concat", "Softmax") else {}
+    b.node(_ELEMENTWISE[n.op], xs, [y], n.name, **attrs)
+    b.q(n, y)
+
+
+def _pool(b: _Builder, n) -> None:
+    a = n.attrs
+    if n.params.get("requant") == "shift":
+        raise QDeployError(f"node '{n.name}' ({n.op}): the fpga shift average has no QDQ form; "
+                           "drop 'qdq' from --emit")
+    x = b.dq(n.inputs[0], n.name)
+    y = b.f(n)
+    geo = dict(kernel_shape=list(a["kernel"]), strides=list(a["strides"]), pads=list(a["pads"]))
+    if n.op == "MaxPool":
+        b.node("MaxPool", [x], [y], n.name, dilations=list(a.get("dilations", [1, 1])), **geo)
+    else:
+        b.node("AveragePool", [x], [y], n.name, count_include_pad=0, **geo)
+    b.q(n, y)
+
+
+def _mean(b: _Builder, n) -> None:
+    if n.params.get("requant") == "shift":
+        raise QDeployError(f"node '{n.name}' (Mean): the fpga shift mean has no QDQ form; drop 'qdq' from --emit")
+    x = b.dq(n.inputs[0], n.name)
+    y = b.f(n)
+    axes, keep = list(n.attrs.get("axes", [2, 3])), int(bool(n.attrs.get("keepdims", True)))
+    if axes != [2, 3] or len(b.qg.tensors[n.inputs[0]].shape) != 4:
+        b.node("ReduceMean", [x], [y], n.name, axes=axes, keepdims=keep)
+    elif keep:
+        b.node("GlobalAveragePool", [x], [y], n.name)
+    else:   # GlobalAveragePool (fuses to QLinearGlobalAveragePool), then an int8 Reshape on the same grid
+        t = b.qg.tensors[n.outputs[0]]
+        s, z = b.qparams(t)
+        pooled, q, d = (b.unique(f"{n.outputs[0]}_{k}") for k in ("pooled", "pooled_q", "pooled_dq"))
+        b.node("GlobalAveragePool", [x], [pooled], n.name)
+        b.node("QuantizeLinear", [pooled, s, z], [q], q)
+        b.node("DequantizeLinear", [q, s, z], [d], d)
+        b.node("Reshape", [d, b.const(n.name + "_shape", _i64(t.shape))], [y], n.name + "_reshape")
+    b.q(n, y)
+
+
+def _i64(v) -> np.ndarray:
+    return np.asarray(v, np.int64).reshape(-1)
+
+
+def _movement(b: _Builder, n) -> None:
+    a = n.attrs
+    x = b.dq(n.inputs[0], n.name)
+    ys = [b.f(n, k) for k in range(len(n.outputs))]
+    op = n.op
+    if op == "Reshape":
+        b.node("Reshape", [x, b.const(n.name + "_shape", _i64(a["shape"]))], ys, n.name)
+    elif op == "Transpose":
+        b.node("Transpose", [x], ys, n.name, perm=list(a["perm"]))
+    elif op == "Pad":
+        t = b.qg.tensors[n.inputs[0]]
+        ins = [x, b.const(n.name + "_pads", _i64(a["pads"]))]
+        mode = a.get("mode", "constant")
+        if mode == "constant":
+            ins.append(b.const(n.name + "_value", np.float32(t.s * (int(n.params["value"]) - t.zp))))
+        b.node("Pad", ins, ys, n.name, mode=mode)
+    elif op == "Slice":
+        b.node("Slice", [x] + [b.const(f"{n.name}_{k}", _i64(a[k])) for k in ("starts", "ends", "axes", "steps")],
+               ys, n.name)
+    elif op == "Split":
+        b.node("Split", [x, b.const(n.name + "_split", _i64(a["split"]))], ys, n.name, axis=int(a["axis"]))
+    elif op == "DepthToSpace":
+        b.node("DepthToSpace", [x], ys, n.name, blocksize=int(a["blocksize"]), mode=a.get("mode", "DCR"))
+    elif op == "SpaceToDepth":
+        b.node("SpaceToDepth", [x], ys, n.name, blocksize=int(a["blocksize"]))
+    elif op == "Resize":
+        attrs = dict(mode=a["mode"], coordinate_transformation_mode=a.get("coordinate_transformation_mode",
+                                                                           "half_pixel"))
+        if a["mode"] == "nearest":
+            attrs["nearest_mode"] = a.get("nearest_mode", "round_prefer_floor")
+        sizes = b.const(n.name + "_sizes", _i64(b.qg.tensors[n.outputs[0]].shape))
+        b.node("Resize", [x, "", "", sizes], ys, n.name, **attrs)
+    for k, y in enumerate(ys):
+        b.q(n, y, k)
+
+
+def _requantize(b: _Builder, n) -> None:
+    if n.params.get("requant") == "shift":
+        raise QDeployError(f"node '{n.name}' (Requantize): fpga shift requantisation has no QDQ form; "
+                           "drop 'qdq' from --emit")
+    # DQ -> Reshape (to its own shape) -> Q: a bare DQ -> Q between two other QDQ pairs is merged by
+    # onnxruntime's DoubleQDQPairsRemover into one Q with *other* parameters (the intersection of
+    # both ranges); the no-op Reshape keeps the QGraph's two roundings
+    t = b.qg.tensors[n.outputs[0]]
+    y = b.f(n)
+    b.node("Reshape", [b.dq(n.inputs[0], n.name), b.const(n.name + "_shape", _i64(t.shape))], [y], n.name)
+    b.q(n, y)
+
+
+# float activations for options["lut"] = "float" (the measured alternative to Gather)
+def _float_activation(b: _Builder, n, x: str, y: str) -> None:
+    func, a = n.attrs["func"], n.attrs
+    if func == "sigmoid":
+        b.node("Sigmoid", [x], [y], n.name)
+    elif func == "tanh":
+        b.node("Tanh", [x], [y], n.name)
+    elif func == "hardswish":
+        b.node("HardSwish", [x], [y], n.name)
+    elif func == "hardsigmoid":
+        b.node("HardSigmoid", [x], [y], n.name, alpha=float(a.get("alpha", 1 / 6)), beta=float(a.get("beta", 0.5)))
+    elif func == "leaky_relu":
+        b.node("LeakyRelu", [x], [y], n.name, alpha=float(a.get("alpha", 0.01)))
+    elif func == "silu":
+        s = b.unique(n.name + "_sigmoid")
+        b.node("Sigmoid", [x], [s], n.name + "_sigmoid")
+        b.node("Mul", [x, s], [y], n.name)
+    else:
+        raise QDeployError(f"node '{n.name}' (Lut '{func}'): no float ONNX activation for it; "
+                           "emit with the default lut='gather'")
+
+
+def _lut(b: _Builder, n) -> None:
+    if b.lut == "float":
+        y = b.f(n)
+        _float_activation(b, n, b.dq(n.inputs[0], n.name), y)
+        b.q(n, y)
+        return
+    t_in, t_out = b.qg.tensors[n.inputs[0]], b.qg.tensors[n.outputs[0]]
+    table = np.asarray(n.params["table"]).astype(_NP[t_out.dtype]).reshape(-1)
+    if t_in.dtype == "int8":   # index q - qmin = q + 128: q >= 0 -> table[q + 128], q < 0 -> table[256 + q]
+        table = np.roll(table, -128)
+    idx = b.unique(n.inputs[0] + "_index_" + n.name)
+    b.node("Cast", [n.inputs[0]], [idx], n.name + "_index", to=6)   # INT32
+    b.node("Gather", [b.const(n.name + "_table", table), idx], [n.outputs[0]], n.name, axis=0)
+
+
+def _quantize(b: _Builder, n) -> None:
+    b.q(n, n.inputs[0])
+
+
+def _dequantize(b: _Builder, n) -> None:
+    t = b.qg.tensors[n.inputs[0]]
+    s, z = b.qparams(t)
+    b.node("DequantizeLinear", [n.inputs[0], s, z], [n.outputs[0]], n.name)
+
+
+def _refuse(b: _Builder, n) -> None:
+    raise QDeployError(f"node '{n.name}' ({n.op}) has no QDQ form (fpga shift arithmetic); "
+                       "drop 'qdq' from --emit or choose the arm/ort target")
+
+
+# QGraph op -> handler (the emit column of the op table; the QGraph docstring is the contract)
+HANDLERS = {
+    "Quantize": _quantize, "Dequantize": _dequantize,
+    "Conv2D": _conv, "TransposeConv2D": _conv_transpose, "FullyConnected": _fully_connected,
+    **{op: _elementwise for op in _ELEMENTWISE},
+    "AvgPool": _pool, "MaxPool": _pool, "Mean": _mean,
+    **{op: _movement for op in ("Reshape", "Transpose", "Pad", "Slice", "Split", "DepthToSpace",
+                                "SpaceToDepth", "Resize")},
+    "Lut": _lut, "Requantize": _requantize, "LeakyShift": _refuse,
+}
+LUT_MODES = ("gather", "float")
+
+
+def build(qg, lut: str = "gather", doc: str = "") -> "onnx.ModelProto":
+    """The QDQ ONNX model of ``qg`` (checked with onnx.checker, full check)."""
+    import onnx
+    from onnx import helper, numpy_helper
+    if lut not in LUT_MODES:
+        raise QDeployError(f"qdq option lut={lut!r}: choose one of {', '.join(LUT_MODES)}")
+    if qg.profile not in ("arm", "ort"):
+        raise QDeployError(f"the QDQ model cannot express the '{qg.profile}' profile's arithmetic "
+                           f"(target '{qg.target}'); drop 'qdq' from --emit")
+    b = _Builder(qg, lut)
+    for n in qg.nodes:
+        handler = HANDLERS.get(n.op)
+        if handler is None:
+            raise QDeployError(f"node '{n.name}' ({n.op}) has no QDQ form in this qdeploy; "
+                               "drop 'qdq' from --emit")
+        handler(b, n)
+
+    def io(name):
+        return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, list(qg.tensors[name].shape))
+    graph = helper.make_graph(b.nodes, qg.name or "model", [io(i) for i in qg.inputs], [io(o) for o in qg.outputs],
+                              initializer=[numpy_helper.from_array(v, k) for k, v in b.inits.items()])
+    graph.doc_string = doc
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="qdeploy")
+    m.ir_version = 8
+    m.doc_string = doc
+    try:
+        onnx.checker.check_model(m, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise QDeployError(f"the QDQ model of '{qg.name}' fails onnx.checker ({first}); "
+                           "this is a qdeploy bug, please report it") from None
+    return m
+
+
+def emit(qg, ctx) -> dict[str, bytes]:
+    lut = ctx.options.get("lut", "gather")
+    doc = (f"Made by qdeploy {ctx.version} (qdeploy.emit.qdq) from {ctx.model_name} for target "
+           f"'{qg.target}' ({qg.profile} profile); rebuild with `qdeploy quantize` --emit qdq.")
+    m = build(qg, lut=lut, doc=doc)
+    m.producer_version = ctx.version
+    return {FILE: m.SerializeToString(deterministic=True)}
+
+
+# ------------------------------------------------------------------ running
+def session(model, threads: int = 0, optimized_path: str | None = None, level=None):
+    """An onnxruntime session of a QDQ model (bytes or path) with the default
+    (all) graph optimisations."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
+    if level is not None:
+        so.graph_optimization_level = level
+    if optimized_path:
+        so.optimized_model_filepath = str(optimized_path)
+    data = model if isinstance(model, bytes) else Path(model).read_bytes()
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+
+
+def run_session(sess, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """N samples through a batch-1 session, one at a time; outputs stacked."""
+    names = [o.name for o in sess.get_outputs()]
+    n = len(next(iter(inputs.values())))
+    res: dict[str, list] = {k: [] for k in names}
+    for i in range(n):
+        outs = sess.run(names, {k: np.ascontiguousarray(v[i:i + 1], np.float32) for k, v in inputs.items()})
+        for k, v in zip(names, outs):
+            res[k].append(v)
+    return {k: np.concatenate(v, axis=0) for k, v in res.items()}
+
+
+def run(out: Path, inputs: dict[str, np.ndarray], manifest: dict) -> dict[str, np.ndarray]:
+    """``qdeploy run --backend qdq``: OUT/model.qdq.onnx on onnxruntime."""
+    path = Path(out) / FILE
+    if not path.is_file():
+        raise QDeployError(f"{out}: no {FILE}; quantize again with --emit qdq")
+    return run_session(session(path), inputs)
