@@ -191,6 +191,8 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     files.update(emit_all(qg, ctx, emits))
     manifest = _manifest(model, opts, target, g, ranges, len(x), cle, per_tensor, warn, files)
     manifest["emitted"] = {n: ARTEFACTS[n].path for n in emits}
+    if g.records.get("float_tail") is not None:
+        manifest["float_tail"] = g.records["float_tail"]
     files[MANIFEST] = dumps_json(manifest).encode()
     try:
         with atomic_dir(out) as tmp:
@@ -234,11 +236,22 @@ def quantize_samples(g: Graph, x: np.ndarray, target, opts: QuantizeOptions, giv
     if cle:
         ranges.options["cle"] = True
     bounds = ranges.bounds()
+    # a Concat of mismatched ranges feeding the outputs (detector heads) runs in float after
+    # dequantization: its branches become the graph's outputs (quant/float_tail.py)
+    from .quant.float_tail import describe, split_tail
+    before = check_shortcuts(g, bounds)
+    tail = split_tail(g, before)
+    if tail is not None:
+        g.records["float_tail"] = tail
+        g.log.append(("float_tail", describe(tail)))
     if widen:
         bounds, msgs = widen_outputs(g, x, bounds)
         g.log += [("output_range", msg) for msg in msgs]
     # the shortcut check again, now with measured ranges: what each merge's shared scale costs
     g.records["shortcut"] = check_shortcuts(g, bounds)
+    if tail is not None:   # the concats moved to float stay on the record, flagged
+        moved = {n["name"] for n in tail["nodes"]}
+        g.records["shortcut"] += [r for r in before if r["node"] in moved]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         qg = quantize_graph(g, bounds, target, per_tensor=per_tensor,
@@ -246,6 +259,8 @@ def quantize_samples(g: Graph, x: np.ndarray, target, opts: QuantizeOptions, giv
         if opts.bias_correction:
             from .quant.bias_correction import correct_bias
             g.log += [("bias_correction", msg) for msg in correct_bias(g, qg, x)]
+    if tail is not None:
+        qg.metadata["float_tail"] = tail
     return qg, ranges, cle, [str(w.message) for w in caught]
 
 
@@ -350,7 +365,7 @@ def _manifest(model: Path, opts, target, g: Graph, ranges, samples: int, cle: bo
                        if k not in ("calib", "ranges", "progress", "target", "emit")},
                     "cle": cle, "per_tensor": per_tensor},
         "inputs": [{"name": n, "shape": list(g.shape(n)[1:])} for n in g.inputs],
-        "outputs": [{"name": n, "shape": list(g.shape(n)[1:])} for n in g.outputs],
+        "outputs": _output_specs(g),
         "versions": _versions(),
         "passes": [f"{p}: {m}" for p, m in g.log],
         "shortcuts": [{k: r.get(k) for k in ("node", "op", "ratio", "max_bits_lost", "advice")}
@@ -358,6 +373,15 @@ def _manifest(model: Path, opts, target, g: Graph, ranges, samples: int, cle: bo
         "warnings": warn,
         "artefacts": {name: {"bytes": len(data), "sha256": _sha256(data)} for name, data in sorted(files.items())},
     }
+
+
+def _output_specs(g: Graph) -> list[dict]:
+    """The model's outputs (name, per-sample shape); with a float tail (quant/float_tail.py)
+    the tail's outputs, and ``manifest["float_tail"]`` says how the artefacts' outputs make them."""
+    tail = g.records.get("float_tail")
+    if tail is None:
+        return [{"name": n, "shape": list(g.shape(n)[1:])} for n in g.outputs]
+    return [{"name": o["name"], "shape": o["shape"][1:]} for o in tail["outputs"]]
 
 
 def _sha256(data: bytes) -> str:
@@ -438,7 +462,13 @@ def run_artifact(out, backend: str, x: np.ndarray | dict) -> dict[str, np.ndarra
     if art is not None and art.name not in manifest.get("emitted", {}):
         raise QDeployError(f"{out}: has no {art.path} (backend '{backend}' runs the '{art.name}' "
                            f"artefact); quantize again with --emit {art.name}")
-    return load_runner(BACKENDS[backend])(out, _as_inputs(manifest["inputs"], x), manifest)
+    tail = manifest.get("float_tail")
+    if tail is None:
+        return load_runner(BACKENDS[backend])(out, _as_inputs(manifest["inputs"], x), manifest)
+    # the artefacts compute the tail's branches; the model's outputs are assembled in float
+    from .quant.float_tail import apply_tail
+    inner = {**manifest, "outputs": [{"name": b["name"], "shape": b["shape"][1:]} for b in tail["branches"]]}
+    return apply_tail(tail, load_runner(BACKENDS[backend])(out, _as_inputs(manifest["inputs"], x), inner))
 
 
 def _as_inputs(specs: list[dict], x) -> dict[str, np.ndarray]:

@@ -12,6 +12,12 @@ on its own. A branch whose span is 0 (constant zero) has no meaningful ratio:
 its ``bits_lost`` and the record's ``ratio`` are None (records stay plain
 JSON, no infinities).
 
+A Concat that reaches the graph outputs through data movement only (a
+detector head concatenating boxes with scores; its branches computed inside
+the graph) is marked ``feeds_outputs``:
+the quantizer's float tail (``quant/float_tail.py``) keeps it out of int8
+when its branches lose 2 bits or more, and the advice says so.
+
 A branch's range is its quantization span ``max(hi, 0) - min(lo, 0)`` (int8
 grids always contain zero). :func:`check_shortcuts` builds the records; the
 pass stores them (structure only, no ranges yet) in
@@ -51,11 +57,13 @@ def check_shortcuts(g: Graph, ranges: dict[str, Range] | None = None) -> list[di
     ``ratio`` (largest / smallest branch span), ``max_bits_lost`` and ``advice``.
     For an Add, ``bits_lost`` is 0 and ``bits_coarser_in_output`` per branch is
     given when the output range is known too."""
+    from ..quant.float_tail import movable_concats
+    at_output = movable_concats(g)
     recs = []
     for n in g.nodes:
         if n.op == "Concat" or (n.op == "Add" and len(n.inputs) == 2
                                 and all(g.const(i) is None for i in n.inputs)):
-            recs.append(_record(g, n, ranges or {}))
+            recs.append(_record(g, n, ranges or {}, n.name in at_output))
     return recs
 
 
@@ -63,12 +71,14 @@ def span(r: Range) -> float:
     return max(float(r[1]), 0.0) - min(float(r[0]), 0.0)
 
 
-def _record(g: Graph, n: Node, ranges: dict[str, Range]) -> dict:
+def _record(g: Graph, n: Node, ranges: dict[str, Range], at_output: bool = False) -> dict:
     branches = []
     for t in n.inputs:
         p = g.producer(t)
         branches.append({"tensor": t, "producer": p.name if p is not None else None})
     rec = {"node": n.name, "op": n.op, "output": n.outputs[0], "branches": branches}
+    if at_output:
+        rec["feeds_outputs"] = True
     if not all(b["tensor"] in ranges for b in branches):
         return rec
     for b in branches:
@@ -102,8 +112,12 @@ def _advice(n: Node, rec: dict) -> str:
     if n.op == "Concat":
         if ratio < ADVICE_RATIO:
             return f"concat of branches with {ratio:.1f}x range mismatch: under 1 bit lost, fine"
-        return (f"concat of branches with {ratio:.1f}x range mismatch: loses {worst['bits_lost']:.1f} "
-                f"bits on branch '{worst['tensor']}'; an Add or a requantize of that branch would keep them")
+        text = (f"concat of branches with {ratio:.1f}x range mismatch: loses {worst['bits_lost']:.1f} "
+                f"bits on branch '{worst['tensor']}'")
+        if rec.get("feeds_outputs"):
+            return text + ("; it feeds the outputs through data movement only (a detector head), so "
+                           "quantize runs it in float after dequantization (quant/float_tail.py)")
+        return text + "; an Add or a requantize of that branch would keep them"
     text = (f"add of branches with {ratio:.1f}x range mismatch: each input is rescaled "
             "separately, so no bits are lost at the inputs")
     coarse = worst.get("bits_coarser_in_output")
