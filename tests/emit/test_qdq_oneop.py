@@ -43,13 +43,23 @@ def test_lut_gather_is_bit_exact(tmp_path):
 
 
 def test_clamp_narrower_than_dtype_is_an_integer_clip(tmp_path):
-    m, x, _ = build_case("conv_clip_narrow")
-    _, qg = pipeline(m, x, "ort", ranges=None)
+    """Calibration puts a fused clamp at the dtype range; a QGraph whose clamp is
+    narrower (set here by hand) gets an integer Clip after the Q, and onnxruntime
+    still runs the conv as QLinearConv."""
+    from qdeploy.emit.qdq_compare import end_to_end, optimized_ops
+    from qdeploy.quant.interpreter import run
+    m, x, _ = build_case("conv_relu")
+    _, qg = pipeline(m, x, "ort")
     conv = next(n for n in qg.nodes if n.op == "Conv2D")
-    if conv.params["act_max"] == 255:
-        pytest.skip("the quantizer put the clamp at the dtype range")
-    ops = [n.op_type for n in qdq.build(qg).graph.node]
-    assert "Clip" in ops
+    conv.params["act_min"], conv.params["act_max"] = 10, 200
+    data = qdq.build(qg).SerializeToString()
+    assert "Clip" in [n.op_type for n in qdq.build(qg).graph.node]
+    got = qdq.run_session(qdq.session(data), x)
+    ref = run(qg, x)
+    d = end_to_end(qg, got, ref)[0]
+    print(d.line())
+    assert d.max <= 1 and ref["y"].min() > 0
+    assert "QLinearConv" in optimized_ops(data, tmp_path / "opt.onnx")
 
 
 def test_same_qgraph_same_bytes():

@@ -1,0 +1,88 @@
+"""Every corpus model x targets ort and arm: ``quantize --emit qdq``, then the QDQ
+model on onnxruntime (default optimisations) against ``run --backend ref``.
+
+Inputs: the 8 bundled calibration photos mirrored left-right (as
+tests/test_e2e_corpus.py), calibrated on the first 8 photos.
+
+What holds, measured (onnxruntime 1.32; the test prints every number):
+
+* per op (each node fed the reference's integer inputs, qdq_compare.per_op):
+  100 % of elements within 1 LSB on every model and both targets, 99.6-99.97 %
+  bit-exact. The 1-LSB differences are onnxruntime's float32 requantisation
+  with round-half-to-even against the reference's Q31 multiplier with double
+  rounding (and float QLinearAdd/Mul/GlobalAveragePool against TFLite's integer
+  recipes);
+* end to end the same 1-LSB differences propagate through the random-weight
+  corpus nets and grow: within 1 LSB on 100 % of the outputs for squeezenet,
+  resnext, he2014, 92-98 % for resnet, shufflenet_v2, seg_head, tiny_yolo,
+  27-57 % for mobilenet_v1/v2/v3 and ghostnet (max 5-21 LSB) -- the issue's
+  99.9 % end to end does not hold with the reference's Q31 requantisation. The
+  accuracy is not worse: SQNR vs float of the QDQ model is within
+  ``SQNR_SLACK_DB`` of the reference's on every model (asserted).
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from qdeploy.corpus import CORPUS, save
+from qdeploy.emit import qdq
+from qdeploy.emit.qdq_compare import end_to_end, optimized_ops, per_op
+from qdeploy.pipeline import QuantizeOptions, calibration_samples, prepare_float, quantize_model, run_artifact
+from qdeploy.quant.error import sqnr_db
+from qdeploy.quant.qgraph import load_qgraph
+
+SQNR_SLACK_DB = 1.0
+CALIB = 8
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("m")
+    save("resnet", d / "resnet.onnx")
+    x, _ = calibration_samples(prepare_float(d / "resnet.onnx"), None, limit=CALIB)
+    return np.ascontiguousarray(x[..., ::-1])
+
+
+@pytest.mark.parametrize("target", ["ort", "arm"])
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_corpus_qdq_vs_reference(name, target, photos, tmp_path):
+    model, out = tmp_path / f"{name}.onnx", tmp_path / "out"
+    save(name, model)
+    quantize_model(model, out, QuantizeOptions(target=target, limit=CALIB, emit="qdq", progress=False))
+    onnx.checker.check_model(str(out / qdq.FILE), full_check=True)
+    qg = load_qgraph(out / "model.qgraph")
+    x = photos
+    if x.shape[1:] != tuple(qg.tensors[qg.inputs[0]].shape[1:]):
+        x, _ = calibration_samples(prepare_float(model), None, limit=CALIB)
+        x = np.ascontiguousarray(x[..., ::-1])
+    got, ref, flt = (run_artifact(out, b, x) for b in ("qdq", "ref", "float"))
+    assert list(got) == list(ref)
+    for d in end_to_end(qg, got, ref):
+        print(f"{name} {target} end to end: {d.line()}")
+    ops = per_op(qg, onnx.load(str(out / qdq.FILE)), {qg.inputs[0]: x[:4]})
+    count, within1, exact = (sum(getattr(d, k) for d in ops) for k in ("count", "within1", "exact"))
+    print(f"{name} {target} per op: {within1}/{count} = {100 * within1 / count:.4f} % within 1 LSB, "
+          f"{100 * exact / count:.3f} % exact, max {max(d.max for d in ops)} LSB")
+    worst = [d.line() for d in ops if d.frac_within1 < 0.999]
+    assert within1 / count >= 0.999 and not worst, worst
+    for o in qg.outputs:
+        s_q, s_r = sqnr_db(flt[o], got[o]), sqnr_db(flt[o], ref[o])
+        print(f"{name} {target} {o}: SQNR vs float qdq {s_q:.1f} dB, ref {s_r:.1f} dB")
+        assert s_q >= s_r - SQNR_SLACK_DB
+
+
+def test_optimized_graph_has_no_float_conv(tmp_path):
+    """onnxruntime's optimized graph of conv-heavy corpus models on the ort target:
+    every Conv and Gemm became an int8 kernel (QLinearConv, QGemm)."""
+    for name in ("mobilenet_v2", "resnext", "mobilenet_v3_small"):
+        model, out = tmp_path / f"{name}.onnx", tmp_path / name
+        save(name, model)
+        quantize_model(model, out, QuantizeOptions(target="ort", limit=4, emit="qdq", progress=False))
+        ops = optimized_ops((out / qdq.FILE).read_bytes(), tmp_path / f"{name}.opt.onnx")
+        print(name, ops)
+        assert "Conv" not in ops and "Gemm" not in ops and "MatMul" not in ops, ops
+        qg = load_qgraph(out / "model.qgraph")
+        assert ops.get("QLinearConv", 0) == qg.op_counts()["Conv2D"]
+        assert ops.get("QGemm", 0) == qg.op_counts().get("FullyConnected", 0)
