@@ -17,11 +17,21 @@ from tests.cli_helpers import DIGITS_CALIB, DIGITS_EVAL, DIGITS_MODEL, assert_er
 @pytest.fixture(scope="module")
 def outs(tmp_path_factory):
     d = tmp_path_factory.mktemp("qdq")
-    res = cli("quantize", DIGITS_MODEL, "--target", "ort", "--calib", DIGITS_CALIB, "-o", d / "digits", "-q")
+    res = cli("quantize", DIGITS_MODEL, "--target", "ort", "--calib", DIGITS_CALIB, "--emit", "qdq", "-o",
+              d / "digits", "-q")
     assert res.exit_code == 0, res.stderr
-    res = cli("quantize", two_output_model(d / "two.onnx"), "--target", "arm", "--limit", "4", "-o", d / "two", "-q")
+    res = cli("quantize", two_output_model(d / "two.onnx"), "--target", "arm", "--limit", "4", "--emit", "qdq",
+              "-o", d / "two", "-q")
     assert res.exit_code == 0, res.stderr
     return d
+
+
+def test_ort_and_arm_emit_qdq_by_default():
+    import tomllib
+    from tests.helpers import ROOT
+    for t in ("ort", "arm"):
+        assert "qdq" in tomllib.loads((ROOT / "targets" / f"{t}.toml").read_text())["emit"]
+    assert "qdq" not in tomllib.loads((ROOT / "targets" / "fpga.toml").read_text())["emit"]
 
 
 def test_manifest_lists_the_qdq_model(outs):
@@ -56,7 +66,8 @@ def test_several_outputs_by_name(outs, tmp_path):
 
 
 def test_same_inputs_same_bytes(outs, tmp_path):
-    res = cli("quantize", DIGITS_MODEL, "--target", "ort", "--calib", DIGITS_CALIB, "-o", tmp_path / "again", "-q")
+    res = cli("quantize", DIGITS_MODEL, "--target", "ort", "--calib", DIGITS_CALIB, "--emit", "qdq", "-o",
+              tmp_path / "again", "-q")
     assert res.exit_code == 0, res.stderr
     assert (tmp_path / "again" / "model.qdq.onnx").read_bytes() == (outs / "digits" / "model.qdq.onnx").read_bytes()
 
