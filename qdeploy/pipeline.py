@@ -191,8 +191,8 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     files.update(emit_all(qg, ctx, emits))
     manifest = _manifest(model, opts, target, g, ranges, len(x), cle, per_tensor, warn, files)
     manifest["emitted"] = {n: ARTEFACTS[n].path for n in emits}
-    if g.records.get("float_tail") is not None:
-        manifest["float_tail"] = g.records["float_tail"]
+    if g.records.get("float_tail"):
+        manifest["float_tail"] = g.records["float_tail"][0]
     files[MANIFEST] = dumps_json(manifest).encode()
     try:
         with atomic_dir(out) as tmp:
@@ -242,7 +242,7 @@ def quantize_samples(g: Graph, x: np.ndarray, target, opts: QuantizeOptions, giv
     before = check_shortcuts(g, bounds)
     tail = split_tail(g, before)
     if tail is not None:
-        g.records["float_tail"] = tail
+        g.records["float_tail"] = [tail]      # records hold lists of dicts
         g.log.append(("float_tail", describe(tail)))
     if widen:
         bounds, msgs = widen_outputs(g, x, bounds)
@@ -302,7 +302,7 @@ def _pow2_histograms(g: Graph, x: np.ndarray, ranges, target, batch_size: int) -
     obs = ranges.observers
     if all(hasattr(o, "counts") for o in obs.values()):
         return dict(obs)
-    return dict(calibrate(g, x, method="mse", tensors=list(obs), batch_size=batch_size,
+    return dict(calibrate(g, x, method="mse", tensors=[t for t in obs if t in g.tensors], batch_size=batch_size,
                           progress=False).observers)
 
 
@@ -378,10 +378,9 @@ def _manifest(model: Path, opts, target, g: Graph, ranges, samples: int, cle: bo
 def _output_specs(g: Graph) -> list[dict]:
     """The model's outputs (name, per-sample shape); with a float tail (quant/float_tail.py)
     the tail's outputs, and ``manifest["float_tail"]`` says how the artefacts' outputs make them."""
-    tail = g.records.get("float_tail")
-    if tail is None:
+    if not g.records.get("float_tail"):
         return [{"name": n, "shape": list(g.shape(n)[1:])} for n in g.outputs]
-    return [{"name": o["name"], "shape": o["shape"][1:]} for o in tail["outputs"]]
+    return [{"name": o["name"], "shape": o["shape"][1:]} for o in g.records["float_tail"][0]["outputs"]]
 
 
 def _sha256(data: bytes) -> str:
