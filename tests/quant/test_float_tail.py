@@ -86,6 +86,26 @@ def test_detector_head_scores_keep_their_resolution(tmp_path):
                                rtol=1e-5, atol=1e-3)
 
 
+@pytest.mark.parametrize("backend", ["qdq", "tflite"])
+def test_detector_head_artefacts_assemble_the_same_output(tmp_path, backend):
+    """The emitted artefacts compute the branches; run assembles the model's output."""
+    pytest.importorskip("ai_edge_litert" if backend == "tflite" else "onnxruntime")
+    res, out, ref, got = _quantize(tmp_path, "out")
+    if backend not in [b for a in read_manifest(out)["emitted"] for b in _backends(a)]:
+        pytest.skip(f"target arm does not emit the artefact of backend {backend}")
+    x = RNG.standard_normal((4, 3, 8, 8)).astype(np.float32)
+    art, want = run_artifact(out, backend, x)["output0"], run_artifact(out, "ref", x)["output0"]
+    assert art.shape == want.shape == (4, A, 7)
+    # the branch order and the assembly are right (a mix-up would be ~0 dB); the kernels'
+    # own rounding differences (per op within 1 LSB, tests/emit) stay far above that
+    assert sqnr_db(want[..., 4:], art[..., 4:]) > 30 and sqnr_db(want[..., :4], art[..., :4]) > 30
+
+
+def _backends(artefact):
+    from qdeploy.emit import ARTEFACTS
+    return list(ARTEFACTS[artefact].backends)
+
+
 def test_without_the_tail_the_scores_have_no_resolution(tmp_path, monkeypatch):
     """The measurement the design rests on: one shared int8 scale leaves the
     scores at about 0 dB."""
