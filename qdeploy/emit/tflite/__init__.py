@@ -61,6 +61,8 @@ def build(qg: QGraph, io: str = "int8", metadata: dict | None = None) -> bytes:
         if n.op in ("Quantize", "Dequantize"):
             problems.append(f"node '{n.name}' ({n.op}): float inside the graph has no int8 TFLite form")
             continue
+        if problems and any(i not in p.at and not qg.tensors[i].is_const for i in n.inputs):
+            continue   # downstream of a node already reported
         try:
             LOWER[n.op](p, n)
         except Unsupported as e:

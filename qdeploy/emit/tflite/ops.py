@@ -16,7 +16,7 @@ import numpy as np
 
 from ...quant import recipes
 from ...quant.qgraph import QNode
-from .layout import NHWC_AXIS, Flat, Placed, flatten_order, is_flat, nhwc
+from .layout import NHWC_AXIS, TO_NHWC, Flat, Placed, flatten_order, is_flat, nhwc
 from .writer import ACT
 
 
@@ -297,11 +297,10 @@ def _pool(p: Placed, n: QNode, op: str) -> None:
         raise Unsupported("TFLite pooling has no dilation")
     x = p.get(n.inputs[0], "nhwc")
     pad = _padding(xt.shape[2:], yt.shape[2:], a["kernel"], a["strides"], [1, 1], a["pads"])
+    if pad is None and op == "AVERAGE_POOL_2D":
+        _avg_pool_strided(p, n, x)
+        return
     if pad is None:
-        if op == "AVERAGE_POOL_2D":
-            raise Unsupported(f"average pooling with pads {a['pads']} (neither TFLite SAME nor VALID) "
-                              "would count padded values; pad the model TF-style or use "
-                              "count_include_pad=1")
         x = _explicit_pad(p, n.inputs[0], x, a["pads"], -128)   # padding never wins a max
         pad = "valid"
     if n.params.get("requant") == "shift":
@@ -311,6 +310,28 @@ def _pool(p: Placed, n: QNode, op: str) -> None:
     p.w.op(op, [x], [y], padding={"same": 0, "valid": 1}[pad], strideH=a["strides"][0],
            strideW=a["strides"][1], filterHeight=a["kernel"][0], filterWidth=a["kernel"][1],
            fusedActivationFunction=fn)
+    _finish(p, n, y, "nhwc", rng)
+
+
+def _avg_pool_strided(p: Placed, n: QNode, x: int) -> None:
+    """Symmetric pads with stride > 1 (ONNX/PyTorch style, padded values not
+    counted): TFLite's SAME pool at stride 1 has the same windows (starting
+    ``(k-1)//2`` before each position, padding not counted) at every position;
+    STRIDED_SLICE keeps every stride-th. Exact: each output is the same rounded mean."""
+    a = n.attrs
+    xt, yt = p.qg.tensors[n.inputs[0]], p.qg.tensors[n.outputs[0]]
+    (kh, kw), (sh, sw), (t, l, _, _) = a["kernel"], a["strides"], a["pads"]
+    (h, w), (oh, ow) = xt.shape[2:], yt.shape[2:]
+    if [t, l] != [(kh - 1) // 2, (kw - 1) // 2] or (oh - 1) * sh >= h or (ow - 1) * sw >= w:
+        raise Unsupported(f"average pooling with pads {a['pads']} (neither TFLite SAME nor VALID, "
+                          "nor centred windows) would count padded values; pad the model TF-style")
+    fn, rng = fused(p, n)
+    full = p.like(f"{n.outputs[0]}_stride1", n.outputs[0], [1, h, w, xt.shape[1]])
+    p.w.op("AVERAGE_POOL_2D", [x], [full], padding=0, strideH=1, strideW=1, filterHeight=kh,
+           filterWidth=kw, fusedActivationFunction=fn)
+    y = _raw(p, n, "nhwc", rng)
+    _strided_slice(p, full, y, [0, 0, 0, 0], [1, (oh - 1) * sh + 1, (ow - 1) * sw + 1, xt.shape[1]],
+                   [1, sh, sw, 1])
     _finish(p, n, y, "nhwc", rng)
 
 
@@ -338,10 +359,9 @@ def mean(p: Placed, n: QNode) -> None:
 def softmax(p: Placed, n: QNode) -> None:
     shape = p.qg.tensors[n.inputs[0]].shape
     axis = n.attrs.get("axis", -1) % len(shape)
-    lay = p.layout(n.inputs[0])
     if len(shape) == 4 and axis == 1:
         x, lay = p.get(n.inputs[0], "nhwc"), "nhwc"
-    elif axis == len(shape) - 1 and not (len(shape) == 4 and lay == "nhwc"):
+    elif axis == len(shape) - 1:
         x, lay = p.get(n.inputs[0], "native"), "native"
     else:
         raise Unsupported(f"Softmax over axis {axis} of a {len(shape)}-D tensor (TFLite SOFTMAX "
@@ -463,9 +483,32 @@ def reshape(p: Placed, n: QNode) -> None:
 
 
 def transpose(p: Placed, n: QNode) -> None:
-    x = p.get(n.inputs[0], "native")
-    y = p.output(n.outputs[0], "native")
-    p.w.op("TRANSPOSE", [x, p.w.const(f"{n.name}_perm", np.array(n.attrs["perm"], np.int32))], [y])
+    """One TRANSPOSE from the input as stored to the output as stored (the layout
+    changes fold into the permutation; none at all when they cancel out)."""
+    name, out = n.inputs[0], n.outputs[0]
+    rank = len(p.qg.tensors[name].shape)
+    lay_in = p.layout(name)
+    x = p.get(name, "native") if is_flat(lay_in) else p.at[name][0]
+    lin = np.array(TO_NHWC if lay_in == "nhwc" else range(rank))
+    consumers = {c.op for c in p.qg.nodes if out in c.inputs}
+    lay_out = "nhwc" if rank == 4 and (out in _graph_outputs(p) or (consumers and consumers <= _SPATIAL)) \
+        else "native"
+    lout = np.array(TO_NHWC if lay_out == "nhwc" else range(rank))
+    q = np.argsort(lin)[np.array(n.attrs["perm"])][lout]
+    if np.array_equal(q, np.arange(rank)):
+        p.at[out] = (x, lay_out)
+        return
+    y = p.output(out, lay_out)
+    p.w.op("TRANSPOSE", [x, p.w.const(f"{n.name}_perm", q.astype(np.int32))], [y])
+
+
+_SPATIAL = {"Conv2D", "TransposeConv2D", "AvgPool", "MaxPool", "Mean", "Resize", "DepthToSpace",
+            "SpaceToDepth"}   # ops that read NHWC maps
+
+
+def _graph_outputs(p: Placed) -> set:
+    deq = {n.inputs[0] for n in p.qg.nodes if n.op == "Dequantize" and n.outputs[0] in p.qg.outputs}
+    return deq | set(p.qg.outputs)
 
 
 def pad(p: Placed, n: QNode) -> None:

@@ -1,0 +1,68 @@
+"""Every op mapping of the TFLite emitter, one op at a time (tests/emit/tflite_cases.py):
+the file runs on TFLite Micro bit-exact with the reference interpreter, on
+LiteRT (XNNPACK) within 1 LSB, and holds the builtins the mapping promises."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qdeploy.emit.tflite import build
+from qdeploy.emit.tflite import schema_py_generated as fb
+from qdeploy.emit.tflite.runners import litert_invoker, run_blob, tflm_invoker
+from qdeploy.quant.interpreter import run
+from tests.emit.tflite_cases import CASES, case_graph
+
+pytest.importorskip("tflite_micro")
+
+_NAMES = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def builtins(blob: bytes) -> list[str]:
+    """The builtin of every operator, in order."""
+    m = fb.Model.GetRootAs(blob, 0)
+    sg = m.Subgraphs(0)
+    return [_NAMES[m.OperatorCodes(sg.Operators(i).OpcodeIndex()).BuiltinCode()]
+            for i in range(sg.OperatorsLength())]
+
+
+EXPECT = {   # case -> builtins the file must hold (exactly these, in this order)
+    "conv": ["CONV_2D"], "depthwise": ["DEPTHWISE_CONV_2D"], "gemm": ["RESHAPE", "FULLY_CONNECTED"],
+    "grouped": ["SPLIT", "CONV_2D", "CONV_2D", "CONCATENATION"],
+    "depthwise_same_s2": ["DEPTHWISE_CONV_2D"], "conv_same_s2": ["CONV_2D"],
+    "conv_pads_odd": ["PAD", "CONV_2D"], "avgpool_same_s2": ["AVERAGE_POOL_2D"],
+    "maxpool_pads_odd": ["PADV2", "MAX_POOL_2D"], "pad_value": ["PADV2"], "pad_reflect": ["MIRROR_PAD"],
+    "slice_steps": ["STRIDED_SLICE"], "split": ["SPLIT_V"], "split_equal": ["SPLIT"],
+    "softmax": ["SOFTMAX"],
+    "softmax_channels": ["TRANSPOSE", "SOFTMAX", "TRANSPOSE"],   # the importer swaps C to the last axis "sigmoid": ["LOGISTIC"], "tanh": ["TANH"],
+    "hardswish": ["HARD_SWISH"], "leaky_relu": ["LEAKY_RELU"],
+    "hardsigmoid": ["CAST", "ADD", "GATHER"], "silu": ["LOGISTIC", "MUL"],
+    "resize_nearest_asym": ["RESIZE_NEAREST_NEIGHBOR"], "resize_nearest_half": ["RESIZE_NEAREST_NEIGHBOR"],
+    "resize_nearest_align": ["RESIZE_NEAREST_NEIGHBOR"], "resize_linear": ["RESIZE_BILINEAR"],
+    "resize_linear_align": ["RESIZE_BILINEAR"], "depth_to_space_dcr": ["DEPTH_TO_SPACE"],
+    "depth_to_space": ["GATHER", "DEPTH_TO_SPACE"], "space_to_depth": ["SPACE_TO_DEPTH"],
+    "flatten_fc": ["CONV_2D", "RESHAPE", "FULLY_CONNECTED"], "reduce_mean": ["MEAN"],
+    "conv_transpose": ["TRANSPOSE_CONV", "STRIDED_SLICE"], "conv_transpose_same": ["TRANSPOSE_CONV"],
+    "prelu": ["PRELU"], "max": ["QUANTIZE", "QUANTIZE", "MAXIMUM"],
+    "min": ["QUANTIZE", "QUANTIZE", "MINIMUM"], "avgpool": ["AVERAGE_POOL_2D", "STRIDED_SLICE"],
+    "transpose_hw": ["TRANSPOSE"], "sub": ["SUB"], "mul": ["MUL"],
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_one_op_bit_exact_on_tflm(case):
+    qg, x = case_graph(case)
+    blob = build(qg)
+    if case in EXPECT:
+        assert builtins(blob) == EXPECT[case], builtins(blob)
+    want = run(qg, x)
+    got = run_blob(blob, qg, x, tflm_invoker(blob))
+    for k in want:
+        assert got[k].shape == want[k].shape, (k, got[k].shape, want[k].shape)
+        np.testing.assert_array_equal(got[k], want[k], err_msg=f"{case}: {k}")
+    if pytest.importorskip("ai_edge_litert"):
+        lt = run_blob(blob, qg, x, litert_invoker(blob))
+        for k in want:
+            deq = next(n for n in qg.nodes if n.op == "Dequantize" and n.outputs[0] == k)
+            d = np.rint(np.abs(lt[k] - want[k]) / qg.tensors[deq.inputs[0]].s)
+            print(f"{case}: LiteRT XNNPACK {np.mean(d > 0):.1%} of {d.size} differ, max {int(d.max())} LSB")
+            assert d.max() <= 1, f"{case}: LiteRT {int(d.max())} LSB off"
