@@ -229,6 +229,25 @@ def test_corrupt_image_is_skipped_with_a_warning_named(tmp_path):
         build_set([tmp_path], strict=True)
 
 
+def test_folder_as_users_keep_it_calibrates_on_its_images(tmp_path):
+    """Images beside a labels .npy, a .csv and Thumbs.db: the images are the set,
+    one warning line names what was skipped (dot files stay silent)."""
+    _solid(tmp_path / "a.png", (1, 2, 3))
+    (tmp_path / "sub").mkdir()
+    _solid(tmp_path / "sub" / "b.jpg", (4, 5, 6))
+    np.save(tmp_path / "labels.npy", np.arange(2))
+    (tmp_path / "labels.csv").write_text("a.png,cat\n")
+    (tmp_path / "Thumbs.db").write_bytes(b"\0" * 16)
+    (tmp_path / ".DS_Store").write_bytes(b"\0")
+    (tmp_path / "README.md").write_text("cats")
+    cs, warnings = _build([tmp_path], preset="raw", size=(8, 8))
+    assert cs.count == 2 and [s["name"].split("/", 1)[1] for s in cs.recipe["sources"]] == ["a.png", "sub/b.jpg"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("skipped 3 non-image file(s)") and "Thumbs.db, labels.csv, labels.npy" in warnings[0]
+    r = _cli("calib", "build", tmp_path, "--size", "8x8", "-q", "-o", tmp_path.parent / "litter_set.npz")
+    assert r.exit_code == 0 and r.stderr.count("warning: ") == 1 and "Thumbs.db" in r.stderr
+
+
 # ---- tensors -------------------------------------------------------------------
 
 def test_tensor_files_are_stacked(tmp_path):
@@ -353,6 +372,10 @@ def _bad_cases(tmp_path):
     both.mkdir()
     np.save(both / "a.npy", np.zeros((2, 3)))
     _solid(both / "b.png", (1, 2, 3))
+    litter = tmp_path / "litter"
+    litter.mkdir()
+    (litter / "labels.csv").write_text("a,1\n")
+    (litter / "Thumbs.db").write_bytes(b"\0")
     two = tmp_path / "two"
     two.mkdir()
     _solid(two / "a.png", (1, 2, 3))
@@ -366,7 +389,8 @@ def _bad_cases(tmp_path):
         "one image with --strict": ([one, "--strict"], "too few"),
         "unreadable with --strict": ([two, "--strict"], "c.jpg"),
         "missing path": ([tmp_path / "nope"], "no such file"),
-        "images and tensors": ([both], "cannot be mixed"),
+        "images and tensors": ([both / "a.npy", both / "b.png"], "cannot be mixed"),
+        "folder of no image": ([litter], "it holds Thumbs.db, labels.csv"),
         "wrong channel count of mean": ([one, "--mean", "0.1,0.2"], "2 values"),
         "gray with three means": ([one, "--channels", "gray", "--mean", "0.1,0.2,0.3"], "1 channel"),
         "bad size": ([one, "--size", "big"], "HxW"),

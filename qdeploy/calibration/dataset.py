@@ -175,7 +175,7 @@ def build_set(paths, size=None, preset: str = "imagenet", mean=None, std=None,
     if not 0 <= int(pad) <= 255:
         raise QDeployError(f"--pad must be a pixel value 0..255, got {pad}")
     hw = parse_size(size)
-    srcs = collect(paths, exclude)
+    srcs = collect(paths, exclude, on_warning)
     if srcs[0].is_image:
         recipe = image_recipe(size=hw or (0, 0), resize=resize, pad=pad, channels=channels,
                               layout=layout, preset=preset, mean=mean, std=std, sources=[],

@@ -3,9 +3,14 @@
 Decisions where the issue is silent:
 
 * Folders are walked recursively; files and folders whose name starts with a
-  dot are skipped (editor and OS litter, half-written outputs), and so are
-  files of other types (a README next to the images is fine). A file named
-  explicitly must be an image or a tensor file.
+  dot are skipped silently (editor and OS litter, half-written outputs). A
+  folder is taken as users keep them: when it holds images, the images are the
+  set and everything else in it (a labels ``.npy``, a ``.csv``, ``Thumbs.db``,
+  a PDF) is skipped with one warning line naming what was skipped (notes
+  beside the images, ``.md``/``.txt``/``.rst`` and ``__init__.py``, silently); a folder
+  without images gives its tensor files (other files skipped the same way). It
+  is refused only when neither remains. A file named explicitly must be an
+  image or a tensor file.
 * The list is sorted by display name; a file inside folder ``imgs`` is named
   ``imgs/sub/a.jpg`` (relative, so the recipe, and the bytes of the set, do
   not depend on where the folder lives). A file given twice counts once.
@@ -26,6 +31,7 @@ from ..errors import QDeployError
 from .images import IMAGE_SUFFIXES
 
 TENSOR_SUFFIXES = (".npy", ".npz")
+NOTES = (".md", ".txt", ".rst")      # documentation beside the images: skipped without a word
 
 
 @dataclass(frozen=True)
@@ -45,9 +51,10 @@ def _wanted(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_SUFFIXES + TENSOR_SUFFIXES
 
 
-def collect(paths, exclude=()) -> list[Source]:
+def collect(paths, exclude=(), on_warning=None) -> list[Source]:
     """Files named by ``paths`` (files or folders), sorted; ``exclude`` holds
-    paths never to read (the output file)."""
+    paths never to read (the output file); ``on_warning(message)`` receives the
+    line naming the files a folder's walk skipped."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     skip = {Path(p).resolve() for p in exclude}
@@ -55,12 +62,7 @@ def collect(paths, exclude=()) -> list[Source]:
     for arg in paths:
         arg = Path(arg)
         if arg.is_dir():
-            found = [p for p in arg.rglob("*")
-                     if p.is_file() and _wanted(p)
-                     and not any(part.startswith(".") for part in p.relative_to(arg).parts)]
-            if not found:
-                raise QDeployError(f"no images found in folder {arg} (looked for "
-                                   f"{', '.join(IMAGE_SUFFIXES + TENSOR_SUFFIXES)})")
+            found = _folder_files(arg, skip, on_warning)
             items = [(p, f"{arg.resolve().name}/{p.relative_to(arg).as_posix()}") for p in found]
         elif arg.is_file():
             if not _wanted(arg):
@@ -83,6 +85,31 @@ def collect(paths, exclude=()) -> list[Source]:
         raise QDeployError(f"images ({img.name}) and tensor files ({ten.name}) cannot be mixed "
                            "in one calibration set; build them separately")
     return sorted(out, key=lambda s: s.name)
+
+
+def _folder_files(folder: Path, skip: set, on_warning) -> list[Path]:
+    """The images of ``folder`` (else its tensor files), warning once about the rest."""
+    files = sorted(p for p in folder.rglob("*")
+                   if p.is_file() and p.resolve() not in skip
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    imgs = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    kept = imgs or [p for p in files if p.suffix.lower() in TENSOR_SUFFIXES]
+    if not kept:
+        held = f"; it holds {_names(folder, files)}" if files else ""
+        raise QDeployError(f"no images found in folder {folder} (looked for "
+                           f"{', '.join(IMAGE_SUFFIXES + TENSOR_SUFFIXES)}){held}")
+    rest = [p for p in files if p not in set(kept) and p.suffix.lower() not in NOTES
+            and p.name != "__init__.py"]
+    if rest and on_warning is not None:
+        what = "image" if imgs else "tensor"
+        on_warning(f"skipped {len(rest)} non-{what} file(s) in folder {folder.name}: "
+                   f"{_names(folder, rest)}; calibrating on its {len(kept)} {what} file(s)")
+    return kept
+
+
+def _names(folder: Path, files: list[Path], show: int = 5) -> str:
+    names = [p.relative_to(folder).as_posix() for p in files]
+    return ", ".join(names[:show]) + (f" and {len(names) - show} more" if len(names) > show else "")
 
 
 def read_tensor(src: Source) -> np.ndarray:
