@@ -53,16 +53,19 @@ def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
 @click.option("--batch-size", type=POSITIVE, default=8, show_default=True, help="Calibration batch size.")
 @click.option("--emit", default=None,
               help="Artefacts to write, comma-separated: qdq, tflite, c (default: the target's 'emit').")
+@click.option("--io", type=click.Choice(["int8", "float"]), default="int8", show_default=True,
+              help="Inputs/outputs of model.int8.tflite: int8 (what firmware feeds), or float32 with "
+                   "QUANTIZE/DEQUANTIZE added at the edges.")
 @click.option("-o", "--out", required=True, help="Output folder (replaced as a whole, atomically).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (nothing else).")
 def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shapes, cle,
-             bias_correction, fold_gap, limit, batch_size, emit, out, quiet, as_json):
+             bias_correction, fold_gap, limit, batch_size, emit, io, out, quiet, as_json):
     """Quantize MODEL (ONNX) for a target; writes OUT/ atomically."""
     opts = QuantizeOptions(target=target, calib=calib, ranges=ranges_file, method=method,
                            per_tensor=per_tensor, preset=preset, input_shape=parse_input_shapes(shapes),
                            cle=cle, bias_correction=bias_correction, fold_gap=fold_gap, limit=limit,
-                           batch_size=batch_size, emit=emit,
+                           batch_size=batch_size, emit=emit, emit_options={"io": io},
                            progress=not (quiet or as_json) and sys.stderr.isatty())
     res = quantize_model(model, out, opts)
     summary = {"out": str(res.out), "target": res.qgraph.target, "samples": int(len(res.calib_x)),
