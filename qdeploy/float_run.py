@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import ort_session
 from .ir import Graph
 from .onnx_export import export_bytes
 
@@ -11,15 +12,24 @@ def session(g: Graph, expose=(), threads: int = 0, optimize: bool = True):
     """An onnxruntime CPU session of the exported graph; ``expose`` lists
     intermediate tensors to return as extra outputs. ``optimize=False`` keeps
     the graph as written (QuantizeLinear/DequantizeLinear pairs stay float ops
-    instead of being fused into int8 kernels)."""
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = threads
-    if not optimize:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(export_bytes(g, expose), so, providers=["CPUExecutionProvider"])
+    instead of being fused into int8 kernels). onnxruntime's log is silenced and
+    a failure to load or run is one line naming the model (and node)."""
+    what = f"model '{g.name}'"
+    return Guarded(ort_session.session(export_bytes(g, expose), what, ort_session.options(threads, optimize)),
+                   what)
+
+
+class Guarded:
+    """An onnxruntime session whose ``run`` fails as one line (ort_session.run)."""
+
+    def __init__(self, sess, what: str):
+        self.sess, self.what = sess, what
+
+    def run(self, names, feeds):
+        return ort_session.run(self.sess, names, feeds, self.what)
+
+    def __getattr__(self, name):
+        return getattr(self.sess, name)
 
 
 def run_float(g: Graph, inputs: dict[str, np.ndarray] | np.ndarray, expose=()) -> dict[str, np.ndarray]:

@@ -32,12 +32,15 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
 
+from . import ort_session
 from .errors import QDeployError
 from .ir import Graph, Node, Tensor, topo_order
 from .ops import OPS
 
 MIN_OPSET, MAX_OPSET, UPGRADE_FROM = 11, 21, 7
 FOLD_LIMIT = 1 << 26   # elements: larger all-constant results are still folded (weights)
+# ... up to this size: a ConstantOfShape/Expand/Tile/Range asked for more is refused before allocating
+FOLD_MAX_ELEMENTS = 1 << 28
 
 InputShapes = Mapping[str, Sequence[int]] | Sequence[int] | None
 
@@ -291,7 +294,7 @@ def _fold(model: onnx.ModelProto, opset: int, where: str = "model") -> tuple[dic
     while True:
         shapes, _ = _infer(_with_nodes(model, nodes), consts)
         shapes.update(ran)
-        kept = _fold_round(nodes, consts, shapes, opset)
+        kept = _fold_round(nodes, consts, shapes, opset, where)
         if len(kept) < len(nodes):
             nodes = kept
             continue
@@ -314,8 +317,45 @@ def _with_nodes(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> onnx.Mod
     return m
 
 
+def _fold_size(node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> int:
+    """How many elements folding ``node`` would allocate (the ops whose output
+    size comes from a shape or count input, not from their inputs' sizes)."""
+    return _SIZE_OF[node.op_type]([consts.get(i) if i else None for i in node.input])
+
+
+def _prod(dims) -> int:
+    n = 1
+    for d in np.asarray(dims).reshape(-1).tolist():
+        n *= max(int(d), 0)
+    return n
+
+
+def _expand_size(v) -> int:
+    a, shape = v[0], np.asarray(v[1]).reshape(-1).tolist()
+    dims = list(np.shape(a))
+    rank = max(len(dims), len(shape))
+    dims, shape = [1] * (rank - len(dims)) + dims, [1] * (rank - len(shape)) + shape
+    return _prod([max(int(d), int(s)) for d, s in zip(dims, shape)])
+
+
+def _range_size(v) -> int:
+    start, limit, delta = (float(np.asarray(x).reshape(-1)[0]) for x in v[:3])
+    try:
+        return 0 if delta == 0 else max(int(np.ceil((limit - start) / delta)), 0)
+    except (OverflowError, ValueError):   # inf or nan bounds
+        return 1 << 62
+
+
+_SIZE_OF = {
+    "ConstantOfShape": lambda v: _prod(v[0]),
+    "Expand": _expand_size,
+    "Tile": lambda v: np.asarray(v[0]).size * _prod(v[1]),
+    "Range": _range_size,
+}
+
+
 def _fold_round(nodes: list[onnx.NodeProto], consts: dict[str, np.ndarray],
-                shapes: dict[str, tuple[int, ...]], opset: int) -> list[onnx.NodeProto]:
+                shapes: dict[str, tuple[int, ...]], opset: int, where: str = "model") -> list[onnx.NodeProto]:
     """One folding sweep in graph order; ``consts`` grows in place. Returns the
     nodes that stay."""
     kept: list[onnx.NodeProto] = []
@@ -328,6 +368,12 @@ def _fold_round(nodes: list[onnx.NodeProto], consts: dict[str, np.ndarray],
             outs = [_constant_value(node, a)]
         elif node.op_type == "Shape" and known is not None:
             outs = [np.array(known, dtype=np.int64)[a.get("start", 0):a.get("end", None)]]
+        elif node.op_type in _SIZE_OF and all((i == "" or i in consts) for i in node.input) \
+                and _fold_size(node, consts) > FOLD_MAX_ELEMENTS:
+            n = _fold_size(node, consts)
+            raise QDeployError(f"{where}: node '{node.name}' ({node.op_type}) would make a constant of "
+                               f"{n:,} elements ({n * 4 / 2**30:.1f} GiB as float32); qdeploy folds "
+                               f"constants up to {FOLD_MAX_ELEMENTS:,} elements: check the shape it is given")
         elif node.op_type == "ConstantOfShape" and src in consts:
             # numpy directly: old exports make every weight this way (onnx.reference is slow at it)
             value = numpy_helper.to_array(a["value"]).reshape(-1) if "value" in a else np.zeros(1, np.float32)
@@ -419,6 +465,7 @@ def import_onnx(source: str | os.PathLike | onnx.ModelProto, input_shapes: Input
             fn(g, n, where)
     g.remove_unused()
     _check_weights(g, where)
+    _check_sizes(g, where)
     g.log.append(("import", f"imported {len(g.nodes)} nodes at opset {opset}, "
                             f"{len(consts)} constants folded or kept"))
     return g
@@ -450,7 +497,40 @@ def _check_ops(nodes: Sequence[onnx.NodeProto], where: str) -> None:
                            "replace them with supported ops (see 'qdeploy targets') and re-export")
 
 
+def _check_names(model: onnx.ModelProto, where: str) -> None:
+    """Every tensor name is made once (one initializer, input or node output
+    each; old exports may list an initializer as an input too), and no weight
+    has a zero-size dimension: onnxruntime would fail on them with its own log."""
+    g = model.graph
+    inits = [t.name for t in g.initializer]
+    made: dict[str, str] = {}
+
+    def once(name: str, by: str) -> None:
+        if name in made:
+            raise QDeployError(f"{where}: tensor name '{name}' is used twice ({made[name]} and {by}); "
+                               "every tensor needs its own name: re-export the model")
+        made[name] = by
+    for t in inits:
+        once(t, "an initializer")
+    for i in g.input:
+        if i.name not in inits:
+            once(i.name, "a graph input")
+    for k, n in enumerate(g.node):
+        for o in n.output:
+            if o:
+                once(o, f"node '{n.name or k}' ({n.op_type})")
+    outs = [o.name for o in g.output]
+    dup = sorted({o for o in outs if outs.count(o) > 1})
+    if dup:
+        raise QDeployError(f"{where}: graph output '{dup[0]}' is listed twice; re-export the model")
+    for t in g.initializer:
+        if len(t.dims) >= 2 and 0 in t.dims:
+            raise QDeployError(f"{where}: initializer '{t.name}' has shape {'x'.join(map(str, t.dims))} "
+                               "(zero elements); a weight needs every dimension >= 1: re-export the model")
+
+
 def _check_structure(model: onnx.ModelProto, where: str) -> None:
+    _check_names(model, where)
     produced = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer} | {""}
     producers: dict[str, onnx.NodeProto] = {}
     for n in model.graph.node:
@@ -490,12 +570,26 @@ def _shapes_by_running(model: onnx.ModelProto, names: list[str], where: str) -> 
         tt = i.type.tensor_type
         feeds[i.name] = np.zeros([d.dim_value for d in tt.shape.dim], helper.tensor_dtype_to_np_dtype(tt.elem_type))
     try:
-        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(m.SerializeToString(), ort_session.options(),
+                                    providers=["CPUExecutionProvider"])
         res = sess.run(names, feeds)
+    except MemoryError:
+        raise
     except Exception as e:
-        msg = str(e).splitlines()[0][:200]
-        raise QDeployError(f"{where}: shapes could not be inferred ({msg}); check --input-shape") from None
+        raise QDeployError(f"{where}: shapes could not be inferred ({ort_session.reason(e)}); "
+                           "check --input-shape") from None
     return {nm: tuple(r.shape) for nm, r in zip(names, res)}
+
+
+def _check_sizes(g: Graph, where: str) -> None:
+    """No tensor of the imported graph has zero elements (onnxruntime and every
+    kernel would fail on it later, less clearly)."""
+    for n in g.nodes:
+        for t in list(n.inputs) + list(n.outputs):
+            if t and 0 in g.shape(t):
+                raise QDeployError(f"{where}: tensor '{t}' of node '{n.name}' ({n.op}) has shape "
+                                   f"{'x'.join(map(str, g.shape(t)))} (zero elements); fix the model "
+                                   "or --input-shape so that every tensor has data")
 
 
 def _check_weights(g: Graph, where: str) -> None:
