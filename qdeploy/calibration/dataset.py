@@ -44,6 +44,7 @@ import numpy as np
 
 from ..errors import QDeployError
 from ..fsutil import dumps_json, write_npz
+from .. import memory
 from . import images
 from .recipe import (CHANNELS, DEFAULT_PAD, FORMAT, LAYOUTS, RESIZE_MODES, VERSION,
                      check_recipe, describe, image_recipe, tensor_recipe)
@@ -137,6 +138,23 @@ def _build_images(srcs: list[Source], recipe: dict, limit, seed, strict, on_warn
     return np.stack([x for _, x in kept]), [srcs[i] for i, _ in kept]
 
 
+def _check_memory(srcs: list[Source], hw, limit, channels: int) -> None:
+    """Refuse up front a set that cannot fit: N x C x H x W float32, held about
+    four times over while it is stacked and written (samples, stack, .npz bytes)."""
+    n = len(srcs) if limit is None else min(limit, len(srcs))
+    if hw is None:
+        try:
+            from PIL import Image
+            with Image.open(srcs[0].path) as im:   # the header only: the size, no pixels
+                hw = (im.size[1], im.size[0])
+        except Exception:
+            return   # unreadable: reported (or skipped) when it is decoded
+    h, w = hw
+    set_bytes = n * channels * h * w * 4
+    memory.need(4 * set_bytes, f"a calibration set of {n}x{channels}x{h}x{w} float32 "
+                f"({memory.fmt(set_bytes)})", "use a smaller --size, --limit N or fewer images")
+
+
 def _build_tensors(srcs: list[Source], limit, seed, on_progress) -> tuple[np.ndarray, list[int]]:
     arrays = []
     for k, s in enumerate(srcs):
@@ -182,6 +200,7 @@ def build_set(paths, size=None, preset: str = "imagenet", mean=None, std=None,
                               limit=limit, seed=seed)
         if hw is None:
             recipe["size"] = None
+        _check_memory(srcs, hw, limit, 1 if channels == "gray" else 3)
         x, used = _build_images(srcs, recipe, limit, seed, strict, on_warning, on_progress)
         recipe["size"] = list(x.shape[2:4] if layout == "nchw" else x.shape[1:3])
         recipe["sources"] = [{"name": s.name, "sha256": s.sha256()} for s in used]
