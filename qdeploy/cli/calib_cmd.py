@@ -7,6 +7,7 @@ the summary); bad input is one ``error:`` line, exit 2, and no file written.
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import click
@@ -64,7 +65,7 @@ def build(inputs, output, size, preset, mean, std, layout, channels, resize, pad
     kwargs = dict(size=size, preset=preset, mean=_floats(mean, "mean"), std=_floats(std, "std"),
                   layout=layout, channels=channels, resize=resize, pad=pad, limit=limit,
                   seed=seed, strict=strict, on_warning=warn, exclude=[out])
-    if quiet:
+    if quiet or not sys.stderr.isatty():   # no bar remnants in logs, pipes and error output
         cs = dataset.build_set(inputs, **kwargs)
     else:
         from rich.progress import Progress

@@ -85,6 +85,9 @@ class Target:
 
 
 def _bundled_dir() -> Path:
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "targets" / "arm.toml").is_file():
+        return root / "targets"    # a source checkout: its own targets, whatever is installed
     try:
         d = Path(str(resources.files("qdeploy.targets")))
         if any(d.glob("*.toml")):

@@ -36,8 +36,11 @@ def bad_models(d: Path) -> None:
                helper.make_node("ReduceMax", ["big"], ["m"], keepdims=0, name="rmax"),
                helper.make_node("Add", ["y", "m"], ["z"], name="add")],
               {"s": np.array([100000, 100000], np.int64)}, outputs=("z",)), "huge_fold.onnx")
-    save(conv([helper.make_node("Expand", ["y", "s"], ["z"], name="expand")],
-              {"s": np.array([100000, 4, 8, 8000], np.int64)}, outputs=("z",)), "huge_expand.onnx")
+    save(conv([helper.make_node("Expand", ["one", "s"], ["big"], name="expand"),
+               helper.make_node("ReduceMax", ["big"], ["m"], keepdims=0, name="rmax"),
+               helper.make_node("Add", ["y", "m"], ["z"], name="add")],
+              {"one": np.ones(1, np.float32), "s": np.array([100000, 4, 8, 8000], np.int64)},
+              outputs=("z",)), "huge_expand.onnx")
     save(conv(inits={"w": np.full((4, 3, 3, 3), np.nan, np.float32)}), "nan_weight.onnx")
     save(conv([helper.make_node("LpNormalization", ["y"], ["z"], name="lpn")], outputs=("z",)),
          "unknown_op.onnx")
@@ -76,9 +79,9 @@ def good(d: Path) -> None:
     np.save(d / "x.npy", np.load(d / "c.npz")["x"][:3])
 
 
-def set_with(d: Path, name: str, x=None, recipe=None, drop=()) -> str:
-    """A copy of set.npz with its samples and/or recipe replaced."""
-    with np.load(d / "set.npz") as z:
+def set_with(d: Path, name: str, x=None, recipe=None, drop=(), src="set.npz") -> str:
+    """A copy of ``src`` (a calibration set) with its samples and/or recipe replaced."""
+    with np.load(d / src) as z:
         arrays = {k: z[k] for k in z.files}
     if x is not None:
         arrays["x"] = x
