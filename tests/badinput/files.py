@@ -49,6 +49,7 @@ def bad_models(d: Path) -> None:
     save(model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv1")], {"x": [1, 3, 8, 8]}, ["y"]),
          "missing_init.onnx")
     save(conv(inputs={"x": [1, 3, 0, 8]}), "zero_input.onnx")
+    save(conv(inputs={"x": [1, 3, "H", "W"]}), "dynamic.onnx")
     m = conv()
     m.graph.output.append(m.graph.output[0])
     save(m, "output_twice.onnx")

@@ -1,0 +1,88 @@
+"""``qdeploy quantize`` on bad input: one line, exit 2, no OUT written (an
+existing OUT untouched), inputs untouched."""
+import pytest
+
+from tests.badinput.check import READONLY, run_cases
+from tests.badinput.files import json_with, set_with, target_with
+
+Q = ["quantize", "m.onnx", "--calib", "c.npz", "--limit", "8"]
+
+
+def _ranges(w, name, change):
+    return json_with(w / "r.json", w / name, change)
+
+
+def _other_files(w):
+    (w / "mine").mkdir()
+    (w / "mine" / "notes.txt").write_text("keep me")
+    return "mine"
+
+
+CASES = {
+    "no model": (lambda w: ["quantize", "-o", "o"], ["Missing argument 'MODEL'"]),
+    "no -o": (lambda w: ["quantize", "m.onnx"], ["Missing option", "-o"]),
+    "-o empty": (lambda w: Q + ["-o", ""], ["-o", "empty"]),
+    "-o current folder": (lambda w: Q + ["-o", "."], ["current folder"]),
+    "-o parent of the current folder": (lambda w: Q + ["-o", ".."], ["current folder"]),
+    "-o absolute current folder": (lambda w: Q + ["-o", str(w)], ["current folder"]),
+    "-o a file": (lambda w: Q + ["-o", "model.txt"], ["model.txt"]),
+    "-o with a file suffix": (lambda w: Q + ["-o", "o.onnx"], ["'.onnx' file"]),
+    "-o folder of other files": (lambda w: Q + ["-o", _other_files(w)], ["mine", "not a qdeploy output"]),
+    "-o holds the model": (lambda w: ["quantize", "out/model.float.onnx", "-o", "out"], ["inside", "out"]),
+    "-o read-only folder": (lambda w: Q + ["-o", f"{READONLY}/o"], ["cannot write"]),
+    "unknown target": (lambda w: Q + ["--target", "tpu", "-o", "o"], ["'tpu'", "arm"]),
+    "target file missing": (lambda w: Q + ["--target", "no.toml", "-o", "o"], ["no.toml", "no such file"]),
+    "target quoted bool": (lambda w: Q + ["--target", target_with(
+        w, "t.toml", "activation_symmetric = false", 'activation_symmetric = "false"'), "-o", "o"],
+        ["activation_symmetric", "'false'"]),
+    "target emit = 5": (lambda w: Q + ["--target", target_with(w, "t.toml", "emit = []", "emit = 5"), "-o", "o"],
+                        ["emit = 5"]),
+    "target numerics = 3": (lambda w: Q + ["--target", target_with(
+        w, "t.toml", "[numerics]", "numerics = 3\n[other]"), "-o", "o"], ["t.toml"]),
+    "target flash -1": (lambda w: Q + ["--target", target_with(w, "t.toml", "flash_kib = 0", "flash_kib = -1"),
+                                       "-o", "o"], ["flash_kib", "non-negative"]),
+    "target bad TOML": (lambda w: Q + ["--target", target_with(w, "t.toml", "[memory]", "[memory"), "-o", "o"],
+                        ["TOML"]),
+    "method median": (lambda w: Q + ["--method", "median", "-o", "o"], ["--method", "'median'"]),
+    "limit 0": (lambda w: Q + ["--limit", "0", "-o", "o"], ["--limit"]),
+    "limit text": (lambda w: Q + ["--limit", "ten", "-o", "o"], ["--limit", "'ten'"]),
+    "batch size -1": (lambda w: Q + ["--batch-size", "-1", "-o", "o"], ["--batch-size"]),
+    "calib missing": (lambda w: ["quantize", "m.onnx", "--calib", "none.npz", "-o", "o"], ["none.npz"]),
+    "calib of another shape": (lambda w: ["quantize", "m.onnx", "--calib", "imgs", "--preset", "coco", "-o", "o"],
+                               ["--preset"]),
+    "calib set broken recipe": (lambda w: ["quantize", "m.onnx", "--calib", set_with(
+        w, "b.npz", recipe={"kind": "video"}), "-o", "o"], ["kind"]),
+    "ranges missing": (lambda w: Q + ["--ranges", "none.json", "-o", "o"], ["none.json"]),
+    "ranges not JSON": (lambda w: (w / "t.json").write_text("{") and Q + ["--ranges", "t.json", "-o", "o"],
+                        ["t.json", "JSON"]),
+    "ranges without tensors": (lambda w: Q + ["--ranges", _ranges(w, "x.json", lambda d: d.pop("tensors")),
+                                              "-o", "o"], ["tensors", "missing"]),
+    "ranges samples text": (lambda w: Q + ["--ranges", _ranges(w, "x.json", lambda d: d.update(samples="many")),
+                                           "-o", "o"], ["samples"]),
+    "ranges lo text": (lambda w: Q + ["--ranges", _ranges(w, "x.json", lambda d: [
+        t.update(lo="low") for t in d["tensors"].values()]), "-o", "o"], ["lo"]),
+    "ranges method unknown": (lambda w: Q + ["--ranges", _ranges(w, "x.json", lambda d: d.update(method="kl")),
+                                             "-o", "o"], ["method"]),
+    "ranges with --cle": (lambda w: Q + ["--ranges", "r.json", "--cle", "-o", "o"], ["--cle"]),
+    "emit unknown": (lambda w: Q + ["--emit", "foo", "-o", "o"], ["'foo'"]),
+    "emit tflite for fpga": (lambda w: Q + ["--emit", "tflite", "--target", "fpga", "-o", "o"],
+                             ["--emit tflite", "fpga"]),
+    "emit qdq for fpga": (lambda w: Q + ["--emit", "qdq", "--target", "fpga", "-o", "o"], ["--emit qdq", "fpga"]),
+    "input shape bad": (lambda w: Q + ["--input-shape", "1x1xeight", "-o", "o"], ["--input-shape"]),
+    "input shape contradicts": (lambda w: Q + ["--input-shape", "1x3x8x8", "-o", "o"], ["contradicts"]),
+    "truncated model": (lambda w: ["quantize", "truncated.onnx", "-o", "o"], ["truncated.onnx"]),
+    "duplicate names": (lambda w: ["quantize", "dup_names.onnx", "-o", "o"], ["twice"]),
+    "zero-size weight": (lambda w: ["quantize", "zero_weight.onnx", "-o", "o"], ["zero elements"]),
+    "huge fold": (lambda w: ["quantize", "huge_fold.onnx", "-o", "o"], ["'huge'", "GiB"]),
+    "NaN weights": (lambda w: ["quantize", "nan_weight.onnx", "-o", "o"], ["NaN"]),
+    "unknown op": (lambda w: ["quantize", "unknown_op.onnx", "-o", "o"], ["LpNormalization"]),
+    "two inputs": (lambda w: ["quantize", "two_inputs.onnx", "-o", "o"], ["inputs"]),
+    "huge input shape": (lambda w: ["quantize", "dynamic.onnx", "--input-shape", "1x3x16384x16384", "-o", "o"],
+                         ["3x16384x16384", "memory"]),
+    "unknown option": (lambda w: Q + ["--fast", "-o", "o"], ["--fast"]),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_quantize_refuses(w, case):
+    run_cases(w, case)

@@ -1,0 +1,74 @@
+"""``qdeploy run`` on bad OUT folders, inputs and options: one line, exit 2,
+no output file, inputs untouched."""
+import numpy as np
+import pytest
+
+from tests.badinput.check import READONLY, run_cases
+from tests.badinput.files import out_with
+
+R = ["--input", "x.npy", "-o", "y.npy"]
+
+
+def _npy(w, name, a):
+    np.save(w / name, a, allow_pickle=True)
+    return name
+
+
+def _drop_output_shape(d):
+    d["outputs"][0].pop("shape")
+
+
+CASES = {
+    "no OUT": (lambda w: ["run"] + R, ["Missing argument 'OUT'"]),
+    "no --input": (lambda w: ["run", "out", "-o", "y.npy"], ["Missing option", "--input"]),
+    "OUT missing": (lambda w: ["run", "none"] + R, ["none", "not a qdeploy output"]),
+    "OUT not ours": (lambda w: ["run", "imgs"] + R, ["imgs", "not a qdeploy output"]),
+    "OUT is a file": (lambda w: ["run", "m.onnx"] + R, ["m.onnx"]),
+    "manifest not JSON": (lambda w: ["run", out_with(w, "o2", files={"manifest.json": b"{"})] + R,
+                          ["not a qdeploy output"]),
+    "manifest version 99": (lambda w: ["run", out_with(w, "o2", lambda d: d.update(version=99))] + R,
+                            ["version 99"]),
+    "manifest without outputs": (lambda w: ["run", out_with(w, "o2", lambda d: d.pop("outputs"))] + R,
+                                 ["outputs", "missing"]),
+    "manifest inputs mistyped": (lambda w: ["run", out_with(w, "o2", lambda d: d.update(inputs=5))] + R,
+                                 ["inputs = 5"]),
+    "manifest output shape missing": (lambda w: ["run", out_with(w, "o2", _drop_output_shape)] + R,
+                                      ["outputs[0]", "shape"]),
+    "manifest input shape text": (lambda w: ["run", out_with(w, "o2", lambda d: d["inputs"][0].update(
+        shape="1x8x8"))] + R, ["inputs[0]", "shape"]),
+    "manifest emitted mistyped": (lambda w: ["run", out_with(w, "o2", lambda d: d.update(emitted=[]))] + R,
+                                  ["emitted"]),
+    "corrupt model.float.onnx": (lambda w: ["run", out_with(w, "o2", files={"model.float.onnx": b"\x08junk"}),
+                                            "--backend", "float"] + R, ["model.float.onnx"]),
+    "missing model.float.onnx": (lambda w: ["run", out_with(w, "o2", files={}) and (
+        w / "o2" / "model.float.onnx").unlink() or "o2", "--backend", "float"] + R, ["model.float.onnx"]),
+    "corrupt model.qgraph": (lambda w: ["run", out_with(w, "o2", files={"model.qgraph": b"PK\x03\x04junk"})] + R,
+                             ["model.qgraph"]),
+    "unknown backend": (lambda w: ["run", "out", "--backend", "gpu"] + R, ["'gpu'"]),
+    "backend c without c/": (lambda w: ["run", "out", "--backend", "c"] + R, ["--emit c"]),
+    "backend tflm without tflite": (lambda w: ["run", "out", "--backend", "tflm"] + R, ["--emit tflite"]),
+    "backend qdq without qdq": (lambda w: ["run", "out", "--backend", "qdq"] + R, ["--emit qdq"]),
+    "input missing": (lambda w: ["run", "out", "--input", "none.npy", "-o", "y.npy"], ["none.npy"]),
+    "input not an array file": (lambda w: ["run", "out", "--input", "model.txt", "-o", "y.npy"], ["model.txt"]),
+    "input wrong shape": (lambda w: ["run", "out", "--input", _npy(w, "i.npy", np.zeros((2, 3, 8, 8), np.float32)),
+                                     "-o", "y.npy"], ["'image'", "2x3x8x8"]),
+    "input NaN": (lambda w: ["run", "out", "--input", _npy(w, "i.npy", np.full((1, 1, 8, 8), np.nan, np.float32)),
+                             "-o", "y.npy"], ["NaN"]),
+    "input no samples": (lambda w: ["run", "out", "--input", _npy(w, "i.npy", np.zeros((0, 1, 8, 8), np.float32)),
+                                    "-o", "y.npy"], ["no samples"]),
+    "input strings": (lambda w: ["run", "out", "--input", _npy(w, "i.npy", np.array([["a"]])), "-o", "y.npy"],
+                      ["'image'"]),
+    "input pickled": (lambda w: ["run", "out", "--input", _npy(w, "i.npy", np.array([{}], dtype=object)),
+                                 "-o", "y.npy"], ["i.npy"]),
+    "input npz wrong name": (lambda w: np.savez(w / "i.npz", a=np.zeros((1, 1, 8, 8)), b=np.zeros(1)) or [
+        "run", "out", "--input", "i.npz", "-o", "y.npy"], ["image", "given: a, b"]),
+    "-o txt": (lambda w: ["run", "out", "--input", "x.npy", "-o", "y.txt"], ["y.txt"]),
+    "-o a folder": (lambda w: (w / "y.npy").mkdir() or ["run", "out"] + R, ["folder"]),
+    "-o read-only folder": (lambda w: ["run", "out", "--input", "x.npy", "-o", f"{READONLY}/y.npy"],
+                            ["cannot write"]),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_run_refuses(w, case):
+    run_cases(w, case)
