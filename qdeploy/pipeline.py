@@ -416,7 +416,8 @@ def read_manifest(out, strict: bool = True) -> dict | None:
 
 # what `run` reads of manifest.json (qdeploy/schema.py); the rest is for people
 _IO_SCHEMA = {"name": Key("str"), "shape": Key("ints")}
-_MANIFEST_SCHEMA = {"inputs": Key("list"), "outputs": Key("list"), "emitted": Key("dict", required=False)}
+_MANIFEST_SCHEMA = {"inputs": Key("list"), "outputs": Key("list"), "emitted": Key("dict", required=False),
+                    "artefacts": Key("dict", required=False)}
 
 
 def _check_manifest(m: dict, out: Path) -> dict:
@@ -429,6 +430,8 @@ def _check_manifest(m: dict, out: Path) -> dict:
             check(spec, _IO_SCHEMA, where, f"{io}[{k}]", extra=True, fix=fix)
     check(m.get("emitted", {}), {n: Key("str", required=False) for n in ARTEFACTS}, where, "emitted",
           fix=fix)
+    for name, rec in m.get("artefacts", {}).items():
+        check(rec, {"bytes": Key("int"), "sha256": Key("str")}, where, f"artefacts['{name}']", extra=True, fix=fix)
     return m
 
 
@@ -460,6 +463,7 @@ def run_artifact(out, backend: str, x: np.ndarray | dict) -> dict[str, np.ndarra
     if art is not None and art.name not in manifest.get("emitted", {}):
         raise QDeployError(f"{out}: has no {art.path} (backend '{backend}' runs the '{art.name}' "
                            f"artefact); quantize again with --emit {art.name}")
+    _check_files(out, manifest, {"float": FLOAT, "ref": QGRAPH}.get(backend) or art.path)
     tail = manifest.get("float_tail")
     if tail is None:
         return load_runner(BACKENDS[backend])(out, _as_inputs(manifest["inputs"], x), manifest)
@@ -467,6 +471,20 @@ def run_artifact(out, backend: str, x: np.ndarray | dict) -> dict[str, np.ndarra
     from .quant.float_tail import apply_tail
     inner = {**manifest, "outputs": [{"name": b["name"], "shape": b["shape"][1:]} for b in tail["branches"]]}
     return apply_tail(tail, load_runner(BACKENDS[backend])(out, _as_inputs(manifest["inputs"], x), inner))
+
+
+def _check_files(out: Path, manifest: dict, path: str) -> None:
+    """The files a backend reads (``path``, or every file under a folder path
+    ending in "/") are the ones quantize wrote: size and sha256 as in the
+    manifest, so a truncated or edited artefact is one line, not a runtime's crash."""
+    for name, rec in manifest.get("artefacts", {}).items():
+        if name != path and not (path.endswith("/") and name.startswith(path)):
+            continue
+        f = out / name
+        data = f.read_bytes() if f.is_file() else None
+        if data is None or len(data) != rec.get("bytes") or _sha256(data) != rec.get("sha256"):
+            state = "is missing" if data is None else "differs from what quantize wrote (size or sha256)"
+            raise QDeployError(f"{f} {state}; quantize again to rewrite OUT")
 
 
 def _as_inputs(specs: list[dict], x) -> dict[str, np.ndarray]:

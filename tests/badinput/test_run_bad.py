@@ -42,12 +42,22 @@ CASES = {
                                             "--backend", "float"] + R, ["model.float.onnx"]),
     "missing model.float.onnx": (lambda w: ["run", out_with(w, "o2", files={}) and (
         w / "o2" / "model.float.onnx").unlink() or "o2", "--backend", "float"] + R, ["model.float.onnx"]),
+    "corrupt model.qdq.onnx": (lambda w: ["run", out_with(w, "o2", files={"model.qdq.onnx": b"\x08junk"}),
+                                          "--backend", "qdq"] + R, ["model.qdq.onnx", "differs"]),
+    "truncated model.int8.tflite (tflm)": (lambda w: ["run", out_with(w, "o2", files={
+        "model.int8.tflite": (w / "out" / "model.int8.tflite").read_bytes()[:100]}), "--backend", "tflm"] + R,
+        ["model.int8.tflite", "differs"]),
+    "corrupt model.int8.tflite (tflite)": (lambda w: ["run", out_with(w, "o2", files={
+        "model.int8.tflite": b"junkjunk"}), "--backend", "tflite"] + R, ["model.int8.tflite"]),
+    "artefact sizes mistyped": (lambda w: ["run", out_with(w, "o2", lambda d: d["artefacts"]["model.qgraph"].update(
+        bytes="big"))] + R, ["artefacts['model.qgraph']", "bytes"]),
     "corrupt model.qgraph": (lambda w: ["run", out_with(w, "o2", files={"model.qgraph": b"PK\x03\x04junk"})] + R,
                              ["model.qgraph"]),
     "unknown backend": (lambda w: ["run", "out", "--backend", "gpu"] + R, ["'gpu'"]),
-    "backend c without c/": (lambda w: ["run", "out", "--backend", "c"] + R, ["--emit c"]),
-    "backend tflm without tflite": (lambda w: ["run", "out", "--backend", "tflm"] + R, ["--emit tflite"]),
-    "backend qdq without qdq": (lambda w: ["run", "out", "--backend", "qdq"] + R, ["--emit qdq"]),
+    "backend c without c/": (lambda w: ["run", "bare", "--backend", "c"] + R, ["--emit c"]),
+    "backend tflm without tflite": (lambda w: ["run", "bare", "--backend", "tflm"] + R, ["--emit tflite"]),
+    "backend tflite without tflite": (lambda w: ["run", "bare", "--backend", "tflite"] + R, ["--emit tflite"]),
+    "backend qdq without qdq": (lambda w: ["run", "bare", "--backend", "qdq"] + R, ["--emit qdq"]),
     "input missing": (lambda w: ["run", "out", "--input", "none.npy", "-o", "y.npy"], ["none.npy"]),
     "input not an array file": (lambda w: ["run", "out", "--input", "model.txt", "-o", "y.npy"], ["model.txt"]),
     "input wrong shape": (lambda w: ["run", "out", "--input", _npy(w, "i.npy", np.zeros((2, 3, 8, 8), np.float32)),
