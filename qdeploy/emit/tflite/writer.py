@@ -27,6 +27,7 @@ _B, _O = fb.BuiltinOperator, fb.BuiltinOptions
 # name -> (builtin code, options union type, options class, version written for int8)
 OPS = {
     "CONV_2D": (_B.CONV_2D, _O.Conv2DOptions, fb.Conv2DOptionsT, 3),
+    "CONV_2D_GROUPED": (_B.CONV_2D, _O.Conv2DOptions, fb.Conv2DOptionsT, 6),   # version 6: groups
     "DEPTHWISE_CONV_2D": (_B.DEPTHWISE_CONV_2D, _O.DepthwiseConv2DOptions, fb.DepthwiseConv2DOptionsT, 3),
     "TRANSPOSE_CONV": (_B.TRANSPOSE_CONV, _O.TransposeConvOptions, fb.TransposeConvOptionsT, 3),
     "FULLY_CONNECTED": (_B.FULLY_CONNECTED, _O.FullyConnectedOptions, fb.FullyConnectedOptionsT, 4),
