@@ -1,0 +1,169 @@
+"""Size and speed of qdeploy's int8 TFLite file against the float model.
+
+    python bench/tflite_size.py [--models a,b] [--runs 30] [--write]
+
+For every corpus model (and the real models of ``QDEPLOY_REALMODELS`` when
+given, ``--real``):
+
+* size: ``model.int8.tflite`` (arm target) in bytes against the float ONNX
+  model the user hands in (``qdeploy.corpus.save``); goal: at most 0.27x for
+  every model with more than 100k parameters (int8 weights are 1/4 of float32;
+  per-channel scales, int32 biases and the graph cost the rest);
+* latency, one thread, batch 1, median of ``--runs`` invocations after 3
+  warm-up runs, in ms: the int8 file on LiteRT (``ai_edge_litert``, XNNPACK
+  delegate, ``num_threads=1``), the float ONNX on onnxruntime (CPU provider,
+  intra- and inter-op threads 1, all graph optimisations) and qdeploy's QDQ
+  model (``ort`` target: uint8 activations, the target qdeploy recommends for
+  onnxruntime) on onnxruntime, same settings.
+
+``--write`` replaces the "TFLite" section of bench/RESULTS.md (other sections
+are kept as they are). Other jobs on the machine skew latencies: run it alone.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import platform
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from qdeploy.corpus import CORPUS, save  # noqa: E402
+from qdeploy.pipeline import QuantizeOptions, quantize_model  # noqa: E402
+
+GOAL = 0.27
+
+
+def params(path: Path) -> int:
+    """Elements of the initializers and Constant nodes (some exporters keep weights in Constants)."""
+    g = onnx.load(str(path)).graph
+    consts = [a.t for n in g.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
+    return int(sum(np.prod(t.dims) for t in list(g.initializer) + consts))
+
+
+def median_ms(fn, runs: int) -> float:
+    for _ in range(3):
+        fn()
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return 1000 * float(np.median(ts))
+
+
+def litert_ms(blob: bytes, runs: int) -> float:
+    from ai_edge_litert import interpreter as lr
+    it = lr.Interpreter(model_content=blob, num_threads=1)
+    it.allocate_tensors()
+    for d in it.get_input_details():
+        it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    return median_ms(it.invoke, runs)
+
+
+def ort_ms(model: "bytes | Path", x: np.ndarray, runs: int) -> float:
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    data = model if isinstance(model, bytes) else Path(model).read_bytes()
+    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x}
+    return median_ms(lambda: sess.run(None, feed), runs)
+
+
+def measure(name: str, src: Path, d: Path, runs: int, shape=None, calib=None) -> dict:
+    opts = dict(limit=8, progress=False, input_shape=shape, calib=calib)
+    arm = quantize_model(src, d / f"{name}_arm", QuantizeOptions(target="arm", emit="tflite", **opts))
+    ort_out = d / f"{name}_ort"
+    quantize_model(src, ort_out, QuantizeOptions(target="ort", emit="qdq", **opts))
+    blob = (d / f"{name}_arm" / "model.int8.tflite").read_bytes()
+    x = np.ascontiguousarray(arm.calib_x[:1], np.float32)
+    row = {"model": name, "params": params(src), "float": src.stat().st_size, "tflite": len(blob)}
+    row["ratio"] = row["tflite"] / row["float"]
+    row["litert"] = litert_ms(blob, runs)
+    row["ort_float"] = ort_ms(d / f"{name}_arm" / "model.float.onnx", x, runs)
+    row["ort_qdq"] = ort_ms(ort_out / "model.qdq.onnx", x, runs)
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | params | float ONNX (B) | int8 TFLite (B) | ratio | LiteRT int8 (ms) | "
+             "onnxruntime float (ms) | onnxruntime QDQ (ms) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        mark = "" if r["params"] <= 100_000 or r["ratio"] <= GOAL else " **over**"
+        lines.append(f"| {r['model']} | {r['params']:,} | {r['float']:,} | {r['tflite']:,} | "
+                     f"{r['ratio']:.3f}{mark} | {r['litert']:.2f} | {r['ort_float']:.2f} | {r['ort_qdq']:.2f} |")
+    return "\n".join(lines)
+
+
+def write_section(body: str, path: Path = ROOT / "bench" / "RESULTS.md") -> None:
+    """Replace (or append) the '## TFLite' section, leaving other sections alone."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    section = "## TFLite\n\n" + body.rstrip() + "\n"
+    pat = re.compile(r"^## TFLite\n.*?(?=^## |\Z)", re.S | re.M)
+    if pat.search(text):
+        text = pat.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + section
+    path.write_text(text)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", help="comma-separated subset of the corpus (default: all)")
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--real", action="store_true", help="also the real models of QDEPLOY_REALMODELS")
+    ap.add_argument("--write", action="store_true", help="update the TFLite section of bench/RESULTS.md")
+    args = ap.parse_args(argv)
+    names = args.models.split(",") if args.models else list(CORPUS)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        for name in names:
+            save(name, d / f"{name}.onnx")
+            rows.append(measure(name, d / f"{name}.onnx", d, args.runs))
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+        if args.real:
+            rows += real_rows(d, args.runs)
+    over = [r["model"] for r in rows if r["params"] > 100_000 and r["ratio"] > GOAL]
+    import ai_edge_litert
+    import onnxruntime
+    body = (f"`python bench/tflite_size.py{' --real' if args.real else ''} --write` "
+            f"({_dt.date.today()}, {platform.processor() or platform.machine()}, LiteRT "
+            f"{getattr(ai_edge_litert, '__version__', '?')}, onnxruntime {onnxruntime.__version__}, "
+            f"1 thread, batch 1, median of {args.runs}). Goal: int8 TFLite <= {GOAL}x the float ONNX for "
+            f"every model with more than 100k parameters: "
+            f"{'met on every one' if not over else 'missed on ' + ', '.join(over)}.\n\n" + table(rows) + "\n")
+    print(body)
+    if args.write:
+        write_section(body)
+    return 0
+
+
+def real_rows(d: Path, runs: int) -> list[dict]:
+    import os
+    from tests.quant.realmodel_inputs import inputs, photos
+    root = Path(os.environ.get("QDEPLOY_REALMODELS", ROOT / ".cache" / "realmodels"))
+    cases = {"ppocr_v5_cls": (1, 3, 48, 192), "ppocr_v5_det": (1, 3, 160, 160), "ddddocr_det": (1, 3, 416, 416)}
+    rows = []
+    for name, shape in cases.items():
+        if not (root / f"{name}.onnx").exists():
+            continue
+        np.save(d / f"{name}_calib.npy", inputs(name, photos()[:8], shape[2:]))
+        rows.append(measure(name, root / f"{name}.onnx", d, runs, shape=shape, calib=str(d / f"{name}_calib.npy")))
+        print(table(rows[-1:]).splitlines()[-1], flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())
