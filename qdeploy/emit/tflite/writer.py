@@ -52,7 +52,7 @@ OPS = {
     "RESIZE_NEAREST_NEIGHBOR": (_B.RESIZE_NEAREST_NEIGHBOR, _O.ResizeNearestNeighborOptions,
                                 fb.ResizeNearestNeighborOptionsT, 3),
     "RESIZE_BILINEAR": (_B.RESIZE_BILINEAR, _O.ResizeBilinearOptions, fb.ResizeBilinearOptionsT, 3),
-    "DEPTH_TO_SPACE": (_B.DEPTH_TO_SPACE, _O.DepthToSpaceOptions, fb.DepthToSpaceOptionsT, 2),
+    "DEPTH_TO_SPACE": (_B.DEPTH_TO_SPACE, _O.DepthToSpaceOptions, fb.DepthToSpaceOptionsT, 1),
     "SPACE_TO_DEPTH": (_B.SPACE_TO_DEPTH, _O.SpaceToDepthOptions, fb.SpaceToDepthOptionsT, 2),
     "LOGISTIC": (_B.LOGISTIC, 0, None, 2),
     "TANH": (_B.TANH, 0, None, 2),
