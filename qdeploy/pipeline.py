@@ -136,10 +136,12 @@ def calibration_samples(g: Graph, calib: str | None, preset: str = "imagenet",
         raise QDeployError(f"--calib {calib}: no such file or folder; give a set made by "
                            "'qdeploy calib build' (.npz) or a folder of images")
     if calib is not None and Path(calib).is_file():
-        cs = load_set(calib) if _is_calib_set(calib) else build_set([calib], on_warning=on_warning)
+        cs = load_set(calib, lazy=True) if _is_calib_set(calib) else build_set([calib], on_warning=on_warning)
         check_against_model(cs, shape, inp)
     else:
         cs = images_for_model(calib, shape, preset=preset, name=inp, on_warning=on_warning)
+    if hasattr(cs.x, "head"):   # a set streamed from disk (calibration/stream.py): stays there
+        return (cs.x if limit is None else cs.x.head(limit)), cs.recipe
     x = cs.x[:limit] if limit is not None else cs.x
     return np.ascontiguousarray(x, np.float32), cs.recipe
 
@@ -357,7 +359,7 @@ def _manifest(model: Path, opts, target, g: Graph, ranges, samples: int, cle: bo
         "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "qdeploy": __version__,
         "model": {"file": model.name, "sha256": _sha256(model.read_bytes())},
         "calibration": {"source": calib.name if calib else "bundled calib/",
-                        "sha256": _sha256(calib.read_bytes()) if calib and calib.is_file() else None,
+                        "sha256": _file_sha256(calib) if calib and calib.is_file() else None,
                         "samples": samples, "method": ranges.method,
                         "ranges_file": Path(opts.ranges).name if opts.ranges else None},
         "target": target.summary(),
@@ -385,6 +387,15 @@ def _output_specs(g: Graph) -> list[dict]:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    """A file's sha256 read 1 MiB at a time (a calibration set may be gigabytes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _versions() -> dict:

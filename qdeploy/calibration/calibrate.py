@@ -99,7 +99,7 @@ def default_tensors(g: Graph) -> list[str]:
 
 
 def _batches(calib_x, batch_size: int) -> Iterable[np.ndarray]:
-    if isinstance(calib_x, np.ndarray):
+    if hasattr(calib_x, "shape"):   # an array, or samples streamed from disk (stream.py)
         for i in range(0, len(calib_x), batch_size):
             yield calib_x[i:i + batch_size]
     else:
@@ -116,7 +116,7 @@ def calibrate(graph: Graph, calib_x, method: str = "minmax", tensors=None, batch
     ``target`` (with ``per_tensor`` weights) and needs an array."""
     if method == "auto":
         from .auto import auto_ranges
-        if not isinstance(calib_x, np.ndarray):
+        if not hasattr(calib_x, "shape"):
             calib_x = np.concatenate(list(_batches(calib_x, batch_size)))
         return auto_ranges(graph, calib_x, target=target, per_tensor=per_tensor, batch_size=batch_size,
                            progress=progress, recipe=recipe, tensors=tensors)
@@ -132,7 +132,7 @@ def calibrate(graph: Graph, calib_x, method: str = "minmax", tensors=None, batch
         raise QDeployError(f"model '{graph.name}' has no tensor(s) {', '.join(missing[:5])} to calibrate")
     observers = {t: obs.make(method, percentile) for t in names}
     batch_size = max(1, int(batch_size))
-    total = len(calib_x) if hasattr(calib_x, "__len__") and isinstance(calib_x, np.ndarray) else None
+    total = len(calib_x) if hasattr(calib_x, "shape") else None
 
     one = session(graph, names, threads)
     big_graph = batched(graph, batch_size) if batch_size > 1 else None

@@ -50,6 +50,7 @@ from .recipe import (CHANNELS, DEFAULT_PAD, FORMAT, LAYOUTS, RESIZE_MODES, VERSI
                      check_recipe, describe, image_recipe, tensor_recipe)
 from .set_stats import inspect_set  # noqa: F401  (part of this module's API)
 from .sources import Source, collect, read_tensor
+from .stream import all_finite, open_samples
 
 
 @dataclass
@@ -233,9 +234,11 @@ def save_set(cs: CalibSet, path) -> None:
                      "recipe": np.array([dumps_json(cs.recipe)])})
 
 
-def load_set(path) -> CalibSet:
+def load_set(path, lazy: bool = False) -> CalibSet:
     """Read a set written by :func:`save_set`; a file that is not one, a newer
-    format version or NaN/Inf in the samples is a :class:`QDeployError`."""
+    format version or NaN/Inf in the samples is a :class:`QDeployError`. With
+    ``lazy`` the samples stay on disk (:class:`~.stream.NpzSamples`, read a batch
+    at a time) when the set is stored uncompressed, as qdeploy writes it."""
     path = Path(path)
     if not path.is_file():
         raise QDeployError(f"no such calibration set: {path}")
@@ -245,7 +248,7 @@ def load_set(path) -> CalibSet:
             if not hasattr(z, "files") or "x" not in z.files or "recipe" not in z.files:
                 raise QDeployError(f"{path} is not a qdeploy calibration set (needs entries "
                                    f"'x' and 'recipe'); {hint}")
-            x, r = z["x"], z["recipe"]
+            x, r = (None if lazy else z["x"]), z["recipe"]
             text = str(r.reshape(-1)[0]) if r.size == 1 and r.dtype.kind == "U" else ""
     except QDeployError:
         raise
@@ -262,10 +265,15 @@ def load_set(path) -> CalibSet:
         raise QDeployError(f"{path} has calibration-set format version {recipe.get('version')}; this "
                            f"qdeploy reads up to {VERSION}: upgrade qdeploy or rebuild the set")
     check_recipe(recipe, str(path), hint)
+    if x is None:
+        try:
+            x = open_samples(path)
+        except Exception as e:
+            raise QDeployError(f"cannot read calibration set {path}: {type(e).__name__}: {e}") from None
     if x.dtype != np.float32 or x.ndim < 2 or len(x) == 0:
         raise QDeployError(f"{path}: samples must be a non-empty float32 N x ... array, got "
                            f"{x.dtype} {tuple(x.shape)}; {hint}")
-    if not np.isfinite(x).all():
+    if not all_finite(x):
         raise QDeployError(f"{path} contains NaN or Inf values; rebuild the set from clean data")
     return CalibSet(x, recipe)
 

@@ -28,7 +28,7 @@ def calibrate_model(model, set_path, method: str = "minmax", input_shape=None, b
     """The Python form of ``qdeploy calib ranges`` (without writing)."""
     from ..onnx_import import import_onnx, load_model
     from ..passes import run_passes
-    cs = dataset.load_set(set_path)
+    cs = dataset.load_set(set_path, lazy=True)   # read a batch at a time: memory flat in the set size
     if input_shape is None:
         input_shape = _shape_from_set(load_model(model), cs)
     g = run_passes(import_onnx(model, input_shapes=input_shape))

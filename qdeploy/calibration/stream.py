@@ -1,0 +1,136 @@
+"""Calibration samples read from disk a batch at a time.
+
+A qdeploy calibration set is an uncompressed .npz (``fsutil.npz_bytes``), so
+its ``x`` member is a plain .npy stored at a fixed offset inside the zip file.
+:class:`NpzSamples` reads that offset once and then serves ``x[i:j]`` with one
+``seek`` + ``read``: nothing but the requested rows is ever in memory, and the
+peak memory of ``calib ranges`` / ``quantize`` does not grow with the number
+of samples (bench/RESULTS.md "Streamed calibration input").
+
+It behaves like the read-only array the calibration code slices: ``shape``,
+``dtype``, ``ndim``, ``len()``, ``x[k]`` / ``x[i:j]`` (new float32 arrays),
+``x[:n]`` via :meth:`head` for ``--limit`` (still lazy), and ``np.asarray(x)``
+loads everything (what the few whole-set consumers, ``--method auto`` and bias
+correction, do). A compressed or Fortran-ordered member cannot be read by
+offset; :func:`open_samples` then loads it whole, as before.
+"""
+from __future__ import annotations
+
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+CHUNK_BYTES = 64 << 20     # whole-set scans (the NaN check) read at most this much at a time
+
+
+class NpzSamples:
+    """Rows ``[start, stop)`` of a stored .npy inside an .npz, read on demand."""
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype,
+                 start: int = 0, stop: int | None = None):
+        self.path, self.offset, self.dtype = Path(path), int(offset), np.dtype(dtype)
+        self._full = tuple(int(d) for d in shape)
+        self.start = int(start)
+        self.stop = self._full[0] if stop is None else min(int(stop), self._full[0])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.stop - self.start,) + self._full[1:]
+
+    @property
+    def ndim(self) -> int:
+        return len(self._full)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def _row_bytes(self) -> int:
+        return int(np.prod(self._full[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def rows(self, i: int, j: int) -> np.ndarray:
+        """Rows ``i..j-1`` (relative to this view) as a new array."""
+        i, j = max(0, i), min(len(self), j)
+        n = max(0, j - i)
+        rb = self._row_bytes()
+        with open(self.path, "rb") as f:
+            f.seek(self.offset + (self.start + i) * rb)
+            buf = f.read(n * rb)
+        if len(buf) != n * rb:
+            raise OSError(f"{self.path}: truncated (expected {n * rb} bytes at row {self.start + i})")
+        return np.frombuffer(buf, self.dtype).reshape((n,) + self._full[1:]).copy()
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            k = int(key) + (len(self) if key < 0 else 0)
+            if not 0 <= k < len(self):
+                raise IndexError(key)
+            return self.rows(k, k + 1)[0]
+        if isinstance(key, slice) and key.step in (None, 1):
+            i, j, _ = key.indices(len(self))
+            return self.rows(i, j)
+        idx = np.arange(len(self))[key]
+        return np.stack([self[int(k)] for k in np.atleast_1d(idx)]) if np.ndim(idx) else self[int(idx)]
+
+    def head(self, n: int) -> "NpzSamples":
+        """The first ``n`` rows, still on disk."""
+        return NpzSamples(self.path, self.offset, self._full, self.dtype, self.start,
+                          self.start + max(0, int(n)))
+
+    def chunks(self, max_bytes: int = CHUNK_BYTES):
+        """The rows in order, at most ``max_bytes`` at a time."""
+        step = max(1, max_bytes // max(1, self._row_bytes()))
+        for i in range(0, len(self), step):
+            yield self.rows(i, i + step)
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.rows(0, len(self))
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+
+def npy_member_offset(path: Path, member: str) -> tuple[int, tuple[int, ...], np.dtype] | None:
+    """(absolute data offset, shape, dtype) of ``member`` (e.g. ``x.npy``) when it
+    is stored uncompressed in C order; None otherwise."""
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(member)
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+        with z.open(member) as m:
+            version = np.lib.format.read_magic(m)
+            read = {(1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read is None:
+                return None
+            shape, fortran, dtype = read(m)
+            header = m.tell()
+    if fortran or dtype.hasobject:
+        return None
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        if local[:4] != b"PK\x03\x04":
+            return None
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+    return info.header_offset + 30 + name_len + extra_len + header, tuple(shape), dtype
+
+
+def open_samples(path: Path, member: str = "x.npy"):
+    """The ``x`` member of a calibration set: lazy when stored plainly, else loaded."""
+    found = npy_member_offset(Path(path), member)
+    if found is None:
+        with np.load(path, allow_pickle=False) as z:
+            return z[member[:-4]]
+    offset, shape, dtype = found
+    return NpzSamples(Path(path), offset, shape, dtype)
+
+
+def all_finite(x) -> bool:
+    """NaN/Inf check without loading a lazy set whole."""
+    if isinstance(x, NpzSamples):
+        return all(np.isfinite(c).all() for c in x.chunks())
+    return bool(np.isfinite(x).all())
