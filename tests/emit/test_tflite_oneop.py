@@ -44,7 +44,7 @@ EXPECT = {   # case -> builtins the file must hold (exactly these, in this order
     "conv_transpose": ["TRANSPOSE_CONV", "STRIDED_SLICE"], "conv_transpose_same": ["TRANSPOSE_CONV"],
     "prelu": ["PRELU"], "max": ["QUANTIZE", "QUANTIZE", "MAXIMUM"],
     "min": ["QUANTIZE", "QUANTIZE", "MINIMUM"], "avgpool": ["AVERAGE_POOL_2D", "STRIDED_SLICE"],
-    "transpose_hw": ["TRANSPOSE"], "sub": ["SUB"], "mul": ["MUL"],
+    "transpose_hw": ["TRANSPOSE"], "channel_shuffle": ["GATHER"], "sub": ["SUB"], "mul": ["MUL"],
 }
 
 

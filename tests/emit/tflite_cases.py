@@ -47,7 +47,15 @@ def _grouped3(rng):
     return _conv(rng, cin=6, cout=9, k=3, group=3, pads=[1, 1, 1, 1], strides=[2, 2])
 
 
+def _channel_shuffle(rng):
+    return [helper.make_node("Reshape", ["x", "s5"], ["r"]),
+            helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1, 3, 4]),
+            helper.make_node("Reshape", ["t", "s4"], ["y"])], \
+        {"x": (1, 6, 4, 5)}, {"s5": np.array([1, 2, 3, 4, 5], np.int64), "s4": np.array([1, 6, 4, 5], np.int64)}
+
+
 EXTRA = {
+    "channel_shuffle": _channel_shuffle,
     "depthwise_same_s2": lambda r: _conv(r, cin=6, cout=6, group=6, auto_pad="SAME_UPPER", strides=[2, 2]),
     "depthwise_mult2_same_s2": lambda r: _conv(r, cin=3, cout=6, group=3, auto_pad="SAME_UPPER",
                                                strides=[2, 2]),

@@ -58,6 +58,8 @@ def build(qg: QGraph, io: str = "int8", metadata: dict | None = None) -> bytes:
             continue
         if n.op == "Dequantize" and n.outputs[0] in qg.outputs:
             continue
+        if n.name in p.skip:
+            continue
         if n.op in ("Quantize", "Dequantize"):
             problems.append(f"node '{n.name}' ({n.op}): float inside the graph has no int8 TFLite form")
             continue

@@ -55,6 +55,7 @@ class Placed:
         self.qg, self.w = qg, w
         self.at: dict[str, tuple[int, object]] = {}
         self._converted: dict[tuple[str, str], int] = {}
+        self.skip: set[str] = set()   # nodes already written by an earlier lowering
 
     # -------------------------------------------------------------- new tensors
     def shape_in(self, name: str, layout) -> list[int]:

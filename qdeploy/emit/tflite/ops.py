@@ -472,8 +472,44 @@ def concat(p: Placed, n: QNode) -> None:
     _finish(p, n, y, lay, rng)
 
 
+def _channel_permutation(p: Placed, n: QNode):
+    """(nodes, perm) when ``n`` starts a chain of single-reader Reshape/Transpose nodes
+    from an NHWC map back to the same shape that only permutes the channels (a
+    ShuffleNet channel shuffle); None otherwise."""
+    qg = p.qg
+    shape = list(qg.tensors[n.inputs[0]].shape)
+    if len(shape) != 4 or p.layout(n.inputs[0]) != "nhwc":
+        return None
+    idx = np.arange(int(np.prod(shape))).reshape(shape)
+    chain, node = [], n
+    outs = _graph_outputs(p)
+    while node is not None and node.op in ("Reshape", "Transpose") and len(chain) < 6:
+        idx = idx.reshape(node.attrs["shape"]) if node.op == "Reshape" else idx.transpose(node.attrs["perm"])
+        chain.append(node)
+        y = node.outputs[0]
+        if list(idx.shape) == shape and len(chain) > 1:
+            first = idx[0, :, 0, 0] // (shape[2] * shape[3])
+            base = np.arange(int(np.prod(shape))).reshape(shape)
+            if np.array_equal(idx, base[:, first]):
+                return chain, first
+            return None
+        readers = [c for c in qg.nodes if y in c.inputs]
+        if len(readers) != 1 or y in outs:
+            return None
+        node = readers[0]
+    return None
+
+
 def reshape(p: Placed, n: QNode) -> None:
     name = n.inputs[0]
+    found = _channel_permutation(p, n)
+    if found is not None:   # one GATHER along the channels instead of layout transposes
+        chain, perm = found
+        y = p.output(chain[-1].outputs[0], "nhwc")
+        p.w.op("GATHER", [p.at[name][0], p.w.const(f"{n.name}_channels", perm.astype(np.int32))], [y],
+               axis=3, batchDims=0)
+        p.skip.update(c.name for c in chain[1:])
+        return
     xt, yt = p.qg.tensors[name], p.qg.tensors[n.outputs[0]]
     shape = list(yt.shape)
     if len(xt.shape) == 4 and p.layout(name) == "nhwc" and len(shape) == 2:
