@@ -139,8 +139,8 @@ def calibration_samples(g: Graph, calib: str | None, preset: str = "imagenet",
         cs = load_set(calib, lazy=True) if _is_calib_set(calib) else build_set([calib], on_warning=on_warning)
         check_against_model(cs, shape, inp)
     else:
-        cs = images_for_model(calib, shape, preset=preset, name=inp, on_warning=on_warning)
-    if hasattr(cs.x, "head"):   # a set streamed from disk (calibration/stream.py): stays there
+        cs = images_for_model(calib, shape, preset=preset, name=inp, on_warning=on_warning, lazy=True)
+    if hasattr(cs.x, "head"):   # samples streamed from disk (calibration/stream.py): they stay there
         return (cs.x if limit is None else cs.x.head(limit)), cs.recipe
     x = cs.x[:limit] if limit is not None else cs.x
     return np.ascontiguousarray(x, np.float32), cs.recipe

@@ -78,3 +78,27 @@ def test_stored_member_offset_points_at_the_data(tmp_path):
     s = open_samples(path)
     raw = path.read_bytes()[s.offset:s.offset + x.nbytes]
     assert raw == x.tobytes()
+
+
+def test_image_folder_is_decoded_when_read(tmp_path):
+    from PIL import Image
+    from qdeploy.calibration.dataset import images_for_model
+    from qdeploy.calibration.stream import ImageSamples
+    for k in range(5):
+        Image.fromarray(RNG.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(tmp_path / f"{k}.png")
+    (tmp_path / "labels.csv").write_text("x")
+    warned = []
+    eager = images_for_model(tmp_path, (1, 3, 16, 16), on_warning=warned.append)
+    lazy = images_for_model(tmp_path, (1, 3, 16, 16), lazy=True)
+    assert isinstance(lazy.x, ImageSamples) and lazy.x.shape == eager.x.shape == (5, 3, 16, 16)
+    assert lazy.recipe == eager.recipe and len(warned) == 1
+    np.testing.assert_array_equal(lazy.x[1:4], eager.x[1:4])
+    np.testing.assert_array_equal(np.asarray(lazy.x.head(2)), eager.x[:2])
+
+
+def test_numpy_style_indexing_of_lazy_samples(tmp_path):
+    path, x = _set(tmp_path)
+    lazy = load_set(path, lazy=True).x
+    np.testing.assert_array_equal(lazy[:4, ..., ::-1], x[:4, ..., ::-1])
+    np.testing.assert_array_equal(lazy[2, :, 1], x[2, :, 1])
+    np.testing.assert_array_equal(lazy[..., 0], x[..., 0])

@@ -50,7 +50,7 @@ from .recipe import (CHANNELS, DEFAULT_PAD, FORMAT, LAYOUTS, RESIZE_MODES, VERSI
                      check_recipe, describe, image_recipe, tensor_recipe)
 from .set_stats import inspect_set  # noqa: F401  (part of this module's API)
 from .sources import Source, collect, read_tensor
-from .stream import all_finite, open_samples
+from .stream import ImageSamples, all_finite, open_samples
 
 
 @dataclass
@@ -109,7 +109,10 @@ def _warn(on_warning, msg: str, strict: bool) -> None:
 
 
 def _build_images(srcs: list[Source], recipe: dict, limit, seed, strict, on_warning,
-                  on_progress) -> tuple[np.ndarray, list[Source]]:
+                  on_progress, lazy: bool = False) -> tuple[np.ndarray, list[Source]]:
+    """The stacked images and the sources used; with ``lazy`` every image is
+    decoded once to check it and dropped, and the samples are an
+    :class:`~.stream.ImageSamples` that decodes them again when read."""
     order = _choice(len(srcs), limit, seed)
     want = len(srcs) if limit is None else min(limit, len(srcs))
     kept: list[tuple[int, np.ndarray]] = []
@@ -124,18 +127,22 @@ def _build_images(srcs: list[Source], recipe: dict, limit, seed, strict, on_warn
             _warn(on_warning, f"skipped unreadable image {srcs[i].name}: {str(e).split(': ', 1)[-1]}",
                   strict)
             continue
-        if kept and x.shape != kept[0][1].shape:
-            first = srcs[kept[0][0]].name
+        if kept and x.shape != first.shape:
             hw = lambda a: "x".join(map(str, a.shape[1:] if recipe["layout"] == "nchw" else a.shape[:2]))
-            raise QDeployError(f"images differ in size: {first} is {hw(kept[0][1])} and "
+            raise QDeployError(f"images differ in size: {srcs[kept[0][0]].name} is {hw(first)} and "
                                f"{srcs[i].name} is {hw(x)} (HxW); give --size HxW to resize them")
-        kept.append((int(i), x))
+        if not kept:
+            first = x
+        kept.append((int(i), x if not (lazy and kept) else x[:0]))
         if on_progress is not None:
             on_progress(len(kept), want)
     if not kept:
         raise QDeployError(f"none of the {len(failed)} image(s) could be read "
                            f"(first: {failed[0]}); check the files")
     kept.sort(key=lambda t: t[0])
+    if lazy:
+        shape = next(x.shape for _, x in kept if x.size)
+        return ImageSamples([srcs[i].path for i, _ in kept], recipe, shape), [srcs[i] for i, _ in kept]
     return np.stack([x for _, x in kept]), [srcs[i] for i, _ in kept]
 
 
@@ -179,13 +186,14 @@ def build_set(paths, size=None, preset: str = "imagenet", mean=None, std=None,
               pad: int = DEFAULT_PAD, limit: int | None = None, seed: int = 0,
               strict: bool = False, on_warning: Callable[[str], None] | None = None,
               on_progress: Callable[[int, int], None] | None = None,
-              exclude=()) -> CalibSet:
+              exclude=(), lazy: bool = False) -> CalibSet:
     """Build a calibration set from image files/folders or .npy/.npz tensor files.
 
     ``size`` is (H, W) or "HxW"; ``mean``/``std`` override the preset's (see
     :mod:`.recipe`); ``on_warning(message)`` receives each non-fatal problem;
     ``on_progress(done, total)`` is called per sample file; ``exclude`` lists
-    paths never read (the output). Raises :class:`QDeployError` on bad input.
+    paths never read (the output); ``lazy`` keeps images on disk (decoded when
+    read, :class:`~.stream.ImageSamples`). Raises :class:`QDeployError` on bad input.
     """
     for val, allowed, what in ((layout, LAYOUTS, "layout"), (channels, CHANNELS, "channels"),
                                (resize, RESIZE_MODES, "resize")):
@@ -202,7 +210,7 @@ def build_set(paths, size=None, preset: str = "imagenet", mean=None, std=None,
         if hw is None:
             recipe["size"] = None
         _check_memory(srcs, hw, limit, 1 if channels == "gray" else 3)
-        x, used = _build_images(srcs, recipe, limit, seed, strict, on_warning, on_progress)
+        x, used = _build_images(srcs, recipe, limit, seed, strict, on_warning, on_progress, lazy)
         recipe["size"] = list(x.shape[2:4] if layout == "nchw" else x.shape[1:3])
         recipe["sources"] = [{"name": s.name, "sha256": s.sha256()} for s in used]
     else:
@@ -217,7 +225,7 @@ def build_set(paths, size=None, preset: str = "imagenet", mean=None, std=None,
     if len(x) < 2:
         _warn(on_warning, f"only {len(x)} sample: too few to calibrate (use 100 or more "
               "representative inputs)", strict)
-    return CalibSet(np.ascontiguousarray(x, dtype=np.float32), recipe)
+    return CalibSet(x if isinstance(x, ImageSamples) else np.ascontiguousarray(x, dtype=np.float32), recipe)
 
 
 def _check_npz_path(path) -> Path:
@@ -346,7 +354,7 @@ def bundled_images() -> list[Path]:
 def images_for_model(folder_or_paths, input_shape, preset: str = "imagenet", *,
                      layout: str = "nchw", resize: str = "crop", name: str = "input",
                      limit: int | None = None, seed: int = 0,
-                     on_warning: Callable[[str], None] | None = None) -> CalibSet:
+                     on_warning: Callable[[str], None] | None = None, lazy: bool = False) -> CalibSet:
     """A calibration set for a model input of ``input_shape`` (N x C x H x W,
     or N x H x W x C with ``layout='nhwc'``) from images in ``folder_or_paths``
     (None: the bundled ``calib/`` photographs): resized to H x W, ``gray`` when
@@ -365,7 +373,7 @@ def images_for_model(folder_or_paths, input_shape, preset: str = "imagenet", *,
     cs = build_set(bundled_images() if folder_or_paths is None else folder_or_paths,
                    size=(int(h), int(w)), preset=preset, layout=layout,
                    channels="gray" if c == 1 else "rgb", resize=resize, limit=limit, seed=seed,
-                   on_warning=on_warning)
+                   on_warning=on_warning, lazy=lazy)
     check_against_model(cs, shape, name)
     return cs
 

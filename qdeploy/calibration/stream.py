@@ -13,6 +13,11 @@ It behaves like the read-only array the calibration code slices: ``shape``,
 loads everything (what the few whole-set consumers, ``--method auto`` and bias
 correction, do). A compressed or Fortran-ordered member cannot be read by
 offset; :func:`open_samples` then loads it whole, as before.
+
+:class:`ImageSamples` does the same for a folder of images: the files are
+decoded and preprocessed (``images.load`` with the set's recipe) when their
+rows are read, so ``quantize --calib FOLDER`` holds one batch of pixels at a
+time (each pass over the samples decodes the images again).
 """
 from __future__ import annotations
 
@@ -66,6 +71,14 @@ class NpzSamples:
         return np.frombuffer(buf, self.dtype).reshape((n,) + self._full[1:]).copy()
 
     def __getitem__(self, key):
+        if isinstance(key, tuple) and key and key[0] is Ellipsis:
+            return self[:][key]
+        if isinstance(key, tuple):      # rows first, then numpy indexing of the rest
+            rows = self[key[0]] if key else self[:]
+            rest = key[1:]
+            return rows[rest] if np.ndim(rows) < self.ndim else rows[(slice(None),) + rest]
+        if key is Ellipsis:
+            return self[:]
         if isinstance(key, (int, np.integer)):
             k = int(key) + (len(self) if key < 0 else 0)
             if not 0 <= k < len(self):
@@ -134,3 +147,35 @@ def all_finite(x) -> bool:
     if isinstance(x, NpzSamples):
         return all(np.isfinite(c).all() for c in x.chunks())
     return bool(np.isfinite(x).all())
+
+
+class ImageSamples:
+    """Images decoded and preprocessed when their rows are read."""
+
+    def __init__(self, paths: list, recipe: dict, sample_shape: tuple[int, ...]):
+        self.paths, self.recipe = list(paths), recipe
+        self.sample_shape = tuple(int(d) for d in sample_shape)
+        self.dtype, self.ndim = np.dtype(np.float32), len(self.sample_shape) + 1
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.paths),) + self.sample_shape
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def rows(self, i: int, j: int) -> np.ndarray:
+        from .images import load
+        sel = self.paths[max(0, i):min(len(self), j)]
+        if not sel:
+            return np.zeros((0,) + self.sample_shape, np.float32)
+        return np.stack([load(p, self.recipe) for p in sel]).astype(np.float32, copy=False)
+
+    __getitem__ = NpzSamples.__getitem__
+
+    def head(self, n: int) -> "ImageSamples":
+        return ImageSamples(self.paths[:max(0, int(n))], self.recipe, self.sample_shape)
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.rows(0, len(self))
+        return a if dtype is None else a.astype(dtype, copy=False)
