@@ -103,6 +103,15 @@ class QuantizeOptions:
     emit: str | tuple | None = None
     emit_options: dict = field(default_factory=dict)   # per-artefact options (EmitContext.options)
     progress: bool = True
+    # verification + report (qdeploy/report): the CLI and qdeploy.quantize() turn both on. Either
+    # one evaluates: on --eval, or else on a held-out split of the calibration samples
+    # (report/evalset.py: those samples are then not calibrated on)
+    verify: bool = False              # run every emitted artefact's backends against the reference
+    report: bool = False              # write report.json + report.html
+    eval: str | None = None           # evaluation set (.npz/.npy)
+    labels: str | None = None         # its class labels (.npy), if not inside the set
+    max_drop: float = 1.0             # verdict: accuracy drop / top-1 disagreement, points
+    min_sqnr: float = 20.0            # verdict for outputs that are not class scores, dB
 
 
 @dataclass
@@ -114,6 +123,13 @@ class QuantizeResult:
     calib_x: np.ndarray
     log: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    report: dict | None = None         # report.json's content (verification, metrics), when evaluated
+    emitted: dict = field(default_factory=dict)   # artefact name -> path in OUT (manifest "emitted")
+
+    @property
+    def artefacts(self) -> dict[str, Path]:
+        """Emitted artefact name -> its path in OUT."""
+        return {n: self.out / p for n, p in self.emitted.items()}
 
 
 def prepare_float(model, input_shape=None) -> Graph:
@@ -169,7 +185,8 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     if not str(out).strip():
         raise QDeployError("-o is empty; give the output folder's name, such as out/")
     model, out = Path(model), Path(out)
-    _check_out(out, [model] + [Path(p) for p in (opts.calib, opts.ranges, opts.target) if isinstance(p, str)])
+    _check_out(out, [model] + [Path(p) for p in (opts.calib, opts.ranges, opts.target, opts.eval, opts.labels)
+                               if isinstance(p, str)])
     target = load_target(opts.target)
     emits = parse_emit(opts.emit, target)
     g = prepare_float(model, opts.input_shape)
@@ -181,6 +198,9 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     if given is not None:
         cle = _ranges_without_cle(opts, given, opts.cle is not False, warn)
     x, recipe = calibration_samples(g, opts.calib, opts.preset, opts.limit, on_warning=warn.append)
+    ev = None
+    if opts.verify or opts.report:
+        x, ev = _eval_samples(opts, g, x, recipe, warn)
     if given is not None and given.recipe is not None and recipe != given.recipe:
         warn.append(f"--ranges {Path(opts.ranges).name} was measured on another calibration set "
                     "than the one given (recipes differ); bias correction uses the given set")
@@ -196,14 +216,54 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     if g.records.get("float_tail"):
         manifest["float_tail"] = g.records["float_tail"][0]
     files[MANIFEST] = dumps_json(manifest).encode()
+    rep = None
     try:
         with atomic_dir(out) as tmp:
             for name, data in files.items():
                 write_bytes(tmp / name, data)
+            if ev is not None:   # verified on the files in the temporary OUT: a failure leaves no OUT
+                rep = _evaluate(tmp, manifest, qg, g, model, ev, x, opts, target, out)
     except OSError as e:
         raise QDeployError(f"-o {out}: cannot write the output folder ({e.strerror or e}); "
                            "choose a writable location") from None
-    return QuantizeResult(out, g, qg, ranges, x, list(g.log), warn)
+    return QuantizeResult(out, g, qg, ranges, x, list(g.log), warn, rep, manifest["emitted"])
+
+
+def _eval_samples(opts: QuantizeOptions, g: Graph, x: np.ndarray, recipe, warn: list[str]):
+    """(calibration samples, EvalSet): ``--eval``, or a held-out split of ``x``."""
+    from .report.evalset import check_labels, load_eval, split_calibration
+    from .report.measure import classes
+    if opts.eval is not None:
+        ev = load_eval(opts.eval, opts.labels, g.shape(g.inputs[0]), g.inputs[0], recipe)
+    else:
+        if opts.labels is not None:
+            raise QDeployError("--labels needs --eval (the held-out calibration samples have no labels)")
+        x, ev = split_calibration(x)
+        if len(ev.x) == 0:
+            warn.append(f"only {len(x)} calibration sample: nothing held out to evaluate on (give --eval)")
+    check_labels(ev, classes(g.shape(g.outputs[0])[1:]))
+    return x, ev
+
+
+def _evaluate(tmp: Path, manifest: dict, qg, g: Graph, model: Path, ev, x, opts: QuantizeOptions,
+              target, out: Path) -> dict:
+    """Verify and measure the files in ``tmp``; writes report.json + report.html there."""
+    from .report.build import HTML_NAME, JSON_NAME, ReportOptions, build_report
+    from .report.html import render
+    from .report.progress import steps
+    base = {"model": str(model), "target": opts.target if isinstance(opts.target, str) else target.name,
+            "calib": opts.calib, "method": opts.method, "per_tensor": opts.per_tensor, "cle": opts.cle,
+            "fold_gap": opts.fold_gap, "bias_correction": opts.bias_correction, "eval": opts.eval,
+            "labels": opts.labels, "out": str(out)}
+    ropts = ReportOptions(verify=opts.verify, max_drop=opts.max_drop, min_sqnr=opts.min_sqnr)
+    total = 4 + (len(manifest["emitted"]) * 2 if opts.verify else 0)
+    with steps("verifying and evaluating", total, opts.progress) as step:
+        rep = build_report(tmp, manifest, qg, g, model, ev, base, x, "calibration samples", ropts,
+                           progress=step)
+    if opts.report:
+        write_bytes(tmp / JSON_NAME, dumps_json(rep).encode())
+        write_bytes(tmp / HTML_NAME, render(rep).encode())
+    return rep
 
 
 def quantize_samples(g: Graph, x: np.ndarray, target, opts: QuantizeOptions, given=None, recipe=None,
@@ -364,7 +424,8 @@ def _manifest(model: Path, opts, target, g: Graph, ranges, samples: int, cle: bo
                         "ranges_file": Path(opts.ranges).name if opts.ranges else None},
         "target": target.summary(),
         "options": {**{k: v for k, v in asdict(opts).items()
-                       if k not in ("calib", "ranges", "progress", "target", "emit")},
+                       if k not in ("calib", "ranges", "progress", "target", "emit", "eval", "labels",
+                                    "verify", "report", "max_drop", "min_sqnr")},
                     "cle": cle, "per_tensor": per_tensor},
         "inputs": [{"name": n, "shape": list(g.shape(n)[1:])} for n in g.inputs],
         "outputs": _output_specs(g),

@@ -207,7 +207,7 @@ def test_same_inputs_give_byte_identical_out(target, work, tmp_path, monkeypatch
     from qdeploy.emit import ARTEFACTS
     from qdeploy.quant.targets import load_target
     emitted = {ARTEFACTS[a].path for a in load_target(target).emit}   # the target's default artefacts
-    assert set(outs[0]) == {QGRAPH, RANGES, MANIFEST, "model.float.onnx"} | emitted
+    assert set(outs[0]) == {QGRAPH, RANGES, MANIFEST, "model.float.onnx", "report.json", "report.html"} | emitted
     for name in outs[0]:
         assert outs[0][name] == outs[1][name], name
     text = outs[0][MANIFEST].decode() + outs[0][RANGES].decode()
@@ -220,11 +220,12 @@ def test_ranges_reuse_equals_calibrating_inside(method, work, tmp_path):
     """``calib ranges`` + ``quantize --ranges`` == ``quantize`` calibrating itself
     with the same method and set and without CLE (the ranges describe the
     unequalized graph, so the automatic CLE is skipped, with a warning):
-    byte-identical qgraph and ranges."""
+    byte-identical qgraph and ranges. (--eval: every sample of the set calibrates,
+    none is held out for the report.)"""
     m, s = work / "digits.onnx", work / "set.npz"
     assert cli("calib", "ranges", m, s, "--method", method, "-o", tmp_path / "r.json", "-q").exit_code == 0
-    a = cli("quantize", m, "--calib", s, "--ranges", tmp_path / "r.json", "-o", tmp_path / "a")
-    b = cli("quantize", m, "--calib", s, "--method", method, "--no-cle", "-o", tmp_path / "b", "-q")
+    a = cli("quantize", m, "--calib", s, "--ranges", tmp_path / "r.json", "--eval", s, "-o", tmp_path / "a")
+    b = cli("quantize", m, "--calib", s, "--method", method, "--no-cle", "--eval", s, "-o", tmp_path / "b", "-q")
     assert a.exit_code == b.exit_code == 0, (a.stderr, b.stderr)
     assert "warning: cross-layer equalization skipped" in a.stderr
     assert (tmp_path / "a" / QGRAPH).read_bytes() == (tmp_path / "b" / QGRAPH).read_bytes()
@@ -237,8 +238,9 @@ def test_ranges_with_automatic_cle_skip_it_with_a_warning(work, tmp_path):
     """fpga turns CLE on by default; with --ranges it is skipped (warned), which
     equals an explicit --no-cle run that calibrates itself."""
     m, s = work / "digits.onnx", work / "set.npz"
-    a = cli("quantize", m, "--calib", s, "--ranges", work / "r.json", "--target", "fpga", "-o", tmp_path / "a")
-    b = cli("quantize", m, "--calib", s, "--no-cle", "--target", "fpga", "-o", tmp_path / "b", "-q")
+    a = cli("quantize", m, "--calib", s, "--ranges", work / "r.json", "--target", "fpga", "--eval", s,
+            "-o", tmp_path / "a")
+    b = cli("quantize", m, "--calib", s, "--no-cle", "--target", "fpga", "--eval", s, "-o", tmp_path / "b", "-q")
     assert a.exit_code == b.exit_code == 0, (a.stderr, b.stderr)
     assert "warning: cross-layer equalization skipped" in a.stderr
     assert (tmp_path / "a" / QGRAPH).read_bytes() == (tmp_path / "b" / QGRAPH).read_bytes()
@@ -259,7 +261,8 @@ def test_json_prints_only_json(work, tmp_path):
               "--json")
     assert res.exit_code == 0, res.stderr
     summary = json.loads(res.stdout)
-    assert summary["samples"] == 32 and summary["target"] == "arm" and summary["method"] == "minmax"
+    # 32 samples: 6 (20 %) held out for the report, 26 calibrate
+    assert summary["samples"] == 26 and summary["target"] == "arm" and summary["method"] == "minmax"
     assert summary["files"] == sorted(p.name for p in (tmp_path / "o").iterdir())
     assert summary["ops"]["Conv2D"] == 5 and summary["ops"]["FullyConnected"] == 1
     manifest = json.loads((tmp_path / "o" / MANIFEST).read_text())
@@ -273,7 +276,8 @@ def test_quiet_prints_nothing_and_default_prints_one_line(work, tmp_path):
     quiet = cli("quantize", *args, "-o", tmp_path / "q", "-q")
     assert quiet.exit_code == 0 and quiet.stdout == "" and quiet.stderr == ""
     loud = cli("quantize", *args, "-o", tmp_path / "l")
-    assert loud.exit_code == 0 and loud.stdout.count("\n") == 1 and "quantized" in loud.stdout
+    assert loud.exit_code == 0 and loud.stdout.startswith("quantized") and loud.stdout.count("\n") <= 20
+    assert loud.stdout.splitlines()[1].startswith(("PASS", "FAIL"))   # the summary: verdict first
 
 
 def test_progress_goes_to_stderr(work, tmp_path, capfd):

@@ -21,7 +21,10 @@ def outs(tmp_path_factory):
     d = tmp_path_factory.mktemp("run")
     res = cli("quantize", DIGITS_MODEL, "--calib", DIGITS_CALIB, "-o", d / "digits", "-q")
     assert res.exit_code == 0, res.stderr
-    res = cli("quantize", two_output_model(d / "two.onnx"), "--limit", "4", "-o", d / "two", "-q")
+    # --eval: all four samples calibrate (without it a held-out one would be evaluated on)
+    x4, _ = calibration_samples(prepare_float(two_output_model(d / "two.onnx")), None, limit=4)
+    np.save(d / "x4.npy", x4)
+    res = cli("quantize", d / "two.onnx", "--limit", "4", "--eval", d / "x4.npy", "-o", d / "two", "-q")
     assert res.exit_code == 0, res.stderr
     x = np.load(DIGITS_EVAL)["x"]
     np.save(d / "x.npy", x)

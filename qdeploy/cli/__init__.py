@@ -90,6 +90,8 @@ def _register():
     main.add_command(quantize)
     from .run_cmd import run
     main.add_command(run)
+    from .report_cmd import report
+    main.add_command(report)
 
 
 _register()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -56,16 +57,35 @@ def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
 @click.option("--io", type=click.Choice(["int8", "float"]), default="int8", show_default=True,
               help="Inputs/outputs of model.int8.tflite: int8 (what firmware feeds), or float32 with "
                    "QUANTIZE/DEQUANTIZE added at the edges.")
-@click.option("-o", "--out", required=True, help="Output folder (replaced as a whole, atomically).")
+@click.option("--eval", "eval_set", default=None,
+              help="Evaluation set (.npz from 'calib build', an .npz with x [and labels y], or .npy). "
+                   "Default: a seeded held-out 20% of the calibration samples, never calibrated on.")
+@click.option("--labels", default=None, help="Class labels of --eval (.npy of integers), for accuracy.")
+@click.option("--no-verify", is_flag=True,
+              help="Do not run the emitted artefacts against the reference interpreter.")
+@click.option("--max-drop", type=float, default=1.0, show_default=True,
+              help="Verdict threshold: accuracy drop with labels, else top-1 disagreement (points).")
+@click.option("--min-sqnr", type=float, default=20.0, show_default=True,
+              help="Verdict threshold (dB) for outputs that are not class scores.")
+@click.option("-o", "--out", default=None,
+              help="Output folder (replaced as a whole, atomically). Default: <model>_<target>/ in the "
+                   "current folder.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (nothing else).")
 def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shapes, cle,
-             bias_correction, fold_gap, limit, batch_size, emit, io, out, quiet, as_json):
-    """Quantize MODEL (ONNX) for a target; writes OUT/ atomically."""
+             bias_correction, fold_gap, limit, batch_size, emit, io, eval_set, labels, no_verify, max_drop,
+             min_sqnr, out, quiet, as_json):
+    """Quantize MODEL (ONNX) for a target; writes OUT/ atomically, verifies every emitted
+    artefact against the reference interpreter and writes the accuracy-drop report
+    (OUT/report.html, OUT/report.json)."""
+    if out is None:
+        out = default_out(model, target)
     opts = QuantizeOptions(target=target, calib=calib, ranges=ranges_file, method=method,
                            per_tensor=per_tensor, preset=preset, input_shape=parse_input_shapes(shapes),
                            cle=cle, bias_correction=bias_correction, fold_gap=fold_gap, limit=limit,
-                           batch_size=batch_size, emit=emit, emit_options={"io": io},
+                           batch_size=batch_size, emit=emit, emit_options={"io": io}, eval=eval_set,
+                           labels=labels,
+                           verify=not no_verify, report=True, max_drop=max_drop, min_sqnr=min_sqnr,
                            progress=not (quiet or as_json) and sys.stderr.isatty())
     res = quantize_model(model, out, opts)
     summary = {"out": str(res.out), "target": res.qgraph.target, "samples": int(len(res.calib_x)),
@@ -75,7 +95,9 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
                                       and msg.startswith(("CLE equalized", "CLE fitted"))),
                "widened_outputs": sum(1 for kind, _ in res.log if kind == "output_range"),
                "folded_pools": sum(1 for kind, _ in res.log if kind == "fold_gap"),
-               "warnings": res.warnings}
+               "warnings": res.warnings,
+               "verdict": res.report["verdict"] if res.report else None,
+               "verification": {v["backend"]: v["status"] for v in (res.report or {}).get("verification", [])}}
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
         return
@@ -91,3 +113,13 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
                f"output ranges widened" + (f", {summary['folded_pools']} pools folded" if fold_gap else "")
                + f"; details in manifest.json) -> {res.out}/: "
                + ", ".join(summary["files"]))
+    if res.report:
+        from ..pipeline import read_manifest
+        from ..report.summary import lines
+        for line in lines(res.report, read_manifest(res.out), res.out):
+            click.echo(line)
+
+
+def default_out(model, target) -> str:
+    """``<model stem>_<target name>`` in the current folder (a target .toml: its stem)."""
+    return f"{Path(model).stem}_{Path(target).stem if target.endswith('.toml') else target}"

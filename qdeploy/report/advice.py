@@ -1,0 +1,99 @@
+"""Advice that acts: each piece is a ``qdeploy quantize`` option, with the exact command.
+
+A layer **dominates** the error when its layer-local SQNR is at least
+``DOMINANT_DB`` below the median layer's. For the dominating layers:
+
+- weights per tensor on a target with per-channel weights, worst layer a conv/FC
+  -> drop ``--per-tensor``;
+- an activation range stretched by outliers (its calibration histogram holds 99.9 %
+  of the values inside a quarter of the chosen range) under ``--method minmax``
+  -> ``--method percentile``; an activation that clips more than 0.1 % of its values
+  under another method -> ``--method minmax``;
+- a global average pool among them (or right before one) that ``--fold-gap`` can
+  fold into the 1x1 conv after it -> ``--fold-gap``;
+- a depthwise conv -> ``--bias-correction`` (a weight-rounding mean shift is what
+  it corrects, and depthwise filters have few taps);
+- cross-layer equalization switched off -> drop ``--no-cle``.
+
+Nothing else is advised: every command printed is one ``quantize`` accepts.
+"""
+from __future__ import annotations
+
+import shlex
+
+import numpy as np
+
+DOMINANT_DB = 6.0
+_WEIGHTED = ("Conv2D", "FullyConnected", "TransposeConv2D")
+
+
+def command(base: dict, **change) -> str:
+    """The quantize command of ``base`` (model, target, calib, method, per_tensor, cle,
+    fold_gap, bias_correction, eval, labels, out) with ``change`` applied. Paths appear as
+    the user gave them, except that an absolute path is shortened to its name (the
+    report holds no absolute paths: same inputs, same bytes)."""
+    o = {k: _short(v) if k in _PATHS else v for k, v in {**base, **change}.items()}
+    t = ["qdeploy", "quantize", o["model"], "--target", o["target"]]
+    if o.get("calib"):
+        t += ["--calib", o["calib"]]
+    if o.get("method", "minmax") != "minmax":
+        t += ["--method", o["method"]]
+    t += ["--per-tensor"] if o.get("per_tensor") else []
+    t += ["--cle"] if o.get("cle") is True else ["--no-cle"] if o.get("cle") is False else []
+    t += ["--fold-gap"] if o.get("fold_gap") else []
+    t += ["--bias-correction"] if o.get("bias_correction") else []
+    if o.get("eval"):
+        t += ["--eval", o["eval"]] + (["--labels", o["labels"]] if o.get("labels") else [])
+    if o.get("out"):
+        t += ["-o", o["out"]]
+    return " ".join(shlex.quote(str(x)) for x in t)
+
+
+_PATHS = ("model", "target", "calib", "eval", "labels", "out")
+
+
+def _short(v):
+    from pathlib import Path
+    return Path(v).name if isinstance(v, str) and Path(v).is_absolute() else v
+
+
+def dominant(layers: list[dict]) -> list[dict]:
+    local = [r["local_sqnr_db"] for r in layers if r.get("local_sqnr_db") is not None]
+    if not local:
+        return []
+    med = float(np.median(local))
+    rows = [r for r in layers if r.get("local_sqnr_db") is not None and r["local_sqnr_db"] <= med - DOMINANT_DB]
+    return sorted(rows, key=lambda r: r["local_sqnr_db"])[:3]
+
+
+def advise(base: dict, layers: list[dict], hists: dict, target_per_channel: bool, foldable: bool,
+           gap_nodes: set[str], ranges_given: bool) -> list[dict]:
+    """[{"why", "option", "command"}] (see the module docstring)."""
+    dom = dominant(layers)
+    if not dom:
+        return []
+    names = ", ".join(f"'{r['node']}' ({r['local_sqnr_db']:.1f} dB)" for r in dom)
+    out = []
+
+    def add(why, option, **change):
+        out.append({"why": why, "option": option, "command": command(base, **change)})
+
+    if base.get("per_tensor") and target_per_channel and any(r["op"] in _WEIGHTED for r in dom):
+        add(f"per-tensor weight scales on {names}: one scale covers every output channel",
+            "drop --per-tensor", per_tensor=False)
+    if not ranges_given:
+        h = [hists[r["tensor"]] for r in dom if r["tensor"] in hists]
+        if base.get("method", "minmax") == "minmax" and any(x["p999_of_range"] < 0.25 for x in h):
+            add(f"outliers stretch the min/max range of {names}: most values use a few int8 steps",
+                "--method percentile", method="percentile")
+        elif base.get("method", "minmax") != "minmax" and any(x["clipped_pct"] > 0.1 for x in h):
+            add(f"the {base.get('method')} range clips more than 0.1% of the values of {names}",
+                "--method minmax", method="minmax")
+    if not base.get("fold_gap") and foldable and any(r["node"] in gap_nodes for r in dom):
+        add(f"the averaged vector of a global pool is rounded to int8 ({names})", "--fold-gap", fold_gap=True)
+    if not base.get("bias_correction") and any(r["op"] == "Conv2D" and r.get("depthwise") for r in dom):
+        add(f"depthwise layers with few taps per filter dominate ({names})", "--bias-correction",
+            bias_correction=True)
+    if base.get("cle") is False and not ranges_given:
+        add(f"cross-layer equalization is off and {names} dominate", "drop --no-cle", cle=None)
+    return out

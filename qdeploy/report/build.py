@@ -1,0 +1,186 @@
+"""report.json: verification, the metrics against the original model, and the evidence.
+
+Format ``qdeploy-report`` version 1. Keys (floats in the units named; ``null`` where
+a value is infinite (identical tensors) or does not apply):
+
+- ``format``, ``version``, ``qdeploy``: this file's format and the writer's version
+- ``model``, ``target``: the model file name and the target name
+- ``eval``: ``source`` (file name, or the held-out split), ``samples``, ``labels`` (bool)
+- ``verdict``: ``pass`` (bool, or null when nothing was evaluated), ``criterion``
+  (``accuracy drop`` with labels, else ``top-1 disagreement`` for a class-score output,
+  else ``output SQNR``), ``value``, ``threshold``, ``backend`` (the worst one), ``text``
+- ``verification``: one record per artefact backend: ``artefact``, ``backend``,
+  ``status`` (``bit-exact`` | ``within 1 LSB`` | ``not run``; ``differs`` never gets
+  written: it is an error), ``reason``, ``outputs`` {name: ``status``, ``max_lsb``,
+  ``off_by_one_pct``}; an empty list with ``verified: false`` under ``--no-verify``
+- ``metrics``: ``float`` {``accuracy``}, and per backend (``ref`` and every verified
+  one) ``outputs`` {name: ``sqnr_db``, ``cosine``, ``max_abs``, [``top1_agreement``,
+  ``topk_agreement``, ``k``] (%)}, [``accuracy``, ``drop`` (points)]
+- ``layers``: per quantized activation, in execution order: ``tensor``, ``node``,
+  ``op``, ``depthwise``, ``source``, accumulated ``sqnr_db``/``cosine``/``max_abs``
+  and layer-local ``local_*`` (on ``layer_samples`` samples)
+- ``worst_layers``: the three lowest layer-local SQNRs (node names)
+- ``weights``: per worst weighted layer: ``node``, per output channel ``min``/``max``
+  (dequantized) and ``limit`` (the int8 grid's ±127 steps)
+- ``histograms``: per worst activation: ``tensor``, ``samples_from``, ``edges``,
+  ``counts``, chosen range ``lo``/``hi``, ``clipped_pct``, ``p999_of_range``
+- ``shortcuts``: the shortcut-check records (manifest.json) with ``max_bits_lost``
+- ``approximations``: ``luts`` (``max_lsb`` vs the exact function, ``recipe_lsb`` vs
+  TFLite's recipe) and ``leaky`` (multiply + shift slope errors)
+- ``decisions``: the CLE / output-widening / GAP-folding / bias-correction lines of
+  manifest.json ``passes``
+- ``advice``: [{``why``, ``option``, ``command``}] (:mod:`.advice`)
+- ``artefacts``: file -> bytes (manifest.json), and ``model_bytes``: the original model's
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from .advice import advise, dominant
+from .approx import leaky_errors, lut_errors
+from .evalset import EvalSet
+from .measure import LAYER_SAMPLES, classes, evaluate, layer_table, run_original
+from .verify import verify
+
+FORMAT, VERSION = "qdeploy-report", 1
+JSON_NAME, HTML_NAME = "report.json", "report.html"
+HIST_BINS = 64
+_DECISIONS = ("cle", "output_range", "fold_gap", "bias_correction")
+
+
+@dataclass
+class ReportOptions:
+    verify: bool = True          # run every artefact backend and compare with the reference
+    max_drop: float = 1.0        # points of accuracy (labels) or of top-1 disagreement
+    min_sqnr: float = 20.0       # dB, the criterion for outputs that are not class scores
+
+
+def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, base: dict,
+                 hist_x: np.ndarray, hist_from: str, ropts: ReportOptions, progress=None) -> dict:
+    """Verify (unless ``ropts.verify`` is off), measure and assemble report.json's dict.
+    ``base``: the quantize command's options (:func:`.advice.command`); ``hist_x``:
+    the samples whose activation histograms are shown (``hist_from`` says which);
+    ``progress(step_name)`` is called after each step."""
+    from ..quant.interpreter import run
+    step = progress or (lambda _name: None)
+    rep = {"format": FORMAT, "version": VERSION, "qdeploy": __version__, "model": manifest["model"]["file"],
+           "target": manifest["target"].get("name"),
+           "eval": {"source": ev.source, "samples": int(len(ev.x)), "labels": ev.y is not None},
+           "artefacts": {k: v["bytes"] for k, v in manifest.get("artefacts", {}).items()},
+           "model_bytes": Path(model).stat().st_size,
+           "shortcuts": manifest.get("shortcuts", []),
+           "decisions": [p for p in manifest.get("passes", []) if p.split(":")[0] in _DECISIONS],
+           "verification": [], "verified": bool(ropts.verify), "layer_samples": 0}
+    if len(ev.x) == 0:
+        rep.update(metrics={}, layers=[], worst_layers=[], weights=[], histograms=[], advice=[],
+                   approximations={"luts": lut_errors(qg), "leaky": leaky_errors(g, qg)},
+                   verdict={"pass": None, "criterion": None, "value": None, "threshold": None,
+                            "backend": None, "text": "not evaluated: no evaluation samples (give --eval)"})
+        return rep
+    inputs = {qg.inputs[0]: ev.x}
+    ref = run(qg, inputs)
+    step("reference interpreter")
+    results: dict = {}
+    if ropts.verify:
+        rep["verification"], results = verify(out, manifest, qg, inputs, ref, on_step=step)
+    flt = run_original(model, ev.x, list(qg.outputs))
+    step("original model")
+    rep["metrics"] = evaluate(flt, {"ref": ref, **results}, ev.y)
+    layers = layer_table(g, qg, ev.x)
+    step("per-layer errors")
+    nodes = {n.name: n for n in qg.nodes}
+    for r in layers:
+        r["depthwise"] = bool(nodes[r["node"]].attrs.get("depthwise", False))
+    rep["layers"], rep["layer_samples"] = layers, int(min(len(ev.x), LAYER_SAMPLES))
+    worst = sorted((r for r in layers if r["local_sqnr_db"] is not None), key=lambda r: r["local_sqnr_db"])[:3]
+    rep["worst_layers"] = [r["node"] for r in worst]
+    rep["weights"] = [weight_ranges(qg, nodes[r["node"]]) for r in worst
+                      if nodes[r["node"]].op in ("Conv2D", "FullyConnected", "TransposeConv2D")]
+    hists = histograms(g, qg, [r["tensor"] for r in {id(r): r for r in worst + dominant(layers)}.values()],
+                       hist_x, hist_from)
+    rep["histograms"] = list(hists.values())
+    rep["approximations"] = {"luts": lut_errors(qg), "leaky": leaky_errors(g, qg)}
+    foldable, gap_nodes = _gap_info(g, qg)
+    per_channel = bool(manifest["target"].get("numerics", {}).get("weight_per_channel", True))
+    rep["advice"] = advise(base, layers, hists, per_channel, foldable, gap_nodes,
+                           ranges_given=bool(manifest.get("calibration", {}).get("ranges_file")))
+    rep["verdict"] = verdict(rep, qg, ropts)
+    return rep
+
+
+def verdict(rep: dict, qg, ropts: ReportOptions) -> dict:
+    """Judge the worst backend by the criterion the data allows (see the module docstring)."""
+    m = {b: v for b, v in rep["metrics"].items() if b != "float"}
+    first = qg.outputs[0]
+    if rep["eval"]["labels"]:
+        crit, thr = "accuracy drop", ropts.max_drop
+        vals = {b: v["drop"] for b, v in m.items()}
+        unit, ok = "points", lambda v: v <= thr
+    elif "top1_agreement" in m["ref"]["outputs"][first]:
+        crit, thr = "top-1 disagreement", ropts.max_drop
+        vals = {b: 100.0 - v["outputs"][first]["top1_agreement"] for b, v in m.items()}
+        unit, ok = "%", lambda v: v <= thr
+    else:
+        crit, thr = "output SQNR", ropts.min_sqnr
+        vals = {b: min((o["sqnr_db"] if o["sqnr_db"] is not None else float("inf"))
+                       for o in v["outputs"].values()) for b, v in m.items()}
+        unit, ok = "dB", lambda v: v >= thr
+    worst = (max if crit != "output SQNR" else min)(vals, key=vals.get)
+    v = vals[worst]
+    passed = bool(ok(v))
+    cmp = ("<=" if crit != "output SQNR" else ">=") if passed else (">" if crit != "output SQNR" else "<")
+    text = (f"{'PASS' if passed else 'FAIL'}: {crit} {v:.2f} {unit} ({worst}) {cmp} {thr:g} {unit} "
+            f"on {rep['eval']['samples']} evaluation samples")
+    return {"pass": passed, "criterion": crit, "value": float(v), "threshold": float(thr), "backend": worst,
+            "text": text}
+
+
+def weight_ranges(qg, n) -> dict:
+    w = qg.tensors[n.inputs[1]]
+    data = w.data.astype(np.float64).reshape(w.data.shape[0], -1)
+    scale = np.broadcast_to(np.asarray(w.scale, np.float64).reshape(-1), (data.shape[0],))
+    deq = data * scale[:, None]
+    return {"node": n.name, "min": deq.min(1).tolist(), "max": deq.max(1).tolist(),
+            "limit": (127.0 * scale).tolist(), "per_channel": w.axis is not None}
+
+
+def histograms(g, qg, tensors: list[str], x: np.ndarray, source: str) -> dict[str, dict]:
+    """Float value histograms of ``tensors`` (QGraph names) on ``x`` with the int grid's range."""
+    from ..float_run import run_samples
+    fnames = qg.metadata.get("float_names", {})
+    want = {t: fnames.get(t, t) for t in tensors if fnames.get(t, t) in g.tensors}
+    if not want or len(x) == 0:
+        return {}
+    vals = run_samples(g, x, expose=sorted(set(want.values())))
+    out = {}
+    for t, f in want.items():
+        v = np.asarray(vals[f], np.float64).ravel()
+        qt = qg.tensors[t]
+        info = np.iinfo(np.dtype(qt.dtype))
+        lo, hi = (info.min - qt.zp) * qt.s, (info.max - qt.zp) * qt.s
+        a, b = min(lo, float(v.min())), max(hi, float(v.max()))
+        counts, edges = np.histogram(v, bins=HIST_BINS, range=(a, b) if b > a else None)
+        clipped = float(np.mean((v < lo - qt.s / 2) | (v > hi + qt.s / 2))) * 100.0
+        reach = max(abs(lo), abs(hi)) or 1.0
+        out[t] = {"tensor": t, "samples_from": source, "edges": edges.tolist(), "counts": counts.tolist(),
+                  "lo": lo, "hi": hi, "clipped_pct": clipped,
+                  "p999_of_range": float(np.percentile(np.abs(v), 99.9)) / reach}
+    return out
+
+
+def _gap_info(g, qg) -> tuple[bool, set[str]]:
+    """(whether --fold-gap would fold something, the QGraph nodes of global pools and of the
+    convs reading them)."""
+    from ..passes import fold_gap
+    try:
+        foldable = bool(fold_gap.run(g.copy()))
+    except Exception:
+        foldable = False
+    pools = {n.name for n in g.nodes if n.op in ("GlobalAveragePool", "ReduceMean")}
+    readers = {c.name for p in pools for o in g.node(p).outputs for c in g.consumers(o)}
+    src = pools | readers
+    return foldable, {n.name for n in qg.nodes if set(n.source) & src}

@@ -1,0 +1,72 @@
+"""The one-screen terminal summary at the end of ``qdeploy quantize`` (and ``qdeploy report``):
+verdict, artefacts with sizes (the float model vs each int8 artefact; arena/flash when the
+manifest records them), per backend its verification status, output SQNR and top-1
+agreement (and accuracy with labels), the three layers that cost most, advice, where
+the report is."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MiB"
+
+
+def memory(manifest: dict) -> dict[str, int]:
+    """Arena/flash byte counts an emitter recorded in the manifest (keys containing
+    'arena' or 'flash', at the top or one level down)."""
+    found = {}
+    for k, v in manifest.items():
+        if k == "target":          # the target's limits, not what the model uses
+            continue
+        items = v.items() if isinstance(v, dict) else [(k, v)]
+        for kk, vv in items:
+            if isinstance(vv, int) and not isinstance(vv, bool) and ("arena" in kk or "flash" in kk):
+                found[kk if kk == k else f"{k}.{kk}"] = vv
+    return found
+
+
+def artefact_sizes(manifest: dict) -> list[tuple[str, int]]:
+    """(artefact path in OUT, bytes): a folder artefact sums its files."""
+    files = manifest.get("artefacts", {})
+    rows = []
+    for path in manifest.get("emitted", {}).values():
+        if path.endswith("/"):
+            rows.append((path, sum(v["bytes"] for f, v in files.items() if f.startswith(path))))
+        elif path in files:
+            rows.append((path, files[path]["bytes"]))
+    return rows
+
+
+def lines(rep: dict, manifest: dict, out: Path) -> list[str]:
+    first = next(iter(manifest["outputs"]))["name"] if manifest.get("outputs") else None
+    res = [rep["verdict"]["text"]]
+    res.append(f"  model {rep['model']} (float): {_kb(rep['model_bytes'])}" + "".join(
+        f"; {p}: {_kb(n)}" for p, n in artefact_sizes(manifest)) + "".join(
+        f"; {k}: {_kb(v)}" for k, v in memory(manifest).items()))
+    status = {v["backend"]: v["status"] + (f" ({v['reason']})" if v.get("reason") else "")
+              for v in rep.get("verification", [])}
+    res.append(f"  {'backend':8} {'verification':22} {'SQNR dB':>8} {'top-1 agree':>11}"
+               + (f" {'accuracy':>9}" if rep["eval"]["labels"] else ""))
+    metrics = rep.get("metrics", {})
+    for b in ["ref"] + [v["backend"] for v in rep.get("verification", [])]:
+        m = metrics.get(b)
+        if m is None:
+            res.append(f"  {b:8} {status.get(b, ''):22}")
+            continue
+        o = m["outputs"].get(first, {})
+        sq = "inf" if o.get("sqnr_db") is None else f"{o['sqnr_db']:.1f}"
+        t1 = f"{o['top1_agreement']:.2f}%" if "top1_agreement" in o else "-"
+        acc = f" {m['accuracy']:8.2f}%" if m.get("accuracy") is not None else ""
+        res.append(f"  {b:8} {status.get(b, 'the reference' if b == 'ref' else ''):22} {sq:>8} {t1:>11}{acc}")
+    if metrics.get("float", {}).get("accuracy") is not None:
+        res.append(f"  {'float':8} {'(original model)':22} {'':>8} {'':>11} {metrics['float']['accuracy']:8.2f}%")
+    by = {r["node"]: r for r in rep.get("layers", [])}
+    if rep.get("worst_layers"):
+        res.append("  layers that cost most (layer-local SQNR): " + ", ".join(
+            f"{n} {by[n]['local_sqnr_db']:.1f} dB" for n in rep["worst_layers"]))
+    for a in rep.get("advice", []):
+        res.append(f"  advice: {a['why']}; try {a['option']}:")
+        res.append(f"    {a['command']}")
+    res.append(f"  report: {out / 'report.html'} (numbers: report.json)")
+    return res
