@@ -12,6 +12,7 @@ One sample cannot be split: then nothing is evaluated and a warning says so.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,10 +59,10 @@ def load_eval(path, labels=None, input_shape=None, input_name: str = "input",
                            "or an .npz with 'x' (and labels 'y')")
     recipe, y = None, None
     try:
-        with np.load(p, allow_pickle=False) as z:
-            if isinstance(z, np.ndarray):
-                x = z
-            else:
+        if p.suffix.lower() == ".npy":
+            x = np.load(p, allow_pickle=False)
+        else:
+            with np.load(p, allow_pickle=False) as z:
                 keys = z.files
                 xk = "x" if "x" in keys else (keys[0] if len(keys) == 1 else None)
                 if xk is None:
@@ -73,7 +74,6 @@ def load_eval(path, labels=None, input_shape=None, input_name: str = "input",
                         y = z[lk]
                         break
                 if "recipe" in keys:
-                    import json
                     recipe = json.loads(str(z["recipe"].reshape(-1)[0]))
     except QDeployError:
         raise
@@ -89,7 +89,9 @@ def load_eval(path, labels=None, input_shape=None, input_name: str = "input",
         try:
             check_against_model(CalibSet(x, recipe or {"kind": "tensors"}), input_shape, input_name)
         except QDeployError as e:
-            raise QDeployError(f"--eval {p}: {e}") from None
+            msg = str(e).replace("calibration samples", "evaluation samples").replace("calibration set",
+                                                                                     "evaluation set")
+            raise QDeployError(f"--eval {p}: {msg}") from None
     if recipe is not None and calib_recipe is not None and _prep(recipe) != _prep(calib_recipe):
         diff = sorted(k for k in set(_prep(recipe)) | set(_prep(calib_recipe))
                       if _prep(recipe).get(k) != _prep(calib_recipe).get(k))
