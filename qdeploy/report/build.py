@@ -10,9 +10,10 @@ a value is infinite (identical tensors) or does not apply):
   (``accuracy drop`` with labels, else ``top-1 disagreement`` for a class-score output,
   else ``output SQNR``), ``value``, ``threshold``, ``backend`` (the worst one), ``text``
 - ``verification``: one record per artefact backend: ``artefact``, ``backend``,
-  ``status`` (``bit-exact`` | ``within 1 LSB`` | ``not run``; ``differs`` never gets
-  written: it is an error), ``reason``, ``outputs`` {name: ``status``, ``max_lsb``,
-  ``off_by_one_pct``}; an empty list with ``verified: false`` under ``--no-verify``
+  ``status`` (``bit-exact`` | ``within 1 LSB`` | ``drifts`` | ``not run``: see
+  :mod:`.verify`; ``differs`` never gets written: it is an error), ``reason``,
+  ``outputs`` {name: ``status``, ``max_lsb``, ``off_by_one_pct``, ``detail``}; an
+  empty list with ``verified: false`` under ``--no-verify``
 - ``metrics``: ``float`` {``accuracy``}, and per backend (``ref`` and every verified
   one) ``outputs`` {name: ``sqnr_db``, ``cosine``, ``max_abs``, [``top1_agreement``,
   ``topk_agreement``, ``k``] (%)}, [``accuracy``, ``drop`` (points)]
@@ -84,11 +85,11 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
     inputs = {qg.inputs[0]: ev.x}
     ref = run(qg, inputs)
     step("reference interpreter")
-    results: dict = {}
-    if ropts.verify:
-        rep["verification"], results = verify(out, manifest, qg, inputs, ref, on_step=step)
     flt = run_original(model, ev.x, list(qg.outputs))
     step("original model")
+    results: dict = {}
+    if ropts.verify:
+        rep["verification"], results = verify(out, manifest, qg, inputs, ref, on_step=step, flt=flt)
     rep["metrics"] = evaluate(flt, {"ref": ref, **results}, ev.y)
     layers = layer_table(g, qg, ev.x)
     step("per-layer errors")

@@ -38,14 +38,24 @@ def artefact_sizes(manifest: dict) -> list[tuple[str, int]]:
     return rows
 
 
+def _status(v: dict) -> str:
+    if v.get("reason"):
+        return f"{v['status']} ({v['reason']})"
+    if v["status"] == "within 1 LSB":
+        pct = max(o["off_by_one_pct"] or 0.0 for o in v["outputs"].values())
+        return f"1 LSB on {pct:.2f}%"
+    if v["status"] == "drifts":
+        return f"drifts (<= {max(o['max_lsb'] or 0 for o in v['outputs'].values())} LSB)"
+    return v["status"]
+
+
 def lines(rep: dict, manifest: dict, out: Path) -> list[str]:
     first = next(iter(manifest["outputs"]))["name"] if manifest.get("outputs") else None
     res = [rep["verdict"]["text"]]
     res.append(f"  model {rep['model']} (float): {_kb(rep['model_bytes'])}" + "".join(
         f"; {p}: {_kb(n)}" for p, n in artefact_sizes(manifest)) + "".join(
         f"; {k}: {_kb(v)}" for k, v in memory(manifest).items()))
-    status = {v["backend"]: v["status"] + (f" ({v['reason']})" if v.get("reason") else "")
-              for v in rep.get("verification", [])}
+    status = {v["backend"]: _status(v) for v in rep.get("verification", [])}
     res.append(f"  {'backend':8} {'verification':22} {'SQNR dB':>8} {'top-1 agree':>11}"
                + (f" {'accuracy':>9}" if rep["eval"]["labels"] else ""))
     metrics = rep.get("metrics", {})
