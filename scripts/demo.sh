@@ -9,5 +9,5 @@ set -x
 qdeploy targets
 qdeploy inspect examples/mobilenet_v3_small.onnx --target arm
 qdeploy quantize examples/mobilenet_v3_small.onnx --target arm -o out/mobilenet_v3_small
-qdeploy quantize examples/digits/digits_cnn.onnx --target arm --calib examples/digits/calib.npz -o out/digits
+qdeploy quantize examples/digits/digits_cnn.onnx --target arm --calib examples/digits/calib.npz --eval examples/digits/eval.npz -o out/digits
 python3 examples/digits/evaluate.py out/digits

@@ -9,9 +9,10 @@ PY="${PYTHON:-python3}"
 # exact version: on these machines that takes the local CPU wheel, not the registry's CUDA build.
 "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check torch==2.13.0 2>&1 \
   | grep -v "WARNING: Location\|Running pip as the 'root'" || true
-# apt: the C bundle's compilers and the Cortex-M toolchain + QEMU (tests/emit/, examples/firmware/).
+# apt: the C bundle's compilers and the Cortex-M toolchain + QEMU (tests/emit/, examples/firmware/),
+# headless Chromium (tests/report/test_report_html.py renders report.html).
 # Only what is missing is installed; `apt-get update` once, waiting for another apt's lock.
-APT_PKGS="make gcc clang gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+APT_PKGS="make gcc clang gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm chromium"
 missing=""
 for p in $APT_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -22,4 +23,4 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $missing
 fi
 "$PY" -c "import qdeploy, onnxruntime, hypothesis, torch"
-command -v make gcc clang arm-none-eabi-gcc qemu-system-arm >/dev/null
+command -v make gcc clang arm-none-eabi-gcc qemu-system-arm chromium >/dev/null

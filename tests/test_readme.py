@@ -33,11 +33,25 @@ def test_readme_tour_runs(tmp_path):
                            timeout=300)
         assert r.returncode == 0, f"README command failed: {cmd}\n{r.stderr[-2000:]}"
     out = tmp_path / "out"
-    for f in ("inspect.json", "set.npz", "ranges.json", "mnv3/model.qgraph", "digits/manifest.json"):
+    for f in ("inspect.json", "set.npz", "ranges.json", "mnv3/model.qgraph", "digits/manifest.json",
+              "digits/report.html", "../digits_cnn_arm/report.html"):
         assert (out / f).is_file(), f
     ref, flt = np.load(out / "y_ref.npy"), np.load(out / "y_float.npy")
     assert ref.shape == flt.shape == (8, 10)
     assert (ref.argmax(1) == flt.argmax(1)).mean() >= 0.875
+
+
+def test_readme_python_api_block_runs(tmp_path):
+    m = re.search(r"<!-- readme-test-python -->\s*```python\n(.*?)```", README, re.S)
+    assert m, "README.md lost its tested Python API block"
+    for name in ("examples", "calib"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    (tmp_path / "out").mkdir()
+    r = subprocess.run([sys.executable, "-c", m.group(1)], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith("PASS: accuracy drop") and "model.int8.tflite" in r.stdout
+    assert (tmp_path / "out" / "digits_api" / "report.html").is_file()
 
 
 @pytest.mark.slow

@@ -72,28 +72,36 @@ def advise(base: dict, layers: list[dict], hists: dict, target_per_channel: bool
     dom = dominant(layers)
     if not dom:
         return []
-    names = ", ".join(f"'{r['node']}' ({r['local_sqnr_db']:.1f} dB)" for r in dom)
     out = []
+
+    def named(rows):
+        return ", ".join(f"'{r['node']}' ({r['local_sqnr_db']:.1f} dB)" for r in rows)
 
     def add(why, option, **change):
         out.append({"why": why, "option": option, "command": command(base, **change)})
 
-    if base.get("per_tensor") and target_per_channel and any(r["op"] in _WEIGHTED for r in dom):
-        add(f"per-tensor weight scales on {names}: one scale covers every output channel",
+    weighted = [r for r in dom if r["op"] in _WEIGHTED]
+    if base.get("per_tensor") and target_per_channel and weighted:
+        add(f"per-tensor weight scales on {named(weighted)}: one scale covers every output channel",
             "drop --per-tensor", per_tensor=False)
     if not ranges_given:
-        h = [hists[r["tensor"]] for r in dom if r["tensor"] in hists]
-        if base.get("method", "minmax") == "minmax" and any(x["p999_of_range"] < 0.25 for x in h):
-            add(f"outliers stretch the min/max range of {names}: most values use a few int8 steps",
-                "--method percentile", method="percentile")
-        elif base.get("method", "minmax") != "minmax" and any(x["clipped_pct"] > 0.1 for x in h):
-            add(f"the {base.get('method')} range clips more than 0.1% of the values of {names}",
+        method = base.get("method", "minmax")
+        tails = [r for r in dom if r["tensor"] in hists and hists[r["tensor"]]["p999_of_range"] < 0.25]
+        clips = [r for r in dom if r["tensor"] in hists and hists[r["tensor"]]["clipped_pct"] > 0.1]
+        if method == "minmax" and tails:
+            add(f"outliers stretch the min/max range of {named(tails)}: 99.9% of the values use a "
+                "quarter of it", "--method percentile", method="percentile")
+        elif method != "minmax" and clips:
+            add(f"the {method} range clips more than 0.1% of the values of {named(clips)}",
                 "--method minmax", method="minmax")
-    if not base.get("fold_gap") and foldable and any(r["node"] in gap_nodes for r in dom):
-        add(f"the averaged vector of a global pool is rounded to int8 ({names})", "--fold-gap", fold_gap=True)
-    if not base.get("bias_correction") and any(r["op"] == "Conv2D" and r.get("depthwise") for r in dom):
-        add(f"depthwise layers with few taps per filter dominate ({names})", "--bias-correction",
+    pooled = [r for r in dom if r["node"] in gap_nodes]
+    if not base.get("fold_gap") and foldable and pooled:
+        add(f"the averaged vector of a global pool is rounded to int8 ({named(pooled)})", "--fold-gap",
+            fold_gap=True)
+    depthwise = [r for r in dom if r["op"] == "Conv2D" and r.get("depthwise")]
+    if not base.get("bias_correction") and depthwise:
+        add(f"depthwise layers with few taps per filter dominate ({named(depthwise)})", "--bias-correction",
             bias_correction=True)
     if base.get("cle") is False and not ranges_given:
-        add(f"cross-layer equalization is off and {names} dominate", "drop --no-cle", cle=None)
+        add(f"cross-layer equalization is off and {named(dom)} dominate", "drop --no-cle", cle=None)
     return out
