@@ -23,7 +23,7 @@ a value is infinite (identical tensors) or does not apply):
 - ``worst_layers``: the three lowest layer-local SQNRs (node names)
 - ``weights``: per worst weighted layer: ``node``, per output channel ``min``/``max``
   (dequantized) and ``limit`` (the int8 grid's ±127 steps)
-- ``histograms``: per worst activation: ``tensor``, ``samples_from``, ``edges``,
+- ``histograms``: per worst activation (on at most 64 samples): ``tensor``, ``samples_from``, ``edges``,
   ``counts``, chosen range ``lo``/``hi``, ``clipped_pct``, ``p999_of_range``
 - ``shortcuts``: the shortcut-check records (manifest.json) with ``max_bits_lost``
 - ``approximations``: ``luts`` (``max_lsb`` vs the exact function, ``recipe_lsb`` vs
@@ -50,6 +50,7 @@ from .verify import verify
 FORMAT, VERSION = "qdeploy-report", 1
 JSON_NAME, HTML_NAME = "report.json", "report.html"
 HIST_BINS = 64
+HIST_SAMPLES = 64            # activation histograms: at most this many samples
 _DECISIONS = ("cle", "output_range", "fold_gap", "bias_correction")
 
 
@@ -102,7 +103,7 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
     rep["weights"] = [weight_ranges(qg, nodes[r["node"]]) for r in worst
                       if nodes[r["node"]].op in ("Conv2D", "FullyConnected", "TransposeConv2D")]
     hists = histograms(g, qg, [r["tensor"] for r in {id(r): r for r in worst + dominant(layers)}.values()],
-                       hist_x, hist_from)
+                       np.asarray(hist_x[:HIST_SAMPLES], np.float32), hist_from)
     rep["histograms"] = list(hists.values())
     rep["approximations"] = {"luts": lut_errors(qg), "leaky": leaky_errors(g, qg)}
     foldable, gap_nodes = _gap_info(g, qg)

@@ -7,7 +7,8 @@ or an .npy of samples; ``--labels`` overrides labels stored in the set.
 Without ``--eval``, a **held-out split** of the calibration samples: 20 % of them
 (rounded, at least 1, at most 100), chosen by a permutation seeded with 0, are
 set aside and never calibrated on; calibration uses the rest in their original
-order (so it stays deterministic and a given set always splits the same way).
+order (so it stays deterministic and a given set always splits the same way; a
+set streamed from disk stays there, read through :class:`KeptRows`).
 One sample cannot be split: then nothing is evaluated and a warning says so.
 """
 from __future__ import annotations
@@ -42,11 +43,66 @@ def holdout_split(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[k:]), np.sort(perm[:k])
 
 
-def split_calibration(x: np.ndarray) -> tuple[np.ndarray, EvalSet]:
+def split_calibration(x) -> tuple[np.ndarray, EvalSet]:
+    """(calibration samples, the held-out EvalSet). A set streamed from disk
+    (calibration/stream.py) stays there: the calibration part is a :class:`KeptRows` view."""
     cal, ev = holdout_split(len(x))
-    return (np.ascontiguousarray(x[cal]),
-            EvalSet(np.ascontiguousarray(x[ev]), None,
-                    f"held out: {len(ev)} of the {len(x)} calibration samples (seed {HOLDOUT_SEED})", True))
+    held = EvalSet(np.ascontiguousarray(x[ev], np.float32).reshape((len(ev),) + tuple(x.shape[1:])), None,
+                   f"held out: {len(ev)} of the {len(x)} calibration samples (seed {HOLDOUT_SEED})", True)
+    if hasattr(x, "head"):
+        return KeptRows(x, cal), held
+    return np.ascontiguousarray(x[cal]), held
+
+
+class KeptRows:
+    """Rows ``keep`` (ascending) of a streamed set, read on demand, as the
+    calibration code reads samples: ``len``, ``shape``, slices, ``head``, ``chunks``."""
+
+    def __init__(self, base, keep: np.ndarray):
+        self.base, self.keep = base, np.asarray(keep, np.int64)
+        self.dtype = base.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.keep),) + tuple(self.base.shape[1:])
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return len(self.keep)
+
+    def rows(self, i: int, j: int) -> np.ndarray:
+        idx = self.keep[max(0, i):max(0, j)]
+        if len(idx) == 0:
+            return np.zeros((0,) + self.shape[1:], self.dtype)
+        runs = np.split(idx, np.flatnonzero(np.diff(idx) != 1) + 1)   # contiguous reads
+        return np.concatenate([self.base.rows(int(r[0]), int(r[-1]) + 1) for r in runs])
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            return self.rows(int(key) % len(self), int(key) % len(self) + 1)[0]
+        if isinstance(key, slice) and key.step in (None, 1):
+            i, j, _ = key.indices(len(self))
+            return self.rows(i, j)
+        return np.stack([self[int(k)] for k in np.atleast_1d(np.arange(len(self))[key])])
+
+    def head(self, n: int) -> "KeptRows":
+        return KeptRows(self.base, self.keep[:max(0, int(n))])
+
+    def chunks(self, max_bytes: int = 64 << 20):
+        step = max(1, max_bytes // max(1, int(np.prod(self.shape[1:])) * self.dtype.itemsize))
+        for i in range(0, len(self), step):
+            yield self.rows(i, i + step)
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.rows(0, len(self))
+        return a if dtype is None else a.astype(dtype, copy=False)
 
 
 def load_eval(path, labels=None, input_shape=None, input_name: str = "input",
