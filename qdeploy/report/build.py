@@ -44,7 +44,7 @@ from .. import __version__
 from .advice import advise, dominant
 from .approx import leaky_errors, lut_errors
 from .evalset import EvalSet
-from .measure import LAYER_SAMPLES, classes, evaluate, layer_table, run_original
+from .measure import classes, evaluate, layer_samples, layer_table, run_original
 from .verify import verify
 
 FORMAT, VERSION = "qdeploy-report", 1
@@ -97,7 +97,7 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
     nodes = {n.name: n for n in qg.nodes}
     for r in layers:
         r["depthwise"] = bool(nodes[r["node"]].attrs.get("depthwise", False))
-    rep["layers"], rep["layer_samples"] = layers, int(min(len(ev.x), LAYER_SAMPLES))
+    rep["layers"], rep["layer_samples"] = layers, int(min(len(ev.x), layer_samples(qg)))
     worst = sorted((r for r in layers if r["local_sqnr_db"] is not None), key=lambda r: r["local_sqnr_db"])[:3]
     rep["worst_layers"] = [r["node"] for r in worst]
     rep["weights"] = [weight_ranges(qg, nodes[r["node"]]) for r in worst

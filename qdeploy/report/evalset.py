@@ -84,13 +84,9 @@ class KeptRows:
         runs = np.split(idx, np.flatnonzero(np.diff(idx) != 1) + 1)   # contiguous reads
         return np.concatenate([self.base.rows(int(r[0]), int(r[-1]) + 1) for r in runs])
 
-    def __getitem__(self, key):
-        if isinstance(key, (int, np.integer)):
-            return self.rows(int(key) % len(self), int(key) % len(self) + 1)[0]
-        if isinstance(key, slice) and key.step in (None, 1):
-            i, j, _ = key.indices(len(self))
-            return self.rows(i, j)
-        return np.stack([self[int(k)] for k in np.atleast_1d(np.arange(len(self))[key])])
+    def __getitem__(self, key):     # numpy-style indexing, rows first (calibration/stream.py)
+        from ..calibration.stream import NpzSamples
+        return NpzSamples.__getitem__(self, key)
 
     def head(self, n: int) -> "KeptRows":
         return KeptRows(self.base, self.keep[:max(0, int(n))])

@@ -14,7 +14,8 @@ the function would then go unseen). Per output and per backend:
 
 Per layer (:func:`qdeploy.quant.error.layer_errors`, on the pass-processed float
 graph whose tensor names the QGraph keeps): accumulated and layer-local SQNR, on at
-most ``LAYER_SAMPLES`` evaluation samples (the reference interpreter is numpy).
+most ``LAYER_SAMPLES`` evaluation samples (the reference interpreter is numpy), fewer
+when every activation of that many samples (float and int) would exceed ``LAYER_BYTES``.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from ..errors import QDeployError
 from ..quant.error import metrics
 
 LAYER_SAMPLES = 16
+LAYER_BYTES = 1 << 30
 TOPK = 5
 
 
@@ -86,10 +88,16 @@ def evaluate(float_out: dict, backends: dict[str, dict], y: np.ndarray | None) -
     return res
 
 
+def layer_samples(qg) -> int:
+    """How many samples the per-layer table runs on (see the module docstring)."""
+    per = sum(int(np.prod(t.shape[1:])) for t in qg.tensors.values() if not t.is_const)
+    return int(max(1, min(LAYER_SAMPLES, LAYER_BYTES // max(1, per * 13))))   # f32 + int8 + f64 pair
+
+
 def layer_table(g, qg, x: np.ndarray) -> list[dict]:
-    """Per-layer accumulated and local errors on the first LAYER_SAMPLES samples."""
+    """Per-layer accumulated and local errors on the first :func:`layer_samples` samples."""
     from ..quant.error import layer_errors
-    rows = layer_errors(g, qg, x[:LAYER_SAMPLES])
+    rows = layer_errors(g, qg, x[:layer_samples(qg)])
     for r in rows:
         for k in list(r):
             if isinstance(r[k], float):

@@ -72,7 +72,8 @@ def histograms(hists: list[dict]) -> str | None:
     for k, h in enumerate(hists):
         ax = fig.add_subplot(len(hists), 1, k + 1)
         e = np.asarray(h["edges"])
-        ax.bar(e[:-1], np.maximum(h["counts"], 0.8), width=np.diff(e), align="edge", color="tab:gray", log=True)
+        ax.stairs(np.maximum(h["counts"], 0.8), e, fill=True, color="tab:gray")
+        ax.set_yscale("log")
         for v in (h["lo"], h["hi"]):
             ax.axvline(v, color="tab:red", lw=1.5)
         ax.set_title(f"{h['tensor']}: values on {h['samples_from']}; chosen int8 range in red "
