@@ -31,7 +31,8 @@ a value is infinite (identical tensors) or does not apply):
 - ``decisions``: the CLE / output-widening / GAP-folding / bias-correction lines of
   manifest.json ``passes``
 - ``advice``: [{``why``, ``option``, ``command``}] (:mod:`.advice`)
-- ``artefacts``: file -> bytes (manifest.json), and ``model_bytes``: the original model's
+- ``artefacts``: file -> bytes (manifest.json), ``model_bytes``: the original model's, and
+  ``memory``: the C bundle's arena/RAM/flash bytes (manifest.json ``memory``) or null
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
            "target": manifest["target"].get("name"),
            "eval": {"source": ev.source, "samples": int(len(ev.x)), "labels": ev.y is not None},
            "artefacts": {k: v["bytes"] for k, v in manifest.get("artefacts", {}).items()},
-           "model_bytes": Path(model).stat().st_size,
+           "model_bytes": Path(model).stat().st_size, "memory": manifest.get("memory"),
            "shortcuts": manifest.get("shortcuts", []),
            "decisions": [p for p in manifest.get("passes", []) if p.split(":")[0] in _DECISIONS],
            "verification": [], "verified": bool(ropts.verify), "layer_samples": 0}

@@ -13,17 +13,11 @@ def _kb(n: int) -> str:
 
 
 def memory(manifest: dict) -> dict[str, int]:
-    """Arena/flash byte counts an emitter recorded in the manifest (keys containing
-    'arena' or 'flash', at the top or one level down)."""
-    found = {}
-    for k, v in manifest.items():
-        if k == "target":          # the target's limits, not what the model uses
-            continue
-        items = v.items() if isinstance(v, dict) else [(k, v)]
-        for kk, vv in items:
-            if isinstance(vv, int) and not isinstance(vv, bool) and ("arena" in kk or "flash" in kk):
-                found[kk if kk == k else f"{k}.{kk}"] = vv
-    return found
+    """The C bundle's arena, RAM and flash bytes (manifest ``memory``, written by the C
+    emitter), when present."""
+    mem = manifest.get("memory") or {}
+    names = {"arena_bytes": "arena", "ram_bytes": "RAM", "flash_bytes": "flash"}
+    return {label: mem[k] for k, label in names.items() if isinstance(mem.get(k), int)}
 
 
 def artefact_sizes(manifest: dict) -> list[tuple[str, int]]:
@@ -54,7 +48,7 @@ def lines(rep: dict, manifest: dict, out: Path) -> list[str]:
     res = [rep["verdict"]["text"]]
     res.append(f"  model {rep['model']} (float): {_kb(rep['model_bytes'])}" + "".join(
         f"; {p}: {_kb(n)}" for p, n in artefact_sizes(manifest)) + "".join(
-        f"; {k}: {_kb(v)}" for k, v in memory(manifest).items()))
+        f"; C {k}: {_kb(v)}" for k, v in memory(manifest).items()))
     status = {v["backend"]: _status(v) for v in rep.get("verification", [])}
     res.append(f"  {'backend':8} {'verification':22} {'SQNR dB':>8} {'top-1 agree':>11}"
                + (f" {'accuracy':>9}" if rep["eval"]["labels"] else ""))
