@@ -213,6 +213,7 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     files.update(emit_all(qg, ctx, emits))
     manifest = _manifest(model, opts, target, g, ranges, len(x), cle, per_tensor, warn, files)
     manifest["emitted"] = {n: ARTEFACTS[n].path for n in emits}
+    manifest.update(ctx.report)   # e.g. "memory": the C bundle's arena and flash bytes
     if g.records.get("float_tail"):
         manifest["float_tail"] = g.records["float_tail"][0]
     files[MANIFEST] = dumps_json(manifest).encode()

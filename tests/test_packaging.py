@@ -16,3 +16,13 @@ def test_every_subpackage_is_declared_in_pyproject():
         {"." + g.split(".")[-1] for g in data["qdeploy.targets"]}
     assert {p.suffix.lower() for p in (ROOT / "calib").iterdir() if p.name != "__init__.py"} <= \
         {"." + g.split(".")[-1] for g in data["qdeploy.calib_images"]}
+
+
+def test_c_bundle_runtime_and_templates_are_package_data():
+    """Every runtime kernel and template of qdeploy/emit/c matches a package-data glob
+    (else an installed qdeploy emits bundles without them)."""
+    import fnmatch
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["qdeploy.emit.c"]
+    pkg = ROOT / "qdeploy" / "emit" / "c"
+    files = [p.relative_to(pkg).as_posix() for sub in ("runtime", "templates") for p in (pkg / sub).iterdir()]
+    assert files and all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files), files

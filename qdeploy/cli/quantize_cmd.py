@@ -98,6 +98,9 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
                "warnings": res.warnings,
                "verdict": res.report["verdict"] if res.report else None,
                "verification": {v["backend"]: v["status"] for v in (res.report or {}).get("verification", [])}}
+    memory = json.loads((res.out / "manifest.json").read_text()).get("memory")
+    if memory:
+        summary["memory"] = memory
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
         return
@@ -111,6 +114,9 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
                f"{summary['samples']} calibration samples, {summary['method']}, "
                f"{summary['equalized_pairs']} layer pairs equalized, {summary['widened_outputs']} "
                f"output ranges widened" + (f", {summary['folded_pools']} pools folded" if fold_gap else "")
+               + (f"; C bundle: arena {memory['arena_bytes']} B (lower bound {memory['arena_lower_bound']} B), "
+                  f"flash {memory['flash_bytes']} B ({memory['weights_bytes']} B const data + about "
+                  f"{memory['code_bytes']} B code)" if memory else "")
                + f"; details in manifest.json) -> {res.out}/: "
                + ", ".join(summary["files"]))
     if res.report:

@@ -56,6 +56,7 @@ class EmitContext:
     model_name: str = "model"                    # the user's model file stem (comments, metadata)
     version: str = ""                            # qdeploy's version (every generated file says it)
     options: dict = field(default_factory=dict)  # artefact options (e.g. {"io": "float"})
+    report: dict = field(default_factory=dict)   # facts emitters record for manifest.json (key -> JSON)
 
 
 def parse_emit(spec: "str | list | tuple | None", target) -> tuple[str, ...]:
