@@ -23,10 +23,15 @@ from . import layout
 FLAGS = ("-std=c99", "-O2", "-fPIC", "-shared")
 
 
+class NoCompiler(QDeployError, ImportError):
+    """No host C compiler: the c backend's runtime is missing (verification records it as
+    not run; ``qdeploy run`` prints the one line)."""
+
+
 def compiler() -> str:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not cc:
-        raise QDeployError("no C compiler found for --backend c; install gcc or clang (or set CC)")
+        raise NoCompiler("no C compiler found for --backend c; install gcc or clang (or set CC)")
     return cc
 
 
