@@ -38,6 +38,7 @@ def test_readme_tour_runs(tmp_path):
         assert (out / f).is_file(), f
     ref, flt = np.load(out / "y_ref.npy"), np.load(out / "y_float.npy")
     assert ref.shape == flt.shape == (8, 10)
+    np.testing.assert_array_equal(np.load(out / "y_c.npy"), ref)   # the C bundle, bit-exact
     assert (ref.argmax(1) == flt.argmax(1)).mean() >= 0.875
 
 
