@@ -66,3 +66,45 @@ def test_one_op_bit_exact_on_tflm(case):
             d = np.rint(np.abs(lt[k] - want[k]) / qg.tensors[deq.inputs[0]].s)
             print(f"{case}: LiteRT XNNPACK {np.mean(d > 0):.1%} of {d.size} differ, max {int(d.max())} LSB")
             assert d.max() <= 1, f"{case}: LiteRT {int(d.max())} LSB off"
+
+
+def test_what_tflite_cannot_express_is_one_error_naming_every_node():
+    import copy
+    from qdeploy.errors import QDeployError
+    qg, _ = case_graph("pad")
+    qg = copy.deepcopy(qg)
+    pad = next(n for n in qg.nodes if n.op == "Pad")
+    pad.attrs["mode"] = "edge"
+    with pytest.raises(QDeployError) as e:
+        build(qg)
+    msg = str(e.value)
+    assert "\n" not in msg and pad.name in msg and "edge" in msg and "--emit" in msg
+
+
+@pytest.mark.parametrize("clamp", ["relu", "relu6", "narrow"])
+def test_clamps_fused_or_explicit(clamp):
+    """A QGraph clamp is a fused activation when TFLite's range for one equals it
+    (RELU: [zp, 127]; RELU6: [zp, zp + round(6 / s)]), else MAXIMUM/MINIMUM after
+    the op (set here by hand: calibration puts ReLU clamps at the dtype range)."""
+    import copy
+    from qdeploy.emit.tflite.writer import ACT
+    qg, x = case_graph("conv")
+    qg = copy.deepcopy(qg)
+    conv = next(n for n in qg.nodes if n.op == "Conv2D")
+    y = qg.tensors[conv.outputs[0]]
+    lo, hi = {"relu": (y.zp, 127), "relu6": (y.zp, min(127, y.zp + int(np.floor(6 / y.s + 0.5)))),
+              "narrow": (y.zp + 3, y.zp + 40)}[clamp]
+    conv.params["act_min"], conv.params["act_max"] = lo, hi
+    blob = build(qg)
+    m = fb.ModelT.InitFromPackedBuf(blob, 0)
+    fn = m.subgraphs[0].operators[0].builtinOptions.fusedActivationFunction
+    if clamp == "narrow":
+        assert builtins(blob) == ["CONV_2D", "MAXIMUM", "MINIMUM"] and fn == ACT.NONE
+    else:
+        from qdeploy.emit.tflite.ops import _act_range
+        assert builtins(blob) == ["CONV_2D"] and fn != ACT.NONE and _act_range(fn, y.s, y.zp) == (lo, hi)
+    want = run(qg, x)
+    got = run_blob(blob, qg, x, tflm_invoker(blob))
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+        assert want[k].min() >= qg.tensors[conv.outputs[0]].s * (lo - y.zp) - 1e-6

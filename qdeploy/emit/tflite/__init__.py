@@ -70,7 +70,8 @@ def build(qg: QGraph, io: str = "int8", metadata: dict | None = None) -> bytes:
         except Unsupported as e:
             problems.append(f"node '{n.name}' ({n.op}): {e}")
     if problems:
-        raise QDeployError("cannot write TFLite: " + "; ".join(problems))
+        raise QDeployError(f"cannot write {FILE}: " + "; ".join(problems) +
+                           " (or leave tflite out of --emit)")
     outputs = _outputs(qg, p, io)
     meta = dict(metadata or {})
     meta.update({"layout": "NHWC", "io": io,
