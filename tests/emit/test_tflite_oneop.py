@@ -108,3 +108,17 @@ def test_clamps_fused_or_explicit(clamp):
     for k in want:
         np.testing.assert_array_equal(got[k], want[k])
         assert want[k].min() >= qg.tensors[conv.outputs[0]].s * (lo - y.zp) - 1e-6
+
+
+@pytest.mark.parametrize("case", ["sigmoid", "tanh", "hardswish", "leaky_relu", "hardsigmoid"])
+def test_lut_equals_its_table_on_all_256_inputs(case):
+    """Every int8 input through the Lut node's TFLite form (the builtin whose recipe gives
+    the table, or CAST+ADD+GATHER from the table itself) on TFLite Micro = the table."""
+    from tests.emit.tflite_judge import node_graph
+    from qdeploy.emit.tflite.runners import run_int
+    qg, _ = case_graph(case)
+    node = next(n for n in qg.nodes if n.op == "Lut")
+    blob = build(node_graph(qg, node))
+    x = np.arange(-128, 128, dtype=np.int8).reshape(qg.tensors[node.inputs[0]].shape)
+    got = run_int(blob, [x])[0]
+    np.testing.assert_array_equal(got.reshape(-1), np.asarray(node.params["table"]).astype(np.int8))

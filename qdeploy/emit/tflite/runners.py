@@ -152,6 +152,9 @@ def run_tflm(out: Path, inputs: dict[str, np.ndarray], manifest: dict) -> dict[s
 def run_tflite(out: Path, inputs: dict[str, np.ndarray], manifest: dict,
                reference: bool = False) -> dict[str, np.ndarray]:
     """``qdeploy run --backend tflite``: LiteRT (XNNPACK, 1 thread) or tflite-runtime;
-    ``reference=True`` runs the builtin reference kernels instead."""
+    ``reference=True`` (or the environment variable ``QDEPLOY_TFLITE_KERNELS=reference``)
+    runs the builtin reference kernels instead."""
+    import os
+    reference = reference or os.environ.get("QDEPLOY_TFLITE_KERNELS") == "reference"
     blob, qg = _load(out)
     return run_blob(blob, qg, inputs, litert_invoker(blob, reference))
