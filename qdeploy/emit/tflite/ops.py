@@ -266,7 +266,9 @@ def eltwise(p: Placed, n: QNode) -> None:
     ins, lay = _operands(p, n)
     fn, rng = fused(p, n)
     y = _raw(p, n, lay, rng)
-    p.w.op(n.op.upper(), ins, [y], fusedActivationFunction=fn)
+    a, b, o = (p.qg.tensors[k].s for k in (n.inputs[0], n.inputs[1], n.outputs[0]))
+    version = 3 if n.op == "Mul" and float(np.float32(a) * np.float32(b) / np.float32(o)) >= 1.0 else None
+    p.w.op(n.op.upper(), ins, [y], version=version, fusedActivationFunction=fn)
     _finish(p, n, y, lay, rng)
 
 
@@ -541,11 +543,16 @@ def transpose(p: Placed, n: QNode) -> None:
         p.at[out] = (x, lay_out)
         return
     y = p.output(out, lay_out)
-    p.w.op("TRANSPOSE", [x, p.w.const(f"{n.name}_perm", q.astype(np.int32))], [y])
+    p.w.op("TRANSPOSE", [x, p.w.const(f"{n.name}_perm", q.astype(np.int32))], [y], version=_rank_version(rank))
 
 
 _SPATIAL = {"Conv2D", "TransposeConv2D", "AvgPool", "MaxPool", "Mean", "Resize", "DepthToSpace",
             "SpaceToDepth"}   # ops that read NHWC maps
+
+
+def _rank_version(rank: int, base: int = 2) -> int:
+    """TRANSPOSE / STRIDED_SLICE / PAD: version 4 above 4-D (TRANSPOSE 6 above 5-D)."""
+    return 6 if rank > 5 else 4 if rank > 4 else base
 
 
 def _graph_outputs(p: Placed) -> set:
@@ -573,11 +580,11 @@ def pad(p: Placed, n: QNode) -> None:
     elif mode != "constant":
         raise Unsupported(f"Pad mode '{mode}' has no TFLite builtin (constant and reflect have)")
     elif int(n.params.get("value", t.zp)) == t.zp:
-        p.w.op("PAD", [x, pz], [y])
+        p.w.op("PAD", [x, pz], [y], version=4 if rank > 4 else 2)
     else:
         v = p.w.const(f"{n.name}_value", np.array([int(n.params["value"])], np.int8), "int8",
                       t.scale, t.zero_point)
-        p.w.op("PADV2", [x, pz, v], [y])
+        p.w.op("PADV2", [x, pz, v], [y], version=4 if rank > 4 else 2)
 
 
 def _strided_slice(p: Placed, x: int, y: int, begin, end, strides, end_mask: int = 0) -> None:
@@ -585,6 +592,7 @@ def _strided_slice(p: Placed, x: int, y: int, begin, end, strides, end_mask: int
     w.op("STRIDED_SLICE", [x, w.const("begin", np.array(begin, np.int32)),
                            w.const("end", np.array(end, np.int32)),
                            w.const("strides", np.array(strides, np.int32))], [y],
+         version=4 if len(begin) > 4 else 2,
          beginMask=0, endMask=end_mask, ellipsisMask=0, newAxisMask=0, shrinkAxisMask=0, offset=False)
 
 
@@ -644,8 +652,8 @@ def resize(p: Placed, n: QNode) -> None:
     out_hw = list(yt.shape[2:])
     size = w.const(f"{n.name}_size", np.array(out_hw, np.int32))
     if n.attrs["mode"] != "nearest":
-        w.op("RESIZE_BILINEAR", [x, size], [y], alignCorners=bool(n.params["align_corners"]),
-             halfPixelCenters=bool(n.params["half_pixel_centers"]))
+        w.op("RESIZE_BILINEAR", [x, size], [y], version=3 if n.params["half_pixel_centers"] else 2,
+             alignCorners=bool(n.params["align_corners"]), halfPixelCenters=bool(n.params["half_pixel_centers"]))
         return
     index = [np.asarray(v, np.int64) for v in n.params["index"]]
     for ax in (0, 1):
@@ -654,7 +662,8 @@ def resize(p: Placed, n: QNode) -> None:
     for align, half in ((False, False), (False, True), (True, False)):
         if all(np.array_equal(_tflite_nearest(xt.shape[ax], yt.shape[ax], align, half), index[ax])
                for ax in (2, 3)):
-            w.op("RESIZE_NEAREST_NEIGHBOR", [x, size], [y], alignCorners=align, halfPixelCenters=half)
+            w.op("RESIZE_NEAREST_NEIGHBOR", [x, size], [y], version=3 if align or half else 2,
+                 alignCorners=align, halfPixelCenters=half)
             return
     # any other index map: GATHER rows, then columns (moves integers, exact)
     mid = p.like(f"{n.outputs[0]}_rows", n.outputs[0], [1, out_hw[0], xt.shape[3], xt.shape[1]])

@@ -10,8 +10,11 @@ bytes.
 
 ``OPS`` is the table builtin name -> (BuiltinOperator, options union type,
 options class, version). Versions are the ones the TFLite converter writes for
-int8 (per-channel) operators, so that LiteRT's op resolver and TFLite Micro
-accept the file.
+int8 (per-channel) operators (tensorflow/lite/tools/versioning/op_version.cc),
+so that LiteRT's op resolver, tflite-runtime and TFLite Micro accept the file;
+the few that depend on the operator's parameters (MUL with a rescale >= 1,
+RESIZE with align_corners / half_pixel_centers, 5-D TRANSPOSE / STRIDED_SLICE /
+PAD) are passed to :meth:`ModelWriter.op` by the lowering.
 """
 from __future__ import annotations
 
@@ -50,19 +53,20 @@ OPS = {
     "SPLIT": (_B.SPLIT, _O.SplitOptions, fb.SplitOptionsT, 2),
     "SPLIT_V": (_B.SPLIT_V, _O.SplitVOptions, fb.SplitVOptionsT, 2),
     "RESIZE_NEAREST_NEIGHBOR": (_B.RESIZE_NEAREST_NEIGHBOR, _O.ResizeNearestNeighborOptions,
-                                fb.ResizeNearestNeighborOptionsT, 3),
-    "RESIZE_BILINEAR": (_B.RESIZE_BILINEAR, _O.ResizeBilinearOptions, fb.ResizeBilinearOptionsT, 3),
+                                fb.ResizeNearestNeighborOptionsT, 2),
+    "RESIZE_BILINEAR": (_B.RESIZE_BILINEAR, _O.ResizeBilinearOptions, fb.ResizeBilinearOptionsT, 2),
+    # the converter writes 2 for int8; tflite-runtime 2.14's reference resolver only has 1 (same kernel)
     "DEPTH_TO_SPACE": (_B.DEPTH_TO_SPACE, _O.DepthToSpaceOptions, fb.DepthToSpaceOptionsT, 1),
     "SPACE_TO_DEPTH": (_B.SPACE_TO_DEPTH, _O.SpaceToDepthOptions, fb.SpaceToDepthOptionsT, 2),
     "LOGISTIC": (_B.LOGISTIC, 0, None, 2),
     "TANH": (_B.TANH, 0, None, 2),
     "HARD_SWISH": (_B.HARD_SWISH, 0, None, 1),
-    "LEAKY_RELU": (_B.LEAKY_RELU, _O.LeakyReluOptions, fb.LeakyReluOptionsT, 2),
+    "LEAKY_RELU": (_B.LEAKY_RELU, _O.LeakyReluOptions, fb.LeakyReluOptionsT, 1),
     "SOFTMAX": (_B.SOFTMAX, _O.SoftmaxOptions, fb.SoftmaxOptionsT, 2),
-    "QUANTIZE": (_B.QUANTIZE, 0, None, 2),
+    "QUANTIZE": (_B.QUANTIZE, 0, None, 1),
     "DEQUANTIZE": (_B.DEQUANTIZE, 0, None, 2),
     "GATHER": (_B.GATHER, _O.GatherOptions, fb.GatherOptionsT, 2),
-    "CAST": (_B.CAST, 0, None, 1),
+    "CAST": (_B.CAST, 0, None, 3),
 }
 
 TYPES = {"int8": fb.TensorType.INT8, "uint8": fb.TensorType.UINT8, "int32": fb.TensorType.INT32,
@@ -178,8 +182,10 @@ class ModelWriter:
         return (list(q.scale), list(q.zeroPoint)) if q is not None else ([], [])
 
     # -------------------------------------------------------------- operators
-    def op(self, name: str, inputs: list[int], outputs: list[int], **options) -> None:
-        code, opt_type, opt_cls, version = OPS[name]
+    def op(self, name: str, inputs: list[int], outputs: list[int], version: int | None = None,
+           **options) -> None:
+        code, opt_type, opt_cls, default = OPS[name]
+        version = version or default
         key = (code, version)
         if key not in self.opcodes:
             self.opcodes[key] = len(self.opcodes)
