@@ -31,6 +31,7 @@ BENCHES = {
     "tflite_size": (["--real"] if os.environ.get("QDEPLOY_REALMODELS") else [],
                     ["--models", "mobilenet_v2,resnet", "--runs", "5"]),
     "c_bundle": (["--repeats", "20"], ["--models", "mobilenet_v1,resnet", "--repeats", "5"]),
+    "c_firmware": (["--samples", "4"], ["--models", "mobilenet_v1", "--samples", "1"]),
     "e2e_time": (["--models", "digits,mobilenet_v2,resnet", "--calib", "64", "--repeats", "3"],
                  ["--models", "digits", "--repeats", "1"]),
 }
