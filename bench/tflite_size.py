@@ -46,19 +46,20 @@ per-channel convolution also carries, per output channel, an int32 bias (as larg
 one), a float32 weight scale and a float32 bias scale, and the schema's zero points are int64: 28
 bytes per channel as the TFLite converter writes them. qdeploy packs each distinct quantization
 table once (the all-zero zero-point vectors are shared between tensors, which readers cannot
-tell apart), leaving ~12 bytes per channel, plus ~100 bytes of flatbuffer per tensor and the
+tell apart), leaving the two float32 scales (8 bytes) and the int32 bias per channel, plus
+~100 bytes of flatbuffer per tensor and the
 metadata (~2.3 kB: producer, version, input recipe). Models with few weights per channel
 (depthwise/ghost modules, ~50-100 weights per channel here; ppocr_v5_cls) stay above 0.27x;
 ddddocr_det (5M parameters) and tiny_yolo are below it. What remains per channel is what the TFLite
 int8 specification requires (per-axis weight and bias scales and zero points, int32 biases).
 
-Latency. LiteRT's int8 HARD_SWISH is not taken by XNNPACK and its builtin kernel costs ~1 ms per
-op on ppocr_v5_cls's 48x192 maps: 18 of them are nearly all of its 13 ms (per-node timing; the
-whole file without XNNPACK: 21 ms). The same tables lowered to CAST+ADD+GATHER (what the emitter
-writes for tables without a builtin, e.g. h-sigmoid) cost ~0.002 ms per op; the emitter keeps
-HARD_SWISH (what the TFLite converter writes, and int8-only on a microcontroller, where the
-GATHER lowering needs an int32 index tensor). Grouped convolutions are one CONV_2D: TFLite Micro,
-LiteRT 2.3 (XNNPACK, optimized and reference kernels) and tflite-runtime 2.14 all run them.
+Latency. LiteRT's int8 HARD_SWISH is not taken by XNNPACK: on ppocr_v5_cls its 18 HARD_SWISH
+ops (maps of 25-38k elements) are most of the file's time (per-node timing: 5.7 ms of the
+one-op models together, under load up to 17 ms); the same tables as CAST+ADD+GATHER were slower
+still (8.6 ms), so the emitter keeps HARD_SWISH, as the TFLite converter writes it. Latencies
+on this shared 2-core machine vary 2-3x from run to run with other jobs. Grouped convolutions
+are one CONV_2D: TFLite Micro, LiteRT 2.3 (XNNPACK, optimized and reference kernels) and
+tflite-runtime 2.14 all run them.
 """
 
 
