@@ -70,19 +70,20 @@ def metrics(ref, test) -> dict[str, float]:
 _INT = ("int8", "uint8", "int16")
 
 
-def layer_errors(float_graph, qg, inputs) -> list[dict]:
+def layer_errors(float_graph, qg, inputs, got: dict | None = None) -> list[dict]:
     """One row per quantized activation tensor with a float counterpart, in
     execution order: ``tensor``, ``node``, ``op`` (QGraph op), ``source``
     (float node names), accumulated ``sqnr_db``/``cosine``/``max_abs`` and
     layer-local ``local_sqnr_db``/``local_cosine``/``local_max_abs``.
     ``inputs``: an array (N samples along axis 0, single-input models) or a
-    dict by input name."""
+    dict by input name. ``got``: the interpreter's ``run(qg, inputs, keep=True)``
+    when the caller already has it."""
     from .interpreter import run, run_node
     if not isinstance(inputs, dict):
         inputs = {qg.inputs[0]: inputs}
     inputs = {k: np.asarray(v, np.float32) for k, v in inputs.items()}
     ref = float_tensors(float_graph, inputs)
-    got = run(qg, inputs, keep=True)
+    got = run(qg, inputs, keep=True) if got is None else got
     producers = {o: n for n in qg.nodes for o in n.outputs}
     memo: dict = {}
     rows = []

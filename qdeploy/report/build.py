@@ -45,7 +45,7 @@ from .. import __version__
 from .advice import advise, dominant
 from .approx import leaky_errors, lut_errors
 from .evalset import EvalSet
-from .measure import classes, evaluate, layer_samples, layer_table, run_original
+from .measure import classes, evaluate, layer_samples, layer_table, reference_outputs, run_original
 from .verify import verify
 
 FORMAT, VERSION = "qdeploy-report", 1
@@ -68,7 +68,6 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
     ``base``: the quantize command's options (:func:`.advice.command`); ``hist_x``:
     the samples whose activation histograms are shown (``hist_from`` says which);
     ``progress(step_name)`` is called after each step."""
-    from ..quant.interpreter import run
     step = progress or (lambda _name: None)
     rep = {"format": FORMAT, "version": VERSION, "qdeploy": __version__, "model": manifest["model"]["file"],
            "target": manifest["target"].get("name"),
@@ -85,7 +84,7 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
                             "backend": None, "text": "not evaluated: no evaluation samples (give --eval)"})
         return rep
     inputs = {qg.inputs[0]: ev.x}
-    ref = run(qg, inputs)
+    ref, kept = reference_outputs(qg, ev.x)
     step("reference interpreter")
     flt = run_original(model, ev.x, list(qg.outputs))
     step("original model")
@@ -93,7 +92,8 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
     if ropts.verify:
         rep["verification"], results = verify(out, manifest, qg, inputs, ref, on_step=step, flt=flt)
     rep["metrics"] = evaluate(flt, {"ref": ref, **results}, ev.y)
-    layers = layer_table(g, qg, ev.x)
+    layers = layer_table(g, qg, ev.x, got=kept)
+    del kept
     step("per-layer errors")
     nodes = {n.name: n for n in qg.nodes}
     for r in layers:

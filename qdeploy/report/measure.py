@@ -94,10 +94,23 @@ def layer_samples(qg) -> int:
     return int(max(1, min(LAYER_SAMPLES, LAYER_BYTES // max(1, per * 13))))   # f32 + int8 + f64 pair
 
 
-def layer_table(g, qg, x: np.ndarray) -> list[dict]:
-    """Per-layer accumulated and local errors on the first :func:`layer_samples` samples."""
+def reference_outputs(qg, x: np.ndarray) -> tuple[dict, dict]:
+    """(the reference interpreter's outputs on all of ``x``, its every tensor on the first
+    :func:`layer_samples` samples), in one pass over each sample."""
+    from ..quant.interpreter import run
+    n = min(len(x), layer_samples(qg))
+    head = run(qg, {qg.inputs[0]: x[:n]}, keep=True)
+    if n == len(x):
+        return {o: head[o] for o in qg.outputs}, head
+    rest = run(qg, {qg.inputs[0]: x[n:]})
+    return {o: np.concatenate([head[o], rest[o]]) for o in qg.outputs}, head
+
+
+def layer_table(g, qg, x: np.ndarray, got: dict | None = None) -> list[dict]:
+    """Per-layer accumulated and local errors on the first :func:`layer_samples` samples
+    (``got``: :func:`reference_outputs`' tensors, when already computed)."""
     from ..quant.error import layer_errors
-    rows = layer_errors(g, qg, x[:layer_samples(qg)])
+    rows = layer_errors(g, qg, x[:layer_samples(qg)], got=got)
     for r in rows:
         for k in list(r):
             if isinstance(r[k], float):
