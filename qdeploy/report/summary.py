@@ -47,7 +47,7 @@ def lines(rep: dict, manifest: dict, out: Path) -> list[str]:
     first = next(iter(manifest["outputs"]))["name"] if manifest.get("outputs") else None
     res = [rep["verdict"]["text"]]
     res.append(f"  model {rep['model']} (float): {_kb(rep['model_bytes'])}" + "".join(
-        f"; {p}: {_kb(n)}" for p, n in artefact_sizes(manifest)) + "".join(
+        f"; {p}{' sources' if p.endswith('/') else ''}: {_kb(n)}" for p, n in artefact_sizes(manifest)) + "".join(
         f"; C {k}: {_kb(v)}" for k, v in memory(manifest).items()))
     status = {v["backend"]: _status(v) for v in rep.get("verification", [])}
     res.append(f"  {'backend':8} {'verification':22} {'SQNR dB':>8} {'top-1 agree':>11}"
