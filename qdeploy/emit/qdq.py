@@ -16,13 +16,20 @@ Every integer comes from the QGraph, nothing is re-decided:
   clamp is the whole dtype range (the usual case: calibration puts the zero
   point at qmin after a ReLU); a narrower clamp is an integer ``Clip`` on the
   quantized tensor (exact, and it leaves the Q -> DQ pattern fusable);
-* ``Lut`` (h-swish, h-sigmoid, SiLU, sigmoid, tanh, leaky ReLU tables):
-  ``Gather`` on the QGraph's own 256-entry table, indexed by the quantized
-  input cast to int32 (int8 inputs index a table rotated by 128, so that
-  Gather's negative indices land on the right entry). Bit-exact with the
-  reference and as fast as the float alternative on the corpus
-  (bench/RESULTS.md "QDQ emitter"); ``options["lut"] = "float"`` emits the
-  float activation between DQ and Q instead (for that measurement);
+* ``Lut`` (h-swish, h-sigmoid, SiLU, sigmoid, tanh, leaky ReLU tables), chosen
+  by measurement (bench/RESULTS.md "QDQ speed", tests/emit/test_qdq_oneop.py):
+  ``ort`` profile: the float activation between DQ and Q. onnxruntime fuses
+  Sigmoid and LeakyRelu into its QLinearSigmoid/QLinearLeakyRelu tables and
+  runs the others as vectorised float; on the corpus it gives the QGraph's
+  table entries on 100 % of the elements (the ort tables are built from the
+  float function) and ran mobilenet_v3_small 2.2x faster than the lookup
+  (Gather on uint8 is a per-element copy in onnxruntime, 40 % of the time).
+  ``arm`` profile: ``Gather`` on the QGraph's own 256-entry table (the TFLite
+  recipe's integers, which the float function misses by 1 LSB on up to 5 % of
+  the elements), indexed by the quantized input cast to int32 (int8 inputs
+  index a table rotated by 128, so that Gather's negative indices land on the
+  right entry): bit-exact, and speed is not what the arm QDQ model is for.
+  ``options["lut"] = "gather" | "float"`` overrides;
 * ``Requantize`` is a DQ -> Q pair with the two tensors' parameters.
 
 Numerics: onnxruntime requantises with a float32 scale and rounds half to
@@ -278,6 +285,10 @@ def _requantize(b: _Builder, n) -> None:
 # float activations for options["lut"] = "float" (the measured alternative to Gather)
 def _float_activation(b: _Builder, n, x: str, y: str) -> None:
     func, a = n.attrs["func"], n.attrs
+    need = {"leaky_relu": ("alpha",), "hardsigmoid": ("alpha", "beta")}.get(func, ())
+    if any(k not in a for k in need):
+        raise QDeployError(f"node '{n.name}' (Lut '{func}') does not record its {'/'.join(need)} (a QGraph "
+                           "from an older qdeploy); quantize again, or emit with lut='gather'")
     if func == "sigmoid":
         b.node("Sigmoid", [x], [y], n.name)
     elif func == "tanh":
@@ -285,16 +296,16 @@ def _float_activation(b: _Builder, n, x: str, y: str) -> None:
     elif func == "hardswish":
         b.node("HardSwish", [x], [y], n.name)
     elif func == "hardsigmoid":
-        b.node("HardSigmoid", [x], [y], n.name, alpha=float(a.get("alpha", 1 / 6)), beta=float(a.get("beta", 0.5)))
+        b.node("HardSigmoid", [x], [y], n.name, alpha=float(a["alpha"]), beta=float(a["beta"]))
     elif func == "leaky_relu":
-        b.node("LeakyRelu", [x], [y], n.name, alpha=float(a.get("alpha", 0.01)))
+        b.node("LeakyRelu", [x], [y], n.name, alpha=float(a["alpha"]))
     elif func == "silu":
         s = b.unique(n.name + "_sigmoid")
         b.node("Sigmoid", [x], [s], n.name + "_sigmoid")
         b.node("Mul", [x, s], [y], n.name)
     else:
         raise QDeployError(f"node '{n.name}' (Lut '{func}'): no float ONNX activation for it; "
-                           "emit with the default lut='gather'")
+                           "emit with lut='gather'")
 
 
 def _lut(b: _Builder, n) -> None:
@@ -340,10 +351,17 @@ HANDLERS = {
 LUT_MODES = ("gather", "float")
 
 
-def build(qg, lut: str = "gather", doc: str = "") -> "onnx.ModelProto":
-    """The QDQ ONNX model of ``qg`` (checked with onnx.checker, full check)."""
+def default_lut(profile: str) -> str:
+    """How Lut nodes are emitted unless asked otherwise (see the module docstring)."""
+    return "float" if profile == "ort" else "gather"
+
+
+def build(qg, lut: str | None = None, doc: str = "") -> "onnx.ModelProto":
+    """The QDQ ONNX model of ``qg`` (checked with onnx.checker, full check);
+    ``lut``: "gather" | "float" | None (the profile's default)."""
     import onnx
     from onnx import helper, numpy_helper
+    lut = lut or default_lut(qg.profile)
     if lut not in LUT_MODES:
         raise QDeployError(f"qdq option lut={lut!r}: choose one of {', '.join(LUT_MODES)}")
     if qg.profile not in ("arm", "ort"):
@@ -375,7 +393,7 @@ def build(qg, lut: str = "gather", doc: str = "") -> "onnx.ModelProto":
 
 
 def emit(qg, ctx) -> dict[str, bytes]:
-    lut = ctx.options.get("lut", "gather")
+    lut = ctx.options.get("lut")
     doc = (f"Made by qdeploy {ctx.version} (qdeploy.emit.qdq) from {ctx.model_name} for target "
            f"'{qg.target}' ({qg.profile} profile); rebuild with `qdeploy quantize` --emit qdq.")
     m = build(qg, lut=lut, doc=doc)

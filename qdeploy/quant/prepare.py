@@ -206,7 +206,8 @@ def _weights(ctx: Ctx, n: Node, x: str, y: str, W, B):
     nm = ctx.target.numerics
     per_channel = nm.weight_per_channel and not ctx.per_tensor
     s_in, s_out = ctx.t(x).s, ctx.t(y).s
-    s_w, notes = weight_scales(W, per_channel, nm.pow2_scales, s_in, s_out, B)
+    wmax = (1 << (nm.weight_bits - 1)) - 1
+    s_w, notes = weight_scales(W, per_channel, nm.pow2_scales, s_in, s_out, B, wmax=wmax)
     for note in notes:
         ctx.warn(n, note)
     if not per_channel and W.shape[0] > 1:
@@ -215,7 +216,7 @@ def _weights(ctx: Ctx, n: Node, x: str, y: str, W, B):
         if nz.size and nz.max() / nz.min() > 100:
             ctx.warn(n, f"per-tensor weights: channel ranges differ {nz.max() / nz.min():.0f}x; "
                         "small channels lose most of their precision (use per-channel or cross-layer equalization)")
-    wq = quantize_weights(W, s_w)
+    wq = quantize_weights(W, s_w, wmax=wmax)
     c = W.shape[0]
     bq, bscale = quantize_bias(B, s_in, s_w, c)
     wname = ctx.add_const(n.inputs[1] + "_q", wq, s_w, np.zeros_like(s_w, np.int32),

@@ -299,5 +299,7 @@ def _wrap(g: Graph, ctx: Ctx, target: Target) -> QGraph:
     tensors = {k: v for k, v in tensors.items() if k in used}
     meta = {"warnings": list(ctx.warnings), "float_names": {v: k for k, v in renames.items()},
             "qmin": target.qrange[0], "qmax": target.qrange[1]}
+    if target.numerics.weight_bits != 8:   # onnxruntime's reduce_range, decided by the target
+        meta["weight_bits"] = target.numerics.weight_bits
     return QGraph(g.name, target.name, target.profile, list(g.inputs), list(g.outputs), tensors,
                   head + nodes + tail, meta)

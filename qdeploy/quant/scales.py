@@ -73,9 +73,9 @@ def clamp_bounds(clamp, scale: float, zp: int, qmin: int, qmax: int) -> tuple[in
 
 
 def weight_scales(w: np.ndarray, per_channel: bool, pow2: bool, s_in: float, s_out: float,
-                  bias: np.ndarray | None) -> tuple[np.ndarray, list[str]]:
+                  bias: np.ndarray | None, wmax: int = 127) -> tuple[np.ndarray, list[str]]:
     """float32 weight scales (one per output channel = axis 0, or one) and notes
-    about the corrections applied."""
+    about the corrections applied; ``wmax`` 127, or 63 for 7-bit weights."""
     notes: list[str] = []
     w = np.asarray(w, np.float64)
     c = w.shape[0]
@@ -83,7 +83,7 @@ def weight_scales(w: np.ndarray, per_channel: bool, pow2: bool, s_in: float, s_o
     b = np.zeros(c) if bias is None else np.abs(np.asarray(bias, np.float64).reshape(c))
     if not per_channel:
         maxabs = np.full(c, maxabs.max())
-    s = maxabs / 127.0
+    s = maxabs / float(wmax)
     zero = maxabs == 0
     if zero.any():
         s[zero] = s_out / s_in
@@ -106,12 +106,12 @@ def weight_scales(w: np.ndarray, per_channel: bool, pow2: bool, s_in: float, s_o
     return s.astype(np.float32), notes
 
 
-def quantize_weights(w: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """int8 weights in [-127, 127] (round half away from zero)."""
+def quantize_weights(w: np.ndarray, scales: np.ndarray, wmax: int = 127) -> np.ndarray:
+    """int8 weights in [-wmax, wmax] (127; 63 for 7-bit weights), round half away from zero."""
     shape = (-1,) + (1,) * (w.ndim - 1)
     q = np.asarray(w, np.float64) / scales.astype(np.float64).reshape(shape)
     q = np.sign(q) * np.floor(np.abs(q) + 0.5)
-    return np.clip(q, -127, 127).astype(np.int8)
+    return np.clip(q, -wmax, wmax).astype(np.int8)
 
 
 def quantize_bias(b: np.ndarray | None, s_in: float, s_w: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:

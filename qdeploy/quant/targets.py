@@ -22,6 +22,8 @@ Keys (all required unless a default is given)::
     leaky                = "recipe"     # LeakyRelu: "recipe" (TFLite's, as a table)
                                         # or "shift" ((x * m) >> s from the leaky_shift pass)
     luts = ["Sigmoid", "Tanh", ...]     # activations lowered to 256-entry tables
+    weight_bits          = 8            # 7: weights in [-63, 63], onnxruntime's reduce_range
+                                        # (ort only; for AVX2 CPUs without VNNI, see targets/ort.toml)
 
     [memory]                            # 0 = no limit; enforced by the C emitter
     flash_kib = 1024
@@ -59,6 +61,9 @@ class Numerics:
     requant: str = "q31"
     leaky: str = "recipe"
     luts: tuple[str, ...] = LUT_ACTIVATIONS
+    # 7: weights in [-63, 63] (onnxruntime's reduce_range): U8S8 kernels on AVX2 CPUs without VNNI
+    # add pairs of u8*s8 products in int16 and saturate with 8-bit weights (ort profile only)
+    weight_bits: int = 8
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,7 @@ NUMERICS_SCHEMA = {
     "activation_dtype": Key("str", ("int8", "uint8")), "activation_symmetric": Key("bool"),
     "weight_per_channel": Key("bool"), "pow2_scales": Key("bool"),
     "requant": Key("str", ("q31", "shift")), "leaky": Key("str", ("recipe", "shift")),
-    "luts": Key("strs", LUT_ACTIVATIONS),
+    "luts": Key("strs", LUT_ACTIVATIONS), "weight_bits": Key("int", (7, 8)),
 }
 NUMERICS_SCHEMA = {k: dataclasses.replace(v, required=False) for k, v in NUMERICS_SCHEMA.items()}
 MEMORY_SCHEMA = {"flash_kib": Key("int", required=False), "ram_kib": Key("int", required=False)}
@@ -180,5 +185,7 @@ def _check_numerics(n: Numerics, profile: str, where: str) -> None:
     else:
         need(n.requant == "q31" and not n.pow2_scales,
              f"the {profile} profile needs requant = \"q31\" and pow2_scales = false (use profile = \"fpga\" for shifts)")
+    need(n.weight_bits == 8 or profile == "ort",
+         "weight_bits = 7 (onnxruntime's reduce_range) is for the ort profile only")
     if profile == "arm":
         need(n.activation_dtype == "int8", "the arm profile (TFLite int8) needs activation_dtype = \"int8\"")

@@ -121,12 +121,12 @@ CASES = {
     "space_to_depth": (_unary("SpaceToDepth", blocksize=2), None, 13),
     "resize_nearest": (_resize("nearest"), None, 13),
     "resize_linear": (_resize("linear", coordinate_transformation_mode="half_pixel"), None, 13),
-    "sigmoid": (_unary("Sigmoid"), "Gather", 13),
-    "tanh": (_unary("Tanh"), "Gather", 13),
-    "hardswish": (_unary("HardSwish"), "Gather", 14),
-    "hardsigmoid": (_unary("HardSigmoid", alpha=0.2, beta=0.5), "Gather", 13),
-    "silu": (_silu, "Gather", 13),
-    "leaky_relu": (_unary("LeakyRelu", alpha=0.1), "Gather", 13),
+    "sigmoid": (_unary("Sigmoid"), "QLinearSigmoid", 13),
+    "tanh": (_unary("Tanh"), None, 13),
+    "hardswish": (_unary("HardSwish"), None, 14),
+    "hardsigmoid": (_unary("HardSigmoid", alpha=0.2, beta=0.5), None, 13),
+    "silu": (_silu, None, 13),
+    "leaky_relu": (_unary("LeakyRelu", alpha=0.1), "QLinearLeakyRelu", 13),
     "softmax": (_unary("Softmax", shape=(1, 10), axis=-1), None, 13),
     "relu": (_unary("Relu"), None, 13),
 }
@@ -142,7 +142,7 @@ def build_case(case: str, seed: int = 0):
     return m, x, kernel
 
 
-def check(case: str, target: str, tmp_path, lut: str = "gather", seed: int = 0):
+def check(case: str, target: str, tmp_path, lut: str | None = None, seed: int = 0):
     m, x, _ = build_case(case, seed)
     g, qg = pipeline(m, x, target)
     data = qdq.build(qg, lut=lut).SerializeToString()

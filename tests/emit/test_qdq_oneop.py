@@ -25,21 +25,37 @@ def test_one_op_within_one_lsb(case, target, tmp_path):
             assert "Conv" not in ops and "Gemm" not in ops, ops
 
 
-@pytest.mark.parametrize("case", ["sigmoid", "tanh", "hardswish", "hardsigmoid", "silu", "leaky_relu"])
-def test_float_lut_mode_within_one_lsb(case, tmp_path):
-    """The measured alternative to Gather: the float activation between DQ and Q."""
-    diffs, ops, _ = check(case, "ort", tmp_path, lut="float")
+LUTS = ["sigmoid", "tanh", "hardswish", "hardsigmoid", "silu", "leaky_relu"]
+
+
+@pytest.mark.parametrize("target", ["ort", "arm"])
+@pytest.mark.parametrize("case", LUTS)
+def test_lut_modes(case, target, tmp_path):
+    """Both ways of emitting a table activation: Gather on the QGraph's table is
+    bit-exact; the float activation between DQ and Q is within 1 LSB (onnxruntime
+    runs no Gather then). The default is float on ort, gather on arm."""
+    diffs, ops, qg = check(case, target, tmp_path, lut="gather")
+    assert "Gather" in ops
+    if set(qg.op_counts()) == {"Quantize", "Lut", "Dequantize"}:   # arm SiLU is Lut(sigmoid) + Mul
+        assert all(d.exact == d.count for d in diffs), [d.line() for d in diffs]
+    diffs, ops, _ = check(case, target, tmp_path, lut="float")
     assert "Gather" not in ops
     for d in diffs:
-        print(f"{case} lut=float: {d.line()}")
+        print(f"{case} {target} lut=float: {d.line()}")
         assert d.max <= 1, d.line()
+    kinds = {n.op_type for n in qdq.build(qg).graph.node}
+    assert ("Gather" in kinds) == (target == "arm")
 
 
-def test_lut_gather_is_bit_exact(tmp_path):
-    for case in ("hardswish", "leaky_relu"):
-        for target in ("ort", "arm"):
-            diffs, _, _ = check(case, target, tmp_path)
-            assert all(d.exact == d.count for d in diffs), [d.line() for d in diffs]
+def test_float_lut_needs_the_recorded_alpha():
+    m, x, _ = build_case("leaky_relu")
+    _, qg = pipeline(m, x, "ort")
+    lut = next(n for n in qg.nodes if n.op == "Lut")
+    assert lut.attrs["alpha"] == pytest.approx(0.1)
+    del lut.attrs["alpha"]
+    with pytest.raises(QDeployError, match="quantize again"):
+        qdq.build(qg, lut="float")
+    qdq.build(qg, lut="gather")
 
 
 def test_clamp_narrower_than_dtype_is_an_integer_clip(tmp_path):
@@ -95,3 +111,43 @@ def test_unknown_lut_mode_is_refused():
     _, qg = pipeline(m, x, "ort")
     with pytest.raises(QDeployError, match="lut="):
         qdq.build(qg, lut="table")
+
+
+def test_reduce_range_is_the_quantizers_decision(tmp_path):
+    """7-bit weights (onnxruntime's reduce_range) come from the target
+    (weight_bits = 7), are recorded in the QGraph, and the emitter writes them as
+    they are."""
+    import dataclasses
+    from qdeploy.emit.qdq_compare import end_to_end, optimized_ops
+    from qdeploy.quant.interpreter import run
+    from qdeploy.quant.targets import load_target
+    base = load_target("ort")
+    t7 = dataclasses.replace(base, numerics=dataclasses.replace(base.numerics, weight_bits=7))
+    m, x, _ = build_case("conv")
+    _, qg = pipeline(m, x, t7)
+    conv = next(n for n in qg.nodes if n.op == "Conv2D")
+    w = qg.tensors[conv.inputs[1]].data
+    assert np.abs(w).max() == 63 and qg.metadata["weight_bits"] == 7
+    data = qdq.build(qg).SerializeToString()
+    d = end_to_end(qg, qdq.run_session(qdq.session(data), x), run(qg, x))[0]
+    assert d.max <= 1, d.line()
+    assert "QLinearConv" in optimized_ops(data, tmp_path / "opt.onnx")
+
+
+def test_weight_bits_7_only_for_ort(tmp_path):
+    from qdeploy.quant.targets import load_target
+    from tests.helpers import ROOT
+    for profile, ok in (("ort", True), ("arm", False)):
+        text = (ROOT / "targets" / f"{profile}.toml").read_text()
+        text = text.replace("[numerics]", "[numerics]\nweight_bits = 7") if "weight_bits" not in text \
+            else text.replace("weight_bits = 8", "weight_bits = 7")
+        p = tmp_path / f"{profile}7.toml"
+        p.write_text(text)
+        if ok:
+            assert load_target(str(p)).numerics.weight_bits == 7
+        else:
+            with pytest.raises(QDeployError, match="weight_bits = 7"):
+                load_target(str(p))
+    p.write_text(text.replace("weight_bits = 7", "weight_bits = 6"))
+    with pytest.raises(QDeployError, match="weight_bits"):
+        load_target(str(p))
