@@ -273,12 +273,12 @@ def _requantize(b: _Builder, n) -> None:
     if n.params.get("requant") == "shift":
         raise QDeployError(f"node '{n.name}' (Requantize): fpga shift requantisation has no QDQ form; "
                            "drop 'qdq' from --emit")
-    # DQ -> Reshape (to its own shape) -> Q: a bare DQ -> Q between two other QDQ pairs is merged by
-    # onnxruntime's DoubleQDQPairsRemover into one Q with *other* parameters (the intersection of
-    # both ranges); the no-op Reshape keeps the QGraph's two roundings
-    t = b.qg.tensors[n.outputs[0]]
+    # DQ -> Max (of the one input: a no-op) -> Q: a bare DQ -> Q between two other QDQ pairs is
+    # merged by onnxruntime's DoubleQDQPairsRemover into one Q with *other* parameters (the
+    # intersection of both ranges); the no-op keeps the QGraph's two roundings, and being
+    # element-wise it lets onnxruntime's NHWC layout pass through (a Reshape there costs Transposes)
     y = b.f(n)
-    b.node("Reshape", [b.dq(n.inputs[0], n.name), b.const(n.name + "_shape", _i64(t.shape))], [y], n.name)
+    b.node("Max", [b.dq(n.inputs[0], n.name)], [y], n.name)
     b.q(n, y)
 
 
