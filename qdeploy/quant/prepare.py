@@ -476,9 +476,12 @@ def activation(ctx: Ctx, n: Node) -> None:
     if n.op == "LeakyRelu" and ctx.target.numerics.leaky == "shift":
         _leaky_shift(ctx, n)
         return
-    if n.op == "SiLU" and profile == "arm":
-        # TFLite has no SiLU op: LOGISTIC (its bit-exact table) then MUL, as TFLite converts it
-        s, zp = FIXED_ARM["Sigmoid"]
+    if n.op == "SiLU" and profile in ("arm", "ort"):
+        # TFLite has no SiLU op: LOGISTIC (its bit-exact table) then MUL, as TFLite converts it.
+        # ort: the same split runs as onnxruntime's QLinearSigmoid + QLinearMul, where one SiLU
+        # table has no int8 kernel (float Sigmoid and Mul between DQ and Q: ddddocr_det 1.35x
+        # slower than onnxruntime's own QDQ, bench/RESULTS.md "QDQ speed")
+        s, zp = fixed_params("Sigmoid", ctx.target)
         sig = ctx.new_act(n.name + "_sigmoid", x, s, zp)
         _lut(ctx, n, "Sigmoid", x, sig, name=n.name + "_sigmoid")
         tx, ts, ty = ctx.t(x), ctx.t(sig), ctx.t(y)
