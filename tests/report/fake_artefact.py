@@ -38,6 +38,12 @@ def run(out: Path, inputs: dict, manifest: dict) -> dict:
     return y
 
 
+def run_exact(out: Path, inputs: dict, manifest: dict) -> dict:
+    from qdeploy.quant.interpreter import run as ref
+    from qdeploy.quant.qgraph import load_qgraph
+    return ref(load_qgraph(Path(out) / PATH), inputs)
+
+
 def run_missing(out, inputs, manifest):
     import qdeploy_no_such_runtime  # noqa: F401  (a runtime that is not installed)
 

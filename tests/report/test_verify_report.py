@@ -160,3 +160,47 @@ def test_python_api(digits, tmp_path, monkeypatch):
 def _npy(d, a, name="x.npy"):
     np.save(d / name, a)
     return d / name
+
+
+@pytest.mark.parametrize("case", ["not an OUT", "model not found", "eval missing", "labels range"])
+def test_report_bad_input_one_line_nothing_changed(case, digits, tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    assert cli("quantize", digits / "digits_cnn.onnx", "--calib", digits / "calib.npz", *FAST, "--no-verify",
+               "-o", out, "-q").exit_code == 0
+    before = (out / "report.json").read_bytes()
+    monkeypatch.chdir(tmp_path)       # the original model is not beside OUT nor here
+    y = np.load(DIGITS_EVAL)["y"]
+    args, words = {
+        "not an OUT": ([tmp_path, "--eval", DIGITS_EVAL], "not a qdeploy output folder"),
+        "model not found": ([out, "--eval", DIGITS_EVAL], "cannot find the original digits_cnn.onnx"),
+        "eval missing": ([out, "--eval", tmp_path / "none.npz", "--model", digits / "digits_cnn.onnx"],
+                         "no such .npz/.npy file"),
+        "labels range": ([out, "--eval", DIGITS_EVAL, "--model", digits / "digits_cnn.onnx",
+                          "--labels", _npy(tmp_path, y * 3, "y.npy")], "10 classes"),
+    }[case]
+    assert_error(cli("report", *args), words)
+    assert (out / "report.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("sibling", [True, False])
+def test_drift_is_accepted_only_when_another_runtime_runs_the_file_exactly(sibling, digits, tmp_path, fake):
+    """A backend that rounds per op its own way ("sibling" rule, like LiteRT beside TFLite
+    Micro) may be 3 LSB off end to end when another runtime of the same file is exact."""
+    from qdeploy.emit import Artefact
+    from qdeploy.report import verify
+    backends = {"fake": f"{fake_artefact.__name__}:run"}
+    if sibling:
+        backends["fake-exact"] = f"{fake_artefact.__name__}:run_exact"
+    fake.setitem(fake_artefact.ARTEFACTS, "fake", Artefact("fake", fake_artefact.PATH, fake_artefact.__name__,
+                                                           ("arm",), backends, "a test artefact"))
+    fake.setattr(verify, "DRIFTING", {"fake": "sibling"})
+    fake.setenv("FAKE_LSB", "3")
+    res = cli("quantize", digits / "digits_cnn.onnx", "--calib", digits / "calib.npz", *FAST,
+              "--emit", "fake", "-o", tmp_path / "o", "-q")
+    if not sibling:
+        assert_error(res, "backend 'fake'", "no other runtime of the same file agrees")
+        return
+    assert res.exit_code == 0, res.stderr
+    recs = {v["backend"]: v for v in json.loads((tmp_path / "o" / "report.json").read_text())["verification"]}
+    assert recs["fake"]["status"] == "drifts" and recs["fake-exact"]["status"] == "bit-exact"
+    assert recs["fake"]["outputs"]["logits"]["max_lsb"] == 3
