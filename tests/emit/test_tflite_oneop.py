@@ -42,6 +42,7 @@ EXPECT = {   # case -> builtins the file must hold (exactly these, in this order
     "depth_to_space": ["GATHER", "DEPTH_TO_SPACE"], "space_to_depth": ["SPACE_TO_DEPTH"],
     "flatten_fc": ["CONV_2D", "RESHAPE", "FULLY_CONNECTED"], "reduce_mean": ["MEAN"],
     "conv_transpose": ["TRANSPOSE_CONV", "STRIDED_SLICE"], "conv_transpose_same": ["TRANSPOSE_CONV"],
+    "conv_transpose_grouped": ["SPLIT", "TRANSPOSE_CONV", "TRANSPOSE_CONV", "CONCATENATION", "STRIDED_SLICE"],
     "prelu": ["PRELU"], "max": ["QUANTIZE", "QUANTIZE", "MAXIMUM"],
     "min": ["QUANTIZE", "QUANTIZE", "MINIMUM"], "avgpool": ["AVERAGE_POOL_2D", "STRIDED_SLICE"],
     "transpose_hw": ["TRANSPOSE"], "channel_shuffle": ["GATHER"], "sub": ["SUB"], "mul": ["MUL"],
@@ -122,3 +123,16 @@ def test_lut_equals_its_table_on_all_256_inputs(case):
     x = np.arange(-128, 128, dtype=np.int8).reshape(qg.tensors[node.inputs[0]].shape)
     got = run_int(blob, [x])[0]
     np.testing.assert_array_equal(got.reshape(-1), np.asarray(node.params["table"]).astype(np.int8))
+
+
+def test_grouped_conv_split_per_group_is_bit_exact(monkeypatch):
+    """The per-group split (for runtimes without grouped CONV_2D) stays exact."""
+    from qdeploy.emit.tflite import ops
+    monkeypatch.setattr(ops, "SPLIT_GROUPS", True)
+    qg, x = case_graph("grouped_s2")
+    blob = build(qg)
+    assert "SPLIT" in builtins(blob) and builtins(blob)[-1] == "CONCATENATION"
+    want = run(qg, x)
+    got = run_blob(blob, qg, x, tflm_invoker(blob))
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])

@@ -43,6 +43,12 @@ def _conv_transpose_same(rng):
         {"x": (1, 4, 5, 5)}, {"W": _w(rng, 4, 3, 3, 3), "B": _w(rng, 3, scale=0.1)}
 
 
+def _conv_transpose_grouped(rng):
+    return [helper.make_node("ConvTranspose", ["x", "W", "B"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1],
+                             output_padding=[1, 1], group=2)], \
+        {"x": (1, 4, 5, 5)}, {"W": _w(rng, 4, 3, 3, 3), "B": _w(rng, 6, scale=0.1)}
+
+
 def _grouped3(rng):
     return _conv(rng, cin=6, cout=9, k=3, group=3, pads=[1, 1, 1, 1], strides=[2, 2])
 
@@ -89,6 +95,7 @@ EXTRA = {
     "resize_linear_asym": _resize("linear", coordinate_transformation_mode="asymmetric"),
     "flatten_fc": _flatten_fc,
     "conv_transpose_same": _conv_transpose_same,
+    "conv_transpose_grouped": _conv_transpose_grouped,
     "reduce_mean_keep": _node("ReduceMean", axes=[2, 3], keepdims=1),
 }
 

@@ -192,11 +192,14 @@ def _grouped(p: Placed, n: QNode, x: int, wo, ws, group: int, geo: dict, rng) ->
 
 
 def transpose_conv2d(p: Placed, n: QNode) -> None:
+    """TRANSPOSE_CONV (SAME when TFLite's crop is the node's, else VALID on the whole
+    scatter grid and an exact STRIDED_SLICE crop); groups as SPLIT + one TRANSPOSE_CONV
+    per group + CONCATENATION (TFLite's TRANSPOSE_CONV has no groups)."""
     a = n.attrs
     xt, wt, yt = (p.qg.tensors[k] for k in (n.inputs[0], n.inputs[1], n.outputs[0]))
-    if list(a["dilations"]) != [1, 1] or a.get("group", 1) != 1:
-        raise Unsupported("TFLite TRANSPOSE_CONV has no dilation or groups; use a dilation-1, "
-                          "group-1 ConvTranspose")
+    if list(a["dilations"]) != [1, 1]:
+        raise Unsupported("TFLite TRANSPOSE_CONV has no dilation; use a dilation-1 ConvTranspose")
+    w = p.w
     x = p.get(n.inputs[0], "nhwc")
     (sh, sw), (kh, kw) = a["strides"], wt.shape[2:]
     h, wd = xt.shape[2:]
@@ -204,8 +207,6 @@ def transpose_conv2d(p: Placed, n: QNode) -> None:
     top, left = a["pads"][0], a["pads"][1]
     lo, hi = int(n.params.get("act_min", -128)), int(n.params.get("act_max", 127))
     rng = None if (lo, hi) == (-128, 127) else (lo, hi)   # explicit clamps (no fused activation)
-    ws = wt.scale.reshape(-1)
-    wi = p.w.const(n.inputs[1], wt.data.transpose(0, 2, 3, 1), "int8", ws, np.zeros(ws.size, np.int64), 0)
     # TFLite SAME crops total//2 at the top of a (ceil(out/s) - 1) * s + k grid
     tot = [max((-(-o // s) - 1) * s + k - o, 0) for o, s, k in ((oh, sh, kh), (ow, sw, kw))]
     if [top, left] == [tot[0] // 2, tot[1] // 2] and [-(-oh // sh), -(-ow // sw)] == [h, wd]:
@@ -214,10 +215,28 @@ def transpose_conv2d(p: Placed, n: QNode) -> None:
         pad = 1
         full = [1, max((h - 1) * sh + kh, top + oh), max((wd - 1) * sw + kw, left + ow), yt.shape[1]]
     crop = full[1:3] != [oh, ow]
+    group = int(a.get("group", 1))
     y = p.like(f"{n.outputs[0]}_full", n.outputs[0], full) if crop else _raw(p, n, "nhwc", rng)
-    p.w.op("TRANSPOSE_CONV", [p.w.const(f"{n.name}_output_shape", np.array(full, np.int32)), wi, x,
-                              _bias(p, n.inputs[2])], [y],
-           padding=pad, strideH=sh, strideW=sw, fusedActivationFunction=ACT.NONE)
+    og, cg = wt.shape[0] // group, xt.shape[1] // group
+    parts = [x]
+    if group > 1:
+        parts = [p.like(f"{n.inputs[0]}_g{g}", n.inputs[0], [1, h, wd, cg]) for g in range(group)]
+        w.op("SPLIT", [w.const(f"{n.name}_split_axis", np.array(3, np.int32)), x], parts, numSplits=group)
+    ws, bt = wt.scale.reshape(-1), p.qg.tensors[n.inputs[2]]
+    outs = []
+    for g, xg in enumerate(parts):
+        sl = slice(g * og, (g + 1) * og)
+        wi = w.const(f"{n.inputs[1]}_g{g}", wt.data[sl].transpose(0, 2, 3, 1), "int8", ws[sl],
+                     np.zeros(og, np.int64), 0)
+        bi = w.const(f"{n.inputs[2]}_g{g}", bt.data[sl].astype(np.int32), "int32",
+                     bt.scale.reshape(-1)[sl], np.zeros(og, np.int64), 0)
+        yg = y if group == 1 else p.like(f"{n.outputs[0]}_g{g}", n.outputs[0], full[:3] + [og])
+        w.op("TRANSPOSE_CONV", [w.const(f"{n.name}_output_shape", np.array(full[:3] + [og], np.int32)), wi,
+                                xg, bi], [yg], padding=pad, strideH=sh, strideW=sw,
+             fusedActivationFunction=ACT.NONE)
+        outs.append(yg)
+    if group > 1:
+        w.op("CONCATENATION", outs, [y], axis=3, fusedActivationFunction=ACT.NONE)
     if crop:
         c = _raw(p, n, "nhwc", rng)
         _strided_slice(p, y, c, [0, top, left, 0], [1, top + oh, left + ow, full[3]], [1, 1, 1, 1])
