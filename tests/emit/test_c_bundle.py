@@ -135,3 +135,21 @@ def test_quantize_summary_prints_the_arena(tmp_path):
     assert res.exit_code == 0, res.stderr
     arena = json.loads((tmp_path / "o" / "manifest.json").read_text())["memory"]["arena_bytes"]
     assert f"C bundle: arena {arena} B" in res.stdout
+
+
+def test_data_movement_is_fused_and_flatten_keeps_nhwc(tmp_path):
+    """ShuffleNet's reshape -> transpose -> reshape and SPP's flatten -> concat are composed
+    into the copies that fill the concat/split (no intermediate tensor stored); a Flatten
+    read only by a FullyConnected keeps the NHWC order (weight columns permuted, no copy).
+    Bit-exactness of all three is checked by test_c_corpus / test_c_ops; here, the schedule."""
+    def schedule(qg):
+        return build(qg, EmitContext(load_target("arm"), None, "m", "test")).files["c/model.c"].decode()
+    shuffle = schedule(corpus_qgraph("shufflenet_v2", "arm"))
+    # unfused: 8 concat inputs + 8 reshapes + 4 transposes + 2 split outputs + 2 slices = 24 copies
+    assert "/* transpose" not in shuffle and "/* concat" not in shuffle and shuffle.count("qd_copy(") <= 10
+    spp = schedule(corpus_qgraph("he2014", "arm"))
+    assert "/* reshape" not in spp and spp.count("qd_copy(") == 3   # the three pools into the concat
+    m, x, _ = build_case("gemm")
+    _, qg = pipeline(m, x, "arm")
+    flat = schedule(qg)
+    assert "qd_copy(" not in flat and "qd_fully_connected(" in flat

@@ -9,7 +9,7 @@ import numpy as np
 
 from ...errors import QDeployError
 from . import layout
-from .lower import LOWER, SCRATCH, Builder, Ref
+from .lower import LOWER, SCRATCH, Builder, Ref, find_flattens
 from .names import comment
 from ..arena import Buffer, plan as place
 
@@ -72,7 +72,11 @@ def build(qg, ctx) -> Bundle:
         raise QDeployError(f"the C bundle expresses the arm and fpga arithmetic; target '{qg.target}' uses "
                            f"'{profile}' (drop 'c' from --emit)")
     body, ins, outs = _schedule(qg)
-    b = Builder(qg, profile)
+    readers: dict[str, list] = {}
+    for n in qg.nodes:
+        for i in n.inputs:
+            readers.setdefault(i, []).append(n)
+    b = Builder(qg, profile, flat=find_flattens(qg), readers=readers)
     b.used.update({"model_invoke", "model_invoke_arena", "model_arena"})
     layer_names = set()
     from .names import identifier
@@ -95,14 +99,14 @@ def build(qg, ctx) -> Bundle:
             loc[t] = ("out", d["offset"])
         else:
             copies.append(d)
+    # lifetimes from the buffers the kernel calls touch (a tensor that data movement was
+    # fused through is never touched, so never placed)
     first, last = {}, {}
-    for i, n in enumerate(body):
-        for t in n.outputs:
-            first.setdefault(t, i)
-            last[t] = max(last.get(t, i), i)
-        for t in n.inputs:
-            if t in first:
-                last[t] = max(last[t], i)
+    for s in b.steps:
+        for a in s.args:
+            if isinstance(a, Ref) and a != SCRATCH:
+                first.setdefault(a.tensor, s.node)
+                last[a.tensor] = max(last.get(a.tensor, s.node), s.node)
     end = len(body)
     for d in copies:
         if d["tensor"] in first:

@@ -58,6 +58,10 @@ class Builder:
     _const: dict = field(default_factory=dict)
     node_index: int = 0
     layer: str = ""
+    flat: dict = field(default_factory=dict)      # 2-D tensor -> the 4-D shape whose NHWC order it keeps
+    readers: dict = field(default_factory=dict)   # tensor -> the nodes that read it
+    virtual: dict = field(default_factory=dict)   # tensor -> its elements' encoded sources (never stored)
+    tids: list = field(default_factory=list)      # source tensor of each encoding id
 
     @property
     def fpga(self) -> bool:
@@ -216,8 +220,11 @@ def fully_connected(b: Builder, n):
     if len(x.shape) != 2 or len(y.shape) != 2:
         raise QDeployError(f"node '{n.name}' (FullyConnected): input {_shape(x.shape)} is not 2-D; "
                            "the C bundle takes [1, K] (flatten first)")
+    wdata = np.asarray(w.data)
+    if n.inputs[0] in b.flat:   # columns in the NHWC order of the flattened tensor
+        wdata = wdata[:, np.argsort(layout.offsets(b.flat[n.inputs[0]]).reshape(-1))]
     fields = {"in_features": k, "out_features": m, "in_zp": x.zp,
-              "weights": b.array(w.data, "int8_t", f"{b.layer} weights", b.layer + "_w"),
+              "weights": b.array(wdata, "int8_t", f"{b.layer} weights", b.layer + "_w"),
               "bias": _folded_bias(b, n, np.asarray(w.data), x.zp), "rq": _requant(b, n, m)}
     b.step("qd_fully_connected", "qd_fc_params", fields, [b.ref(n.inputs[0]), b.ref(n.outputs[0])],
            f"fully connected {k} -> {m}")
@@ -424,25 +431,83 @@ def _simulate(b: Builder, n, ins: list[np.ndarray]) -> list[np.ndarray]:
     return fn(n, ins + [None] * (len(n.inputs) - len(ins)), b.qg)
 
 
+def find_flattens(qg) -> dict:
+    """Flatten -> FullyConnected without a transpose at run time: a Reshape [1,C,H,W] ->
+    [1, C*H*W] read only by FullyConnected nodes keeps the 4-D tensor's NHWC byte order
+    (the reshape is then a no-op), and those layers' weight columns are permuted to match
+    (:func:`fully_connected`). Returns {2-D tensor: 4-D shape}."""
+    readers: dict[str, list] = {}
+    for n in qg.nodes:
+        for i in n.inputs:
+            readers.setdefault(i, []).append(n)
+    flat = {}
+    for n in qg.nodes:
+        if n.op != "Reshape":
+            continue
+        x, y = qg.tensors[n.inputs[0]], qg.tensors[n.outputs[0]]
+        rs = readers.get(n.outputs[0], [])
+        if (len(x.shape) == 4 and x.shape[0] == 1 and x.shape[2] * x.shape[3] > 1 and tuple(y.shape) ==
+                (1, int(np.prod(x.shape[1:]))) and rs and not x.is_const
+                and all(r.op == "FullyConnected" and r.inputs[0] == n.outputs[0] for r in rs)):
+            flat[n.outputs[0]] = tuple(x.shape)
+    return flat
+
+
+MOVES = ("Concat", "Split", "Slice", "Pad", "Reshape", "Transpose", "DepthToSpace", "SpaceToDepth")
+
+
+def _is_move(b: Builder, n) -> bool:
+    return (n.op in MOVES or (n.op == "Resize" and n.attrs.get("mode") == "nearest")) \
+        and not (n.op == "Reshape" and n.outputs[0] in b.flat)
+
+
+def _encoded(b: Builder, name: str) -> np.ndarray:
+    """Every logical element of ``name`` as (source tensor id << 32 | byte offset)."""
+    if name in b.virtual:
+        return b.virtual[name]
+    if name not in b.tids:
+        b.tids.append(name)
+    return layout.offsets(b.t(name).shape) + (np.int64(b.tids.index(name)) << 32)
+
+
+def _fusable(b: Builder, n, out: str) -> bool:
+    """Data movement into a tensor that only data movement reads is composed with its
+    readers instead of stored (ShuffleNet's reshape/transpose/reshape, SPP's flatten +
+    concat): no copy, no buffer. Not across a padding fill or a concat's clamp."""
+    rs = b.readers.get(out, [])
+    narrowed = n.op == "Concat" and (int(n.params.get("act_min", -128)) > -128 or int(n.params.get("act_max", 127)) < 127)
+    return bool(rs) and n.op != "Pad" and not narrowed and all(_is_move(b, r) for r in rs)
+
+
 def move(b: Builder, n):
-    srcs = [i for i in n.inputs[:1 if n.op not in ("Concat",) else None]]
-    encoded = [layout.offsets(b.t(s).shape) + k * _SHIFT for k, s in enumerate(srcs)]
-    outs = _simulate(b, n, encoded)
+    if n.op == "Reshape" and n.outputs[0] in b.flat and n.inputs[0] not in b.virtual:   # NHWC order kept
+        size = _size(b.t(n.outputs[0]).shape)
+        b.step("qd_copy", "qd_walk", {"ndim": 1, "dims": [size], "s": [[1], [1], [0]]},
+               [b.ref(n.inputs[0]), b.ref(n.outputs[0])], f"flatten {_shape(b.t(n.inputs[0]).shape)} (NHWC order kept)",
+               skip_if_same=(n.outputs[0], n.inputs[0]))
+        b.inplace[n.outputs[0]] = n.inputs[0]
+        return
+    srcs = list(n.inputs) if n.op == "Concat" else n.inputs[:1]
+    outs = _simulate(b, n, [_encoded(b, s) for s in srcs])
     for out, v in zip(n.outputs, outs):
         y = b.t(out)
-        vm = layout.to_memory(np.asarray(v, np.int64).reshape(y.shape))
+        v = np.asarray(v, np.int64).reshape(y.shape)
+        if _fusable(b, n, out):
+            b.virtual[out] = v
+            continue
+        vm = layout.to_memory(v)
+        ids = sorted({int(i) for i in np.unique(vm[vm >= 0] >> 32)})
         what = f"{n.op.lower()} {', '.join(_shape(b.t(s).shape) for s in srcs)} -> {_shape(y.shape)}"
         if (vm < 0).any():
             b.step("qd_fill", None, None, [str(vm.size), f"(int8_t){int(n.params['value'])}", b.ref(out)],
                    f"{what}: padding value")
-        for k, s in enumerate(srcs):
+        for k in ids:
+            s = b.tids[k]
             mask = (vm >= 0) & ((vm >> 32) == k)
-            if not mask.any():
-                continue
             dst = np.flatnonzero(mask)
             src = vm[mask] & (_SHIFT - 1)
             w = layout.walk(dst, src)
-            identity = (len(srcs) == 1 and dst.size == vm.size == _size(b.t(s).shape)
+            identity = (len(ids) == 1 and dst.size == vm.size == _size(b.t(s).shape)
                         and np.array_equal(src, dst))
             if w is not None:
                 (bd, bs), dims, strides = w
