@@ -11,6 +11,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from onnx import helper
 
 from qdeploy.emit import EmitContext
 from qdeploy.emit.c import build
@@ -22,6 +23,7 @@ from tests.cli_helpers import DIGITS_CALIB, DIGITS_EVAL, DIGITS_MODEL
 from tests.emit import c_bundle
 from tests.emit.corpus_qgraphs import corpus_qgraph
 from tests.emit.qdq_oneop import build_case
+from tests.helpers import model
 from tests.quant.oneop import pipeline
 
 HOSTILE = ['a"b', "*/ int x; /*", "??/\nnext", "line\nbreak\\", "caf\u00e9 \u2603", "int", "for",
@@ -149,7 +151,16 @@ def test_data_movement_is_fused_and_flatten_keeps_nhwc(tmp_path):
     assert "/* transpose" not in shuffle and "/* concat" not in shuffle and shuffle.count("qd_copy(") <= 10
     spp = schedule(corpus_qgraph("he2014", "arm"))
     assert "/* reshape" not in spp and spp.count("qd_copy(") == 3   # the three pools into the concat
-    m, x, _ = build_case("gemm")
+    rng = np.random.default_rng(0)
+    m = model([helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]),
+               helper.make_node("Flatten", ["c"], ["f"]), helper.make_node("Gemm", ["f", "G"], ["y"], transB=1)],
+              {"x": (1, 3, 5, 5)}, ["y"], {"W": rng.normal(size=(4, 3, 3, 3)).astype(np.float32),
+                                           "G": rng.normal(size=(6, 100)).astype(np.float32)})
+    x = {"x": rng.uniform(-1, 1, (4, 3, 5, 5)).astype(np.float32)}
     _, qg = pipeline(m, x, "arm")
     flat = schedule(qg)
     assert "qd_copy(" not in flat and "qd_fully_connected(" in flat
+    c_bundle.write(qg, "arm", tmp_path)
+    exe = c_bundle.compile_harness(tmp_path / "c", "gcc", ["-O1"], tmp_path / "h")
+    want = c_bundle.reference_blocks(qg, x)
+    np.testing.assert_array_equal(c_bundle.run_harness(exe, c_bundle.int8_blocks(qg, x), want.shape[1]), want)
