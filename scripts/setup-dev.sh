@@ -12,7 +12,7 @@ PY="${PYTHON:-python3}"
 # apt: the C bundle's compilers and the Cortex-M toolchain + QEMU (tests/emit/, examples/firmware/),
 # headless Chromium (tests/report/test_report_html.py renders report.html).
 # Only what is missing is installed; `apt-get update` once, waiting for another apt's lock.
-APT_PKGS="make gcc clang valgrind gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm chromium"
+APT_PKGS="make cmake gcc clang valgrind gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm chromium"
 missing=""
 for p in $APT_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -23,4 +23,4 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $missing
 fi
 "$PY" -c "import qdeploy, onnxruntime, hypothesis, torch"
-command -v make gcc clang valgrind arm-none-eabi-gcc qemu-system-arm chromium >/dev/null
+command -v make cmake gcc clang valgrind arm-none-eabi-gcc qemu-system-arm chromium >/dev/null

@@ -164,3 +164,17 @@ def test_data_movement_is_fused_and_flatten_keeps_nhwc(tmp_path):
     exe = c_bundle.compile_harness(tmp_path / "c", "gcc", ["-O1"], tmp_path / "h")
     want = c_bundle.reference_blocks(qg, x)
     np.testing.assert_array_equal(c_bundle.run_harness(exe, c_bundle.int8_blocks(qg, x), want.shape[1]), want)
+
+
+def test_cmake_builds_the_example(tmp_path):
+    """The bundle's CMakeLists.txt: configure, build, run example_main (zero-point input)."""
+    qg = corpus_qgraph("squeezenet", "fpga")
+    c_bundle.write(qg, "fpga", tmp_path)
+    build_dir = tmp_path / "build"
+    for cmd in (["cmake", "-S", str(tmp_path / "c"), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release"],
+                ["cmake", "--build", str(build_dir)]):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    r = subprocess.run([str(build_dir / "example_main")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("output 0:")
+    assert len(r.stdout.split()) == 2 + int(np.prod(qg.tensors[qg.outputs[0]].shape))
