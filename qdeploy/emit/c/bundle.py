@@ -160,7 +160,7 @@ def build(qg, ctx) -> Bundle:
             "profile": profile, "fpga": profile == "fpga", "arena": plan.size, "lower_bound": plan.lower_bound,
             "algorithm": plan.algorithm, "weights": weights, "flash": weights + code, "code": code, "ram": ram,
             "inputs": in_io, "outputs": out_io, "in_bytes": in_bytes, "out_bytes": out_bytes,
-            "recipe": _recipe_lines(ctx.recipe), "steps": steps, "arrays": b.arrays,
+            "recipe": _recipe_lines(ctx.recipe), "recipe_defines": _recipe_defines(ctx.recipe), "steps": steps, "arrays": b.arrays,
             "runtime_sources": list(RUNTIME_SOURCES), "cvalue": cvalue, "carray": carray}
     env = jinja2.Environment(loader=jinja2.PackageLoader("qdeploy.emit.c", "templates"), keep_trailing_newline=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -191,6 +191,22 @@ def _recipe_lines(recipe) -> list[str]:
         if k in recipe and recipe[k] is not None:
             lines.append(f"{k}: {comment(recipe[k], 90)}")
     return lines
+
+
+def _recipe_defines(recipe) -> list[tuple[str, str]]:
+    """The numbers of the input recipe as C defines: x = (pixel * SCALE - MEAN[c]) / STD[c]."""
+    out = []
+    if not recipe:
+        return out
+    if recipe.get("size"):
+        out += [("MODEL_INPUT_IMAGE_HEIGHT", str(int(recipe["size"][0]))), ("MODEL_INPUT_IMAGE_WIDTH", str(int(recipe["size"][1])))]
+    if isinstance(recipe.get("scale"), (int, float)):
+        out.append(("MODEL_INPUT_PIXEL_SCALE", f"{float(recipe['scale']):.9g}f"))
+    for k in ("mean", "std"):
+        v = recipe.get(k)
+        if isinstance(v, (list, tuple)) and all(isinstance(e, (int, float)) for e in v):
+            out.append((f"MODEL_INPUT_{k.upper()}", "{" + ", ".join(f"{float(e):.9g}f" for e in v) + "}"))
+    return out
 
 
 def _check_memory(target, plan, sizes, ram, flash, in_bytes, out_bytes, b):
