@@ -125,17 +125,19 @@ def atomic_dir(path: str | os.PathLike):
     path = Path(path).resolve()
     refuse_cwd(path, "output folder")
     made = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
-    with deferred():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        os.chmod(tmp, 0o777 & ~_umask())
-        _step("created")
+    tmp = None
     try:
+        with deferred():   # a signal held back here arrives inside the try: cleaned up below
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+            os.chmod(tmp, 0o777 & ~_umask())
+            _step("created")
         yield tmp
         _step("written")
     except BaseException:
         with deferred():
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
             _rmdirs(made)
             _step("cleaned")
         raise

@@ -7,9 +7,9 @@ signal: 130 for SIGINT, 143 for SIGTERM), with nothing half-written.
 - :func:`handling` is active while a command runs: SIGINT and SIGTERM raise
   :class:`Interrupted` (a ``KeyboardInterrupt``), so every ``finally`` and
   clean-up runs (``fsutil.atomic_dir`` removes its temporary folder).
-- :func:`deferred` blocks both signals over a few steps that must not be cut
-  in two (the renames that replace an output folder); a signal that arrives
-  meanwhile is delivered right after.
+- :func:`deferred` holds both signals back over a few steps that must not be
+  cut in two (the renames that replace an output folder); a signal that
+  arrives meanwhile is delivered right after.
 """
 from __future__ import annotations
 
@@ -72,21 +72,34 @@ def handling():
 
 @contextlib.contextmanager
 def deferred():
-    """SIGINT and SIGTERM held back inside the block, delivered after it."""
-    if not hasattr(signal, "pthread_sigmask"):
+    """SIGINT and SIGTERM held back inside the block, delivered after it. (Python
+    runs signal handlers in the main thread only, so swapping the handlers holds
+    them back reliably; blocking them with ``pthread_sigmask`` would not: the
+    kernel hands a process signal to any thread that does not block it, e.g.
+    onnxruntime's pool, and Python then runs the handler anyway.)"""
+    if not _main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    pending: list[int] = []
+    saved = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        restore(saved)
+        if pending:
+            _deliver(pending[0], saved[pending[0]])
 
 
-def message(e: BaseException) -> tuple[str, int]:
-    """The line and exit code for an interruption."""
-    return "interrupted", getattr(e, "exit_code", 130)
+def _deliver(signum: int, handler) -> None:
+    """What the handler that was in place would have done."""
+    if callable(handler):
+        handler(signum, None)
+    elif handler == signal.SIG_DFL:
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signum)
 
 
 def is_console_script() -> bool:
+    """Running as the ``qdeploy`` command (not imported by other Python code)."""
     return os.path.basename(sys.argv[0] if sys.argv else "") == "qdeploy"

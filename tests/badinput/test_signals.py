@@ -1,0 +1,96 @@
+"""SIGINT and SIGTERM at every step of writing OUT (driven by a hook at each
+step of ``fsutil.atomic_dir``, not by sleeps): the command prints ``interrupted``
+and exits 130 / 143; OUT is the old one, byte for byte, or the complete new
+one; no temporary sibling survives. And a Ctrl-C during start-up (while onnx
+is imported) is ``interrupted``, exit 130, no traceback."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from qdeploy import fsutil, pipeline
+from tests.cli_helpers import cli, folder_bytes
+from tests.helpers import ROOT
+
+STEPS = ("created", "written", "old-moved", "new-moved", "old-removed")
+SIGNALS = {"SIGINT": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 143)}
+
+
+def _complete(out) -> bool:
+    """OUT holds every file its manifest lists, with the sizes written there."""
+    import json
+    m = json.loads((out / "manifest.json").read_text())
+    return all((out / f).is_file() and (out / f).stat().st_size == r["bytes"] for f, r in m["artefacts"].items())
+
+
+def _quantize_interrupted(w, monkeypatch, at, signum, code, existing=True):
+    if not existing:
+        shutil.rmtree(w / "out")
+    old = folder_bytes(w / "out") if existing else None
+
+    def hook(step):
+        if step == at:
+            os.kill(os.getpid(), signum)
+    monkeypatch.setattr(fsutil, "STEP_HOOK", hook)
+    res = cli("quantize", "m.onnx", "--calib", "c.npz", "--limit", "4", "-o", "out", "-q")
+    assert (res.exit_code, res.stderr) == (code, "interrupted\n"), (res.exit_code, res.stderr, res.exception)
+    assert not [p.name for p in w.iterdir() if p.name.startswith(".out.")]   # no temporary sibling
+    return old
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=SIGNALS.keys())
+@pytest.mark.parametrize("at", STEPS)
+def test_signal_while_replacing_out(w, monkeypatch, at, sig):
+    signum, code = SIGNALS[sig]
+    old = _quantize_interrupted(w, monkeypatch, at, signum, code)
+    now = folder_bytes(w / "out")
+    if at in ("created", "written"):
+        assert now == old                      # interrupted before the swap: the old OUT, byte for byte
+    else:
+        assert now == old or _complete(w / "out")   # held back over the swap: the complete new one
+
+
+@pytest.mark.parametrize("at", ("created", "written", "new-moved"))
+def test_signal_while_writing_a_new_out(w, monkeypatch, at):
+    _quantize_interrupted(w, monkeypatch, at, signal.SIGINT, 130, existing=False)
+    assert not (w / "out").exists() or _complete(w / "out")
+
+
+def test_signal_between_two_artefact_files(w, monkeypatch):
+    """Interrupted after the first file of OUT is written: the old OUT stays."""
+    old = folder_bytes(w / "out")
+    calls = []
+    real = pipeline.write_bytes
+
+    def write(path, data):
+        calls.append(path)
+        real(path, data)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+    monkeypatch.setattr(pipeline, "write_bytes", write)
+    res = cli("quantize", "m.onnx", "--calib", "c.npz", "--limit", "4", "-o", "out", "-q")
+    assert (res.exit_code, res.stderr) == (143, "interrupted\n")
+    assert folder_bytes(w / "out") == old
+    assert sorted(p.name for p in w.iterdir() if p.name.startswith(".")) == []
+
+
+def test_ctrl_c_during_startup_imports(tmp_path):
+    """SIGINT while `import onnx` runs inside `import qdeploy.cli` (the console
+    script's start-up): one line `interrupted`, exit 130."""
+    code = ("import builtins, os, signal, sys\n"
+            "sys.argv = ['qdeploy', 'targets']\n"
+            "real = builtins.__import__\n"
+            "def imp(name, *a, **k):\n"
+            "    if name == 'onnx':\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "    return real(name, *a, **k)\n"
+            "builtins.__import__ = imp\n"
+            "from qdeploy.cli import main\n"
+            "main()\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=120)
+    assert (res.returncode, res.stderr, res.stdout) == (130, "interrupted\n", "")
