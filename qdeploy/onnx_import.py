@@ -273,7 +273,7 @@ def _infer(model: onnx.ModelProto, consts=None) -> tuple[dict[str, tuple[int, ..
     for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
         tt = vi.type.tensor_type
         if tt.elem_type:
-            dtypes[vi.name] = str(helper.tensor_dtype_to_np_dtype(tt.elem_type))
+            dtypes[vi.name] = _np_dtype(tt.elem_type) or "float32"
         if tt.HasField("shape"):
             dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
             if all(d is not None for d in dims):
@@ -288,7 +288,7 @@ def _fold(model: onnx.ModelProto, opset: int, where: str = "model") -> tuple[dic
     as Paddle's and PyTorch's heads do) folds in a later round. When ONNX shape
     inference still leaves the input of a Shape/Size open, one onnxruntime run
     at the fixed input shapes gives it (every dim is static by then)."""
-    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    consts = {t.name: _array(t, where, "initializer") for t in model.graph.initializer}
     nodes = list(model.graph.node)
     ran: dict[str, tuple[int, ...]] = {}      # shapes onnxruntime gave
     while True:
@@ -376,7 +376,8 @@ def _fold_round(nodes: list[onnx.NodeProto], consts: dict[str, np.ndarray],
                                f"constants up to {FOLD_MAX_ELEMENTS:,} elements: check the shape it is given")
         elif node.op_type == "ConstantOfShape" and src in consts:
             # numpy directly: old exports make every weight this way (onnx.reference is slow at it)
-            value = numpy_helper.to_array(a["value"]).reshape(-1) if "value" in a else np.zeros(1, np.float32)
+            value = _array(a["value"], where, f"node '{node.name}' value").reshape(-1) if "value" in a \
+                else np.zeros(1, np.float32)
             outs = [np.full(tuple(int(d) for d in consts[src]), value[0], dtype=value.dtype)]
         elif node.op_type == "Size" and known is not None:
             outs = [np.array(int(np.prod(known)), dtype=np.int64)]
@@ -399,7 +400,7 @@ def _fold_round(nodes: list[onnx.NodeProto], consts: dict[str, np.ndarray],
 
 def _constant_value(node: onnx.NodeProto, a: dict) -> np.ndarray:
     if "value" in a:
-        return numpy_helper.to_array(a["value"])
+        return _array(a["value"], f"node '{node.name}' (Constant)", "value")
     for key, dt in (("value_float", np.float32), ("value_int", np.int64)):
         if key in a:
             return np.array(a[key], dtype=dt)
@@ -529,8 +530,51 @@ def _check_names(model: onnx.ModelProto, where: str) -> None:
                                "(zero elements); a weight needs every dimension >= 1: re-export the model")
 
 
+def _np_dtype(elem_type: int) -> str | None:
+    """numpy's name of an ONNX element type; None for an unknown one."""
+    try:
+        return str(helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _array(t: onnx.TensorProto, where: str, what: str) -> np.ndarray:
+    """A tensor's data; one that does not hold what its dims and type say is one line."""
+    try:
+        return numpy_helper.to_array(t)
+    except MemoryError:
+        raise
+    except Exception as e:
+        raise QDeployError(f"{where}: {what} '{t.name}' (type {t.data_type}, dims "
+                           f"{'x'.join(map(str, t.dims)) or 'scalar'}) does not hold readable data "
+                           f"({type(e).__name__}: {' '.join(str(e).split())[:80]}); re-export the model") from None
+
+
+def _check_values(model: onnx.ModelProto, where: str) -> None:
+    """Graph inputs are float32 tensors, and no float attribute is NaN (nor
+    infinite, except a Clip bound): the passes compute integers from them."""
+    inits = {t.name for t in model.graph.initializer}
+    for i in model.graph.input:
+        if i.name in inits or not i.type.HasField("tensor_type"):
+            continue
+        et = i.type.tensor_type.elem_type
+        if et != onnx.TensorProto.FLOAT:
+            name = onnx.TensorProto.DataType.Name(et) if et in onnx.TensorProto.DataType.values() else str(et)
+            raise QDeployError(f"{where}: input '{i.name}' has element type {name}; qdeploy takes float32 "
+                               "inputs (re-export the model with a float32 input)")
+    for n in model.graph.node:
+        for a in n.attribute:
+            vals = [a.f] if a.type == onnx.AttributeProto.FLOAT else \
+                list(a.floats) if a.type == onnx.AttributeProto.FLOATS else []
+            bad = [v for v in vals if np.isnan(v) or (np.isinf(v) and n.op_type != "Clip")]
+            if bad:
+                raise QDeployError(f"{where}: node '{n.name}' ({n.op_type}) has attribute {a.name} = {bad[0]}; "
+                                   "give a finite value and re-export")
+
+
 def _check_structure(model: onnx.ModelProto, where: str) -> None:
     _check_names(model, where)
+    _check_values(model, where)
     produced = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer} | {""}
     producers: dict[str, onnx.NodeProto] = {}
     for n in model.graph.node:
@@ -558,7 +602,6 @@ def _check_structure(model: onnx.ModelProto, where: str) -> None:
 
 
 def _shapes_by_running(model: onnx.ModelProto, names: list[str], where: str) -> dict[str, tuple[int, ...]]:
-    import onnxruntime as ort
     m = onnx.ModelProto()
     m.CopyFrom(model)
     known = {o.name for o in m.graph.output}
@@ -570,9 +613,7 @@ def _shapes_by_running(model: onnx.ModelProto, names: list[str], where: str) -> 
         tt = i.type.tensor_type
         feeds[i.name] = np.zeros([d.dim_value for d in tt.shape.dim], helper.tensor_dtype_to_np_dtype(tt.elem_type))
     try:
-        sess = ort.InferenceSession(m.SerializeToString(), ort_session.options(),
-                                    providers=["CPUExecutionProvider"])
-        res = sess.run(names, feeds)
+        res = ort_session.create(m.SerializeToString(), ort_session.options()).run(names, feeds)
     except MemoryError:
         raise
     except Exception as e:
@@ -600,6 +641,11 @@ def _check_weights(g: Graph, where: str) -> None:
                 bad = int((~np.isfinite(v)).sum())
                 raise QDeployError(f"{where}: constant '{i}' of node '{n.name}' ({n.op}) has {bad} "
                                    "NaN/Inf value(s); fix the trained weights before deploying")
+        var = g.const(n.inputs[4]) if n.op == "BatchNormalization" and len(n.inputs) > 4 else None
+        if var is not None and np.any(var + float(n.attrs.get("epsilon", 1e-5)) <= 0):
+            raise QDeployError(f"{where}: node '{n.name}' (BatchNormalization) has variance + epsilon <= 0 "
+                               f"in {int(np.sum(var + float(n.attrs.get('epsilon', 1e-5)) <= 0))} channel(s) "
+                               "(its scale would be NaN); fix the trained statistics before deploying")
 
 
 # ---------------------------------------------------------------- normalisation

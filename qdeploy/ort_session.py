@@ -2,13 +2,15 @@
 
 onnxruntime raises its own exception types with multi-line messages and logs
 warnings and errors in colour on stderr. Every session qdeploy makes goes
-through :func:`session`, which silences that log (``log_severity_level = 3``:
-errors only, and those are raised) and turns a failure to load into a
+through :func:`session`, which silences that log (``log_severity_level = 4``:
+fatal only; errors are raised) and turns a failure to load into a
 :class:`~qdeploy.errors.QDeployError` naming the model; :func:`run` does the
 same for a run and names the node when onnxruntime says which one failed.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 
 from .errors import QDeployError
@@ -20,7 +22,7 @@ def options(threads: int = 0, optimize: bool = True):
     """SessionOptions with onnxruntime's own logging silenced."""
     import onnxruntime as ort
     so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so.log_severity_level = 4   # fatal only: errors are raised (and reported in one line), not logged
     if threads:
         so.intra_op_num_threads = threads
     if not optimize:
@@ -40,12 +42,20 @@ def _node(e: BaseException) -> str:
     return f" at node '{m.group(1)}'" if m else ""
 
 
+def create(model_bytes: bytes, so=None):
+    """``onnxruntime.InferenceSession`` on the CPU, with what onnxruntime's Python
+    layer prints on a failed load ("EP Error ... Falling back", on stdout) kept
+    off the user's terminal; failures are raised as they are."""
+    import onnxruntime as ort
+    with contextlib.redirect_stdout(io.StringIO()):
+        return ort.InferenceSession(model_bytes, so or options(), providers=["CPUExecutionProvider"])
+
+
 def session(model_bytes: bytes, what: str, so=None):
     """An onnxruntime CPU session of ``model_bytes``; ``what`` names the model
     in the error."""
-    import onnxruntime as ort
     try:
-        return ort.InferenceSession(model_bytes, so or options(), providers=["CPUExecutionProvider"])
+        return create(model_bytes, so)
     except MemoryError:
         raise
     except Exception as e:
