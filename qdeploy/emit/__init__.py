@@ -86,9 +86,22 @@ def emit_all(qg, ctx: EmitContext, names: tuple[str, ...]) -> dict[str, bytes]:
     """Every file of the named artefacts, by path relative to OUT."""
     files: dict[str, bytes] = {}
     for n in names:
-        mod = importlib.import_module(ARTEFACTS[n].module)
+        mod = _import(ARTEFACTS[n].module, f"--emit {n}")
         files.update(mod.emit(qg, ctx))
     return files
+
+
+def _import(module: str, what: str):
+    """An emitter or runner module; one missing (not in this qdeploy yet) or
+    missing a package it needs is one line."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and module.startswith(e.name):
+            raise QDeployError(f"{what}: this qdeploy has no {module} yet; choose another artefact "
+                               "or backend") from None
+        raise QDeployError(f"{what}: needs the Python package '{e.name}', which is not installed "
+                           f"(pip install {str(e.name).split('.')[0]})") from None
 
 
 def backends() -> dict[str, str]:
@@ -105,4 +118,4 @@ def artefact_of(backend: str) -> Artefact | None:
 
 def load_runner(spec: str):
     mod, fn = spec.split(":")
-    return getattr(importlib.import_module(mod), fn)
+    return getattr(_import(mod, f"backend runner {spec}"), fn)

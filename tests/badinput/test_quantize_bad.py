@@ -86,3 +86,13 @@ CASES = {
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_quantize_refuses(w, case):
     run_cases(w, case)
+
+
+def test_emitter_missing_from_this_qdeploy(w, monkeypatch):
+    """An artefact in the table whose module is absent (not landed, or a broken
+    install): one line, nothing written."""
+    from qdeploy import emit
+    fake = emit.Artefact("fake", "model.fake", "qdeploy.emit.nosuch", ("arm",), {"fake": "qdeploy.emit.nosuch:run"},
+                         "a fake artefact")
+    monkeypatch.setitem(emit.ARTEFACTS, "fake", fake)
+    run_cases(w, (lambda w: Q + ["--emit", "fake", "-o", "o"], ["--emit fake", "qdeploy.emit.nosuch"]))
