@@ -75,7 +75,9 @@ def table(counts: dict, crashes: list[str], cases: int, seconds: float, seed: in
         "",
         f"{cases} mutated models (digits, mobilenet_v2, shufflenet_v2, tiny_yolo; mutations from "
         "tests/badinput/mutations.py) imported and run through the passes in "
-        f"{seconds:.0f} s: every case ends in success or one `error:` line; **{total['crash']} crashed**. "
+        f"{seconds:.0f} s: " + ("every case ended in success or one `error:` line, **none crashed**. "
+                                if not total["crash"] else f"**{total['crash']} crashed** (listed below). ")
+        + 
         "(The test suite runs 100 hypothesis examples of the same mutations: "
         "tests/badinput/test_fuzz_import.py.)",
         "",

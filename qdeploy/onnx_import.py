@@ -463,7 +463,12 @@ def import_onnx(source: str | os.PathLike | onnx.ModelProto, input_shapes: Input
     for n in list(g.nodes):
         fn = _NORMALISE.get(n.op)
         if fn is not None:
-            fn(g, n, where)
+            try:
+                fn(g, n, where)
+            except (ValueError, IndexError, KeyError, TypeError) as e:   # a model ONNX itself would reject
+                raise QDeployError(f"{where}: node '{n.name}' ({n.op}) does not fit its inputs' shapes or "
+                                   f"attributes ({type(e).__name__}: {' '.join(str(e).split())[:120]}); "
+                                   "check the model with onnx.checker.check_model(..., full_check=True)") from None
     g.remove_unused()
     _check_weights(g, where)
     _check_sizes(g, where)

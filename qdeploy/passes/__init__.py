@@ -20,6 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from ..errors import QDeployError
 from ..ir import Graph
 from . import (fold_bn, fold_affine, fold_pad, recognize_activation, fuse_activation, leaky_shift, shortcut_check,
                softmax_axis)
@@ -40,12 +43,27 @@ def run_passes(g: Graph, opts: PassOptions | None = None, only: list[str] | None
     every change is appended to ``graph.log`` as ``(pass name, message)``."""
     opts = opts or PassOptions()
     g = g.copy() if copy else g
-    for p in PIPELINE:
-        if only is not None and p.NAME not in only:
-            continue
-        for msg in p.run(g, opts):
-            g.log.append((p.NAME, msg))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # checked below instead
+        for p in PIPELINE:
+            if only is not None and p.NAME not in only:
+                continue
+            for msg in p.run(g, opts):
+                g.log.append((p.NAME, msg))
+    _check_finite(g)
     return g
+
+
+def _check_finite(g: Graph) -> None:
+    """A fold can overflow float32 (huge scales in a hostile or broken model):
+    refuse the NaN/Inf constant it made instead of quantizing it."""
+    for name, t in g.tensors.items():
+        v = t.data
+        if v is not None and v.dtype.kind == "f" and not np.all(np.isfinite(v)):
+            readers = [n for n in g.nodes if name in n.inputs]
+            at = f" of node '{readers[0].name}' ({readers[0].op})" if readers else ""
+            raise QDeployError(f"model '{g.name}': constant '{name}'{at} became NaN/Inf when the passes "
+                               "folded it (float32 overflow: the model's weights or attributes are too "
+                               "large); check the model")
 
 
 def pass_names() -> list[str]:
