@@ -536,7 +536,7 @@ def run_artifact(out, backend: str, x: np.ndarray | dict) -> dict[str, np.ndarra
     if art is not None and art.name not in manifest.get("emitted", {}):
         raise QDeployError(f"{out}: has no {art.path} (backend '{backend}' runs the '{art.name}' "
                            f"artefact); quantize again with --emit {art.name}")
-    _check_files(out, manifest, {"float": FLOAT, "ref": QGRAPH}.get(backend) or art.path)
+    check_files(out, manifest, {"float": FLOAT, "ref": QGRAPH}.get(backend) or art.path)
     tail = manifest.get("float_tail")
     if tail is None:
         return load_runner(BACKENDS[backend])(out, _as_inputs(manifest["inputs"], x), manifest)
@@ -546,12 +546,13 @@ def run_artifact(out, backend: str, x: np.ndarray | dict) -> dict[str, np.ndarra
     return apply_tail(tail, load_runner(BACKENDS[backend])(out, _as_inputs(manifest["inputs"], x), inner))
 
 
-def _check_files(out: Path, manifest: dict, path: str) -> None:
-    """The files a backend reads (``path``, or every file under a folder path
-    ending in "/") are the ones quantize wrote: size and sha256 as in the
-    manifest, so a truncated or edited artefact is one line, not a runtime's crash."""
+def check_files(out: Path, manifest: dict, path: str | None = None) -> None:
+    """The files a backend reads (``path``, every file under a folder path
+    ending in "/", or None: every file the manifest lists) are the ones quantize
+    wrote: size and sha256 as in the manifest, so a truncated or edited artefact
+    is one line, not a runtime's crash."""
     for name, rec in manifest.get("artefacts", {}).items():
-        if name != path and not (path.endswith("/") and name.startswith(path)):
+        if path is not None and name != path and not (path.endswith("/") and name.startswith(path)):
             continue
         f = out / name
         data = f.read_bytes() if f.is_file() else None

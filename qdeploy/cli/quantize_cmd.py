@@ -14,7 +14,7 @@ import click
 
 from ..onnx_import import parse_input_shapes
 from ..pipeline import METHODS, QuantizeOptions, quantize_model
-from .types import POSITIVE
+from .types import DECIBELS, POINTS, POSITIVE
 
 
 def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
@@ -63,9 +63,9 @@ def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
 @click.option("--labels", default=None, help="Class labels of --eval (.npy of integers), for accuracy.")
 @click.option("--no-verify", is_flag=True,
               help="Do not run the emitted artefacts against the reference interpreter.")
-@click.option("--max-drop", type=float, default=1.0, show_default=True,
+@click.option("--max-drop", type=POINTS, default=1.0, show_default=True,
               help="Verdict threshold: accuracy drop with labels, else top-1 disagreement (points).")
-@click.option("--min-sqnr", type=float, default=20.0, show_default=True,
+@click.option("--min-sqnr", type=DECIBELS, default=20.0, show_default=True,
               help="Verdict threshold (dB) for outputs that are not class scores.")
 @click.option("-o", "--out", default=None,
               help="Output folder (replaced as a whole, atomically). Default: <model>_<target>/ in the "

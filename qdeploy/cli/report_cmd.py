@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .types import DECIBELS, POINTS
+
 
 @click.command("report")
 @click.argument("out")
@@ -14,9 +16,9 @@ import click
               help="The original ONNX file (default: the manifest's model file name, beside OUT or in the "
                    "current folder; checked by sha256). The float reference of every metric.")
 @click.option("--no-verify", is_flag=True, help="Do not run the emitted artefacts again.")
-@click.option("--max-drop", type=float, default=1.0, show_default=True,
+@click.option("--max-drop", type=POINTS, default=1.0, show_default=True,
               help="Verdict threshold: accuracy drop with labels, else top-1 disagreement (points).")
-@click.option("--min-sqnr", type=float, default=20.0, show_default=True,
+@click.option("--min-sqnr", type=DECIBELS, default=20.0, show_default=True,
               help="Verdict threshold (dB) for outputs that are not class scores.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def report(out, eval_set, labels, model, no_verify, max_drop, min_sqnr, quiet):

@@ -23,3 +23,5 @@ POSITIVE = click.IntRange(min=1)              # --limit, --batch-size
 SEED = click.IntRange(min=0)                  # --seed
 PIXEL = click.IntRange(0, 255)                # --pad
 PERCENTILE = FiniteFloat(50, 100, min_open=True)  # --percentile: keep [100-p, p]
+POINTS = FiniteFloat(0, 100)                      # --max-drop (percentage points)
+DECIBELS = FiniteFloat()                          # --min-sqnr

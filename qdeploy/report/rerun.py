@@ -32,7 +32,7 @@ def report_out(out, eval_set, labels=None, model=None, ropts=None, progress: boo
     from ..calibration.ranges import load_ranges
     from ..fsutil import dumps_json, write_bytes
     from ..onnx_import import import_onnx
-    from ..pipeline import FLOAT, QGRAPH, RANGES, read_manifest
+    from ..pipeline import FLOAT, QGRAPH, RANGES, check_files, read_manifest
     from ..quant.qgraph import load_qgraph
     from .build import HTML_NAME, JSON_NAME, ReportOptions, build_report
     from .evalset import check_labels, load_eval
@@ -42,6 +42,7 @@ def report_out(out, eval_set, labels=None, model=None, ropts=None, progress: boo
     import onnx
     out = Path(out)
     manifest = read_manifest(out)
+    check_files(out, manifest)   # a truncated or edited artefact: one line before anything runs
     src = find_model(out, manifest, model)
     qg = load_qgraph(out / QGRAPH)
     g = import_onnx(onnx.load(str(out / FLOAT)), name=qg.name)

@@ -12,6 +12,18 @@ def _ranges(w, name, change):
     return json_with(w / "r.json", w / name, change)
 
 
+def _labels(w, n):
+    import numpy as np
+    np.save(w / "l.npy", np.zeros(n, np.int64))
+    return "l.npy"
+
+
+def _image_set(w):
+    from tests.cli_helpers import cli
+    assert cli("calib", "build", w / "imgs", "--size", "8x8", "-o", w / "img.npz", "-q").exit_code == 0
+    return "img.npz"
+
+
 def _other_files(w):
     (w / "mine").mkdir()
     (w / "mine" / "notes.txt").write_text("keep me")
@@ -20,7 +32,8 @@ def _other_files(w):
 
 CASES = {
     "no model": (lambda w: ["quantize", "-o", "o"], ["Missing argument 'MODEL'"]),
-    "no -o": (lambda w: ["quantize", "m.onnx"], ["Missing option", "-o"]),
+    "default OUT holds other files": (lambda w: (w / "m_arm").mkdir() or (w / "m_arm" / "a.txt").write_text("x")
+                                      and ["quantize", "m.onnx", "--calib", "c.npz"], ["m_arm", "not a qdeploy output"]),
     "-o empty": (lambda w: Q + ["-o", ""], ["-o", "empty"]),
     "-o current folder": (lambda w: Q + ["-o", "."], ["current folder"]),
     "-o parent of the current folder": (lambda w: Q + ["-o", ".."], ["current folder"]),
@@ -80,6 +93,15 @@ CASES = {
     "huge input shape": (lambda w: ["quantize", "dynamic.onnx", "--input-shape", "1x3x16384x16384", "-o", "o"],
                          ["3x16384x16384", "memory"]),
     "unknown option": (lambda w: Q + ["--fast", "-o", "o"], ["--fast"]),
+    "max-drop nan": (lambda w: Q + ["--max-drop", "nan", "-o", "o"], ["--max-drop", "finite"]),
+    "max-drop 150": (lambda w: Q + ["--max-drop", "150", "-o", "o"], ["--max-drop"]),
+    "min-sqnr inf": (lambda w: Q + ["--min-sqnr", "inf", "-o", "o"], ["--min-sqnr", "finite"]),
+    "io int4": (lambda w: Q + ["--io", "int4", "-o", "o"], ["--io"]),
+    "eval missing": (lambda w: Q + ["--eval", "none.npz", "-o", "o"], ["none.npz"]),
+    "eval of another shape": (lambda w: Q + ["--eval", _image_set(w), "-o", "o"], ["eval"]),
+    "labels missing": (lambda w: Q + ["--eval", "set.npz", "--labels", "none.npy", "-o", "o"], ["none.npy"]),
+    "labels wrong count": (lambda w: Q + ["--eval", "set.npz", "--labels", _labels(w, 3), "-o", "o"], ["labels"]),
+    "labels without eval": (lambda w: Q + ["--labels", _labels(w, 200), "-o", "o"], ["--labels"]),
 }
 
 
