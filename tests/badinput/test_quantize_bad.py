@@ -80,6 +80,8 @@ CASES = {
     "emit unknown": (lambda w: Q + ["--emit", "foo", "-o", "o"], ["'foo'"]),
     "emit tflite for fpga": (lambda w: Q + ["--emit", "tflite", "--target", "fpga", "-o", "o"],
                              ["--emit tflite", "fpga"]),
+    "emit c for ort": (lambda w: Q + ["--emit", "c", "--target", "ort", "-o", "o"], ["--emit c", "ort"]),
+    "emit list with unknown": (lambda w: Q + ["--emit", "qdq,onnx", "-o", "o"], ["'onnx'"]),
     "emit qdq for fpga": (lambda w: Q + ["--emit", "qdq", "--target", "fpga", "-o", "o"], ["--emit qdq", "fpga"]),
     "input shape bad": (lambda w: Q + ["--input-shape", "1x1xeight", "-o", "o"], ["--input-shape"]),
     "input shape contradicts": (lambda w: Q + ["--input-shape", "1x3x8x8", "-o", "o"], ["contradicts"]),

@@ -49,6 +49,10 @@ CASES = {
         ["model.int8.tflite", "differs"]),
     "corrupt model.int8.tflite (tflite)": (lambda w: ["run", out_with(w, "o2", files={
         "model.int8.tflite": b"junkjunk"}), "--backend", "tflite"] + R, ["model.int8.tflite"]),
+    "edited C bundle": (lambda w: ["run", out_with(w, "o2", files={"c/model.c": b"int x;"}), "--backend", "c"] + R,
+                        ["c/model.c", "differs"]),
+    "C bundle file missing": (lambda w: ["run", out_with(w, "o2") and (w / "o2" / "c" / "model.c").unlink()
+                                         or "o2", "--backend", "c"] + R, ["c/model.c", "missing"]),
     "artefact sizes mistyped": (lambda w: ["run", out_with(w, "o2", lambda d: d["artefacts"]["model.qgraph"].update(
         bytes="big"))] + R, ["artefacts['model.qgraph']", "bytes"]),
     "corrupt model.qgraph": (lambda w: ["run", out_with(w, "o2", files={"model.qgraph": b"PK\x03\x04junk"})] + R,
