@@ -14,8 +14,10 @@ A buffer is live over the steps ``first..last`` (inclusive): the step that
 writes it to the last step that reads it. Two buffers whose lifetimes share a
 step get disjoint bytes, except an honoured in-place pair (``b.inplace_of ==
 a.name``), which share the offset. ``inplace_of`` is honoured when ``a`` dies
-exactly where ``b`` is born (``a.last == b.first``), ``b`` is no larger than
-``a``, and no other buffer already took ``a``'s storage.
+exactly where ``b`` is born (``a.last == b.first``), both have the same size
+(a smaller ``b`` would hold ``a``'s larger footprint for its whole life: an
+element-wise op's output has its input's size anyway), and no other buffer
+already took ``a``'s storage.
 
 ``Plan.size`` is exact: the end of the highest placed buffer (no padding after
 it). ``Plan.lower_bound`` is the largest sum, over one step, of the live groups'
@@ -37,7 +39,9 @@ ALIGNMENT = 16
 
 # ops whose kernels may write their output over the storage of an input of the
 # same size (element-wise, reading each element before writing it; for a
-# broadcasting op, equal size means the input is not broadcast)
+# broadcasting op, equal size means the input is not broadcast). Reshape only
+# where it keeps the memory order: a caller whose layout makes a Reshape a
+# permutation (NCHW -> NHWC flatten) passes its own set.
 INPLACE_OPS = frozenset({"Requantize", "Lut", "LeakyShift", "Reshape", "Add", "Sub", "Mul",
                          "Maximum", "Minimum", "PRelu"})
 
@@ -88,7 +92,9 @@ def _orders(groups, t_peak):
     """The placement orders tried (the smallest arena wins): TFLite Micro's
     largest first; the groups live at the peak step first (they then pack
     contiguously, and the rest fit around them); most conflicting first (TVM
-    USMP's greedy-by-conflicts)."""
+    USMP's greedy-by-conflicts); in schedule order, largest first within a step
+    (a chain with small scratch buffers beside it: each tensor lands where the
+    ones that died just before it were)."""
     def conflicts(g):
         return sum(1 for h in groups if h[2] <= g[3] and g[2] <= h[3])
     n_conf = {id(g): conflicts(g) for g in groups}
@@ -97,6 +103,7 @@ def _orders(groups, t_peak):
         "by size": lambda g: (-g[1],) + tie(g),
         "peak first": lambda g: (not g[2] <= t_peak <= g[3], -g[1]) + tie(g),
         "by conflicts": lambda g: (-n_conf[id(g)], -g[1]) + tie(g),
+        "by first use": lambda g: (g[2], -g[1], g[0][0]),
     }
 
 
@@ -115,7 +122,7 @@ def _groups(buffers, by_name):
     inplace: dict[str, str] = {}
     for b in sorted(buffers, key=lambda b: (b.first, b.name)):
         a = by_name.get(b.inplace_of) if b.inplace_of else None
-        if a is None or a.name in taken or a.last != b.first or b.size > a.size or a is b:
+        if a is None or a.name in taken or a.last != b.first or b.size != a.size or a is b:
             continue
         taken.add(a.name)
         inplace[b.name] = a.name

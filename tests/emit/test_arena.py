@@ -30,7 +30,7 @@ def _check(buffers, p):
     assert p.size >= p.lower_bound
     takers: set[str] = set()
     for b, a in p.inplace.items():     # only the legal sharings
-        assert by[b].inplace_of == a and by[a].last == by[b].first and by[b].size <= by[a].size
+        assert by[b].inplace_of == a and by[a].last == by[b].first and by[b].size == by[a].size
         assert a not in takers
         takers.add(a)
         assert p.offsets[a] == p.offsets[b]
@@ -79,6 +79,20 @@ def test_chain_reaches_the_bound_where_largest_first_does_not():
     assert set(p.peak) == {"c2", "c3"}
 
 
+def test_chain_with_conv_scratch_reaches_the_bound():
+    """The digits CNN's C bundle: five convs, each with an im2col scratch buffer live
+    during its own step. Largest-first, peak-first and most-conflicts-first all give
+    2048 B (the 512 B of step 2 end up above the 768 B of step 3); placing in schedule
+    order reaches the bound of step 1 (1024 + 512 + 144)."""
+    bufs = [Buffer("c0", 1024, 0, 1), Buffer("c3", 512, 1, 2), Buffer("c6", 512, 2, 3),
+            Buffer("c9", 768, 3, 4), Buffer("c12", 256, 4, 5), Buffer("gap", 64, 5, 6),
+            Buffer("flat", 64, 6, 7, inplace_of="gap"), Buffer("s0", 9, 0, 0), Buffer("s1", 144, 1, 1),
+            Buffer("s4", 432, 4, 4)]
+    p = plan(bufs)
+    _check(bufs, p)
+    assert p.size == p.lower_bound == 1680
+
+
 def test_inplace_shares_only_when_the_input_dies_there():
     bufs = [Buffer("x", 64, 0, 1), Buffer("relu", 64, 1, 2, inplace_of="x"),
             Buffer("lut", 64, 2, 3, inplace_of="relu"),       # chain: all three share
@@ -91,7 +105,15 @@ def test_inplace_shares_only_when_the_input_dies_there():
     assert p.lower_bound == 128 and p.size == 128
 
 
-def test_inplace_refused_when_larger_or_taken_twice():
+def test_inplace_refused_when_sizes_differ_or_taken_twice():
+    """A smaller taker would hold the donor's footprint for its whole life: 4 kB
+    then 512 B kept for 6 steps would force the next 4 kB tensor above it."""
+    kb = 1024
+    long_small = [Buffer("a", 4 * kb, 0, 1), Buffer("s", kb // 2, 1, 7, inplace_of="a"),
+                  Buffer("b", 4 * kb, 2, 3)]
+    p = plan(long_small)
+    _check(long_small, p)
+    assert not p.inplace and p.size == p.lower_bound == 4 * kb + kb // 2
     bufs = [Buffer("a", 32, 0, 1), Buffer("b", 48, 1, 2, inplace_of="a"),   # larger: no
             Buffer("c", 32, 0, 1), Buffer("d", 32, 1, 2, inplace_of="c"),
             Buffer("e", 32, 1, 2, inplace_of="c")]                          # c already taken
