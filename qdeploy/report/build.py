@@ -86,12 +86,20 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
     inputs = {qg.inputs[0]: ev.x}
     ref, kept = reference_outputs(qg, ev.x)
     step("reference interpreter")
-    flt = run_original(model, ev.x, list(qg.outputs))
+    flt = run_original(model, ev.x, [o["name"] for o in manifest["outputs"]])
     step("original model")
+    # a float tail (quant/float_tail.py): the artefacts and the QGraph compute its branches
+    # (verified on their int grids); the model's outputs are assembled from them in float
+    tail, inner, assemble = manifest.get("float_tail"), manifest, (lambda d: d)
+    if tail is not None:
+        from ..quant.float_tail import apply_tail
+        inner = {**manifest, "outputs": [{"name": b["name"], "shape": b["shape"][1:]} for b in tail["branches"]]}
+        assemble = lambda d: apply_tail(tail, d)   # noqa: E731
     results: dict = {}
     if ropts.verify:
-        rep["verification"], results = verify(out, manifest, qg, inputs, ref, on_step=step, flt=flt)
-    rep["metrics"] = evaluate(flt, {"ref": ref, **results}, ev.y)
+        rep["verification"], results = verify(out, inner, qg, inputs, ref, on_step=step,
+                                              flt=None if tail is not None else flt)
+    rep["metrics"] = evaluate(flt, {b: assemble(v) for b, v in {"ref": ref, **results}.items()}, ev.y)
     layers = layer_table(g, qg, ev.x, got=kept)
     del kept
     step("per-layer errors")
@@ -118,7 +126,7 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
 def verdict(rep: dict, qg, ropts: ReportOptions) -> dict:
     """Judge the worst backend by the criterion the data allows (see the module docstring)."""
     m = {b: v for b, v in rep["metrics"].items() if b != "float"}
-    first = qg.outputs[0]
+    first = next(iter(m["ref"]["outputs"]))
     if rep["eval"]["labels"]:
         crit, thr = "accuracy drop", ropts.max_drop
         vals = {b: v["drop"] for b, v in m.items()}

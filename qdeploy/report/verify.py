@@ -94,7 +94,7 @@ def artefact_backends(manifest: dict) -> list[tuple[str, str, str]]:
     return [(a.name, b, fn) for a in ARTEFACTS.values() if a.name in emitted for b, fn in a.backends.items()]
 
 
-def run_backend(out: Path, spec: str, inputs: dict, manifest: dict) -> tuple[dict | None, str | None]:
+def run_backend(out: Path, spec: str, inputs: dict, manifest: dict, backend: str = "") -> tuple[dict | None, str | None]:
     """The backend's outputs, or (None, why) when its runtime is not installed."""
     try:
         runner = load_runner(spec)
@@ -104,6 +104,12 @@ def run_backend(out: Path, spec: str, inputs: dict, manifest: dict) -> tuple[dic
         return runner(Path(out), inputs, manifest), None
     except ImportError as e:
         return None, f"runtime not installed ({e})"
+    except QDeployError:
+        raise
+    except Exception as e:     # the runtime refused or crashed on the artefact: that is a failure
+        raise QDeployError(f"verification failed: backend '{backend or spec}' could not run the artefact "
+                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); nothing was "
+                           "written (a qdeploy bug: report it; --no-verify writes the artefacts unchecked)") from None
 
 
 def verify(out: Path, manifest: dict, qg, inputs: dict, ref: dict, outputs: dict | None = None,
@@ -116,7 +122,7 @@ def verify(out: Path, manifest: dict, qg, inputs: dict, ref: dict, outputs: dict
     grids = output_grids(qg)
     records, results = [], {} if outputs is None else outputs
     for art, backend, spec in artefact_backends(manifest):
-        got, why = run_backend(out, spec, inputs, manifest)
+        got, why = run_backend(out, spec, inputs, manifest, backend)
         rec = {"artefact": art, "backend": backend, "status": "not run", "reason": why, "outputs": {}}
         if got is not None:
             rec["outputs"] = compare(ref, got, grids, flt, backend in DRIFTING)

@@ -204,3 +204,20 @@ def test_drift_is_accepted_only_when_another_runtime_runs_the_file_exactly(sibli
     recs = {v["backend"]: v for v in json.loads((tmp_path / "o" / "report.json").read_text())["verification"]}
     assert recs["fake"]["status"] == "drifts" and recs["fake-exact"]["status"] == "bit-exact"
     assert recs["fake"]["outputs"]["logits"]["max_lsb"] == 3
+
+
+def test_float_tail_outputs_are_verified_as_branches_and_measured_assembled(tmp_path):
+    """A detector head whose concat runs in float after dequantization (quant/float_tail.py):
+    the artefacts are verified on the branches' int grids, the metrics compare the assembled
+    output with the original model's."""
+    from tests.quant.test_float_tail import yolo_head
+    path = tmp_path / "head.onnx"
+    path.write_bytes(yolo_head().SerializeToString())
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((20, 3, 8, 8)).astype(np.float32))
+    res = cli("quantize", path, "--calib", tmp_path / "calib.npy", "-o", tmp_path / "o", "-q")
+    assert res.exit_code == 0, res.stderr
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert list(rep["metrics"]["ref"]["outputs"]) == ["output0"]
+    assert rep["metrics"]["ref"]["outputs"]["output0"]["sqnr_db"] > 20
+    for v in rep["verification"]:
+        assert set(v["outputs"]) == {"box", "cls"} and v["status"] in ("bit-exact", "within 1 LSB", "drifts"), v
