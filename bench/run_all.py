@@ -30,6 +30,8 @@ BENCHES = {
                       ["--size", "64", "--counts", "20,100"]),
     "tflite_size": (["--real"] if os.environ.get("QDEPLOY_REALMODELS") else [],
                     ["--models", "mobilenet_v2,resnet", "--runs", "5"]),
+    "qdq_speed": (["--real", "--runs", "20"] if os.environ.get("QDEPLOY_REALMODELS") else ["--runs", "20"],
+                  ["--models", "mobilenet_v2,resnet", "--runs", "5", "--repeats", "1"]),
     "c_bundle": (["--repeats", "20"], ["--models", "mobilenet_v1,resnet", "--repeats", "5"]),
     "c_firmware": (["--samples", "4"], ["--models", "mobilenet_v1", "--samples", "1"]),
     "e2e_time": (["--models", "digits,mobilenet_v2,resnet", "--calib", "64", "--repeats", "3"],

@@ -45,6 +45,9 @@ def _finish(qg: QGraph, n: QNode, acc, out: str | None = None) -> np.ndarray:
 
 
 def _requant(acc: np.ndarray, p: dict, axis_shape) -> np.ndarray:
+    if p["requant"] == "float32":   # onnxruntime: float32(acc) * scale, rounded half to even
+        v = acc.astype(np.float32) * np.asarray(p["scale"], np.float32).reshape(axis_shape)
+        return np.rint(v).astype(np.int64)
     if p["requant"] == "shift":
         return fp.shift_round(acc, np.asarray(p["shift"], np.int64).reshape(axis_shape))
     m = np.asarray(p["multiplier"], np.int64).reshape(axis_shape)
@@ -141,6 +144,11 @@ def eltwise(n: QNode, ins, qg: QGraph):
             y = y << p["b_shift"]
             acc = fp.shift_round(x + y if n.op == "Add" else x - y, p["out_shift"])
         return [_finish(qg, n, acc)]
+    if p.get("requant") == "float32":   # onnxruntime QLinearMul: float32(prod) * scale + zp_out, half to even
+        prod = (a.astype(np.int64) - p["zp1"]) * (b.astype(np.int64) - p["zp2"])
+        v = prod.astype(np.float32) * np.float32(p["scale"]) + np.float32(p["zp_out"])
+        y = np.clip(np.rint(v).astype(np.int64), lo, hi)
+        return [y.astype(_dtype(qg, n.outputs[0]))]
     fn = {"Add": recipes.add_eval, "Sub": recipes.sub_eval, "Mul": recipes.mul_eval}[n.op]
     a, b = np.broadcast_arrays(a, b)
     return [np.asarray(fn(a, b, p, lo, hi)).astype(_dtype(qg, n.outputs[0]))]
@@ -179,6 +187,10 @@ def avg_pool(n: QNode, ins, qg: QGraph):
 
 def mean(n: QNode, ins, qg: QGraph):
     p = n.params
+    if p.get("requant") == "float32":   # onnxruntime: float32(sum - zp_in * count) * scale, half to even
+        acc = ins[0].astype(np.int64).sum(axis=(2, 3), keepdims=True) - p["zp_in"] * p["count"]
+        y = _finish(qg, n, np.rint(acc.astype(np.float32) * np.float32(p["scale"])).astype(np.int64))
+        return [y.reshape((ins[0].shape[0],) + tuple(qg.tensors[n.outputs[0]].shape[1:]))]
     fn = recipes.mean_shift_eval if p.get("requant") == "shift" else recipes.mean_eval
     y = fn(ins[0], p, axes=(2, 3), keepdims=True, act_min=p["act_min"], act_max=p["act_max"])
     y = np.asarray(y).astype(_dtype(qg, n.outputs[0]))
@@ -213,6 +225,10 @@ def softmax(n: QNode, ins, qg: QGraph):
 
 def requantize(n: QNode, ins, qg: QGraph):
     zp = qg.tensors[n.inputs[0]].zp
+    p = n.params
+    if p.get("requant") == "float32":   # onnxruntime: DequantizeLinear, then QuantizeLinear
+        v = (ins[0].astype(np.int32) - zp).astype(np.float32) * np.float32(p["in_scale"])
+        return [_finish(qg, n, np.rint(v / np.float32(p["out_scale"])).astype(np.int64))]
     acc = _requant(ins[0].astype(np.int64) - zp, n.params, (1,))
     return [_finish(qg, n, acc)]
 
@@ -228,6 +244,9 @@ def leaky_shift(n: QNode, ins, qg: QGraph):
 def quantize(n: QNode, ins, qg: QGraph):
     t = qg.tensors[n.outputs[0]]
     info = np.iinfo(t.dtype)
+    if n.params.get("requant") == "float32":   # onnxruntime's QuantizeLinear: x / scale, half to even
+        v = np.rint(np.asarray(ins[0], np.float32) / np.float32(t.s)).astype(np.int64) + t.zp
+        return [np.clip(v, info.min, info.max).astype(t.dtype)]
     return [recipes.quantize_input(ins[0], t.s, t.zp, int(info.min), int(info.max)).astype(t.dtype)]
 
 

@@ -223,6 +223,9 @@ def _weights(ctx: Ctx, n: Node, x: str, y: str, W, B):
                           axis=0 if s_w.size > 1 else None)
     bname = ctx.add_const((n.inputs[2] if len(n.inputs) > 2 and n.inputs[2] else n.name + "_bias") + "_q",
                           bq, bscale, np.zeros(c, np.int32), axis=0)
+    if nm.requant == "float32":   # onnxruntime's QLinearConv/QGemm: x_scale * w_scale / y_scale in float32
+        scale = np.float32(s_in) * s_w.astype(np.float32) / np.float32(s_out)
+        return wname, bname, {"requant": "float32", "scale": (scale * np.ones(c, np.float32)).astype(np.float32)}
     real = np.float64(s_in) * s_w.astype(np.float64) / np.float64(s_out)
     return wname, bname, ctx.requant(real * np.ones(c))
 
@@ -259,6 +262,9 @@ def _binary(ctx: Ctx, n: Node, op: str, a: str, b: str) -> None:
         else:
             e = min(ea, eb)
             params = {"requant": "shift", "a_shift": ea - e, "b_shift": eb - e, "out_shift": ey - e}
+    elif op == "Mul" and ctx.target.numerics.requant == "float32":   # onnxruntime's QLinearMul (MLAS)
+        params = {"requant": "float32", "zp1": ta.zp, "zp2": tb.zp, "zp_out": ty.zp,
+                  "scale": np.float32(np.float32(ta.s) * np.float32(tb.s) / np.float32(ty.s))}
     else:
         fn = {"Add": recipes.add_params, "Sub": recipes.sub_params, "Mul": recipes.mul_params}[op]
         params = dict(fn(ta.s, ta.zp, tb.s, tb.zp, ty.s, ty.zp))
@@ -323,6 +329,9 @@ def global_avg_pool(ctx: Ctx, n: Node) -> None:
     count = int(np.prod(ctx.g.shape(x)[2:]))
     if ctx.shift_requant:
         params = dict(recipes.mean_shift_params(pow2_exponent(tx.s), pow2_exponent(ty.s), count))
+    elif ctx.target.numerics.requant == "float32":   # onnxruntime's QLinearGlobalAveragePool (MLAS)
+        params = {"requant": "float32", "count": count, "zp_in": tx.zp,
+                  "scale": np.float32(np.float32(tx.s) / (np.float32(ty.s) * np.float32(count)))}
     else:
         params = dict(recipes.mean_params(tx.s, tx.zp, ty.s, ty.zp, count))
     params.update(act_min=ctx.qmin, act_max=ctx.qmax)
@@ -446,6 +455,9 @@ def prelu(ctx: Ctx, n: Node) -> None:
 
 
 def _requant_params(ctx: Ctx, x: str, y: str, lo: int, hi: int) -> dict:
+    if ctx.target.numerics.requant == "float32":   # onnxruntime's DequantizeLinear then QuantizeLinear
+        return {"requant": "float32", "in_scale": np.float32(ctx.t(x).s), "out_scale": np.float32(ctx.t(y).s),
+                "act_min": lo, "act_max": hi}
     p = ctx.requant(np.float64(ctx.t(x).s) / np.float64(ctx.t(y).s))
     return {**p, "act_min": lo, "act_max": hi}
 

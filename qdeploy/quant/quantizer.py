@@ -280,7 +280,8 @@ def _wrap(g: Graph, ctx: Ctx, target: Target) -> QGraph:
     head = []
     for i in g.inputs:
         renames[i] = i + "_q"
-        head.append(QNode("Quantize", f"{i}_quantize", [i], [i + "_q"], {}, {}, []))
+        qparams = {"requant": "float32"} if target.numerics.requant == "float32" else {}
+        head.append(QNode("Quantize", f"{i}_quantize", [i], [i + "_q"], {}, qparams, []))
     tensors: dict[str, QTensor] = {}
     for name, t in qt.items():
         new = renames.get(name, name)

@@ -18,7 +18,9 @@ Keys (all required unless a default is given)::
     weight_per_channel   = true         # false: one weight scale per tensor
     pow2_scales          = false        # true: every scale is a power of two
     requant              = "q31"        # "q31": Q31 multiplier + shift, double rounding
-                                        # (TFLite); "shift": rounding arithmetic shift
+                                        # (TFLite); "shift": rounding arithmetic shift;
+                                        # "float32" (ort): onnxruntime's float32 scale,
+                                        # round half to even
     leaky                = "recipe"     # LeakyRelu: "recipe" (TFLite's, as a table)
                                         # or "shift" ((x * m) >> s from the leaky_shift pass)
     luts = ["Sigmoid", "Tanh", ...]     # activations lowered to 256-entry tables
@@ -142,7 +144,7 @@ SCHEMA = {
 NUMERICS_SCHEMA = {
     "activation_dtype": Key("str", ("int8", "uint8")), "activation_symmetric": Key("bool"),
     "weight_per_channel": Key("bool"), "pow2_scales": Key("bool"),
-    "requant": Key("str", ("q31", "shift")), "leaky": Key("str", ("recipe", "shift")),
+    "requant": Key("str", ("q31", "shift", "float32")), "leaky": Key("str", ("recipe", "shift")),
     "luts": Key("strs", LUT_ACTIVATIONS), "weight_bits": Key("int", (7, 8)),
 }
 NUMERICS_SCHEMA = {k: dataclasses.replace(v, required=False) for k, v in NUMERICS_SCHEMA.items()}
@@ -172,7 +174,7 @@ def _check_numerics(n: Numerics, profile: str, where: str) -> None:
         if not cond:
             raise QDeployError(f"{where}: [numerics] {what}")
     need(n.activation_dtype in ("int8", "uint8"), "activation_dtype must be \"int8\" or \"uint8\"")
-    need(n.requant in ("q31", "shift"), "requant must be \"q31\" or \"shift\"")
+    need(n.requant in ("q31", "shift", "float32"), "requant must be \"q31\", \"shift\" or \"float32\"")
     need(n.leaky in ("recipe", "shift"), "leaky must be \"recipe\" or \"shift\"")
     need(not (n.activation_symmetric and n.activation_dtype == "uint8"),
          "activation_symmetric needs activation_dtype = \"int8\"")
@@ -183,7 +185,7 @@ def _check_numerics(n: Numerics, profile: str, where: str) -> None:
              "the fpga profile needs pow2_scales = true, activation_symmetric = true, "
              "activation_dtype = \"int8\" and requant = \"shift\"")
     else:
-        need(n.requant == "q31" and not n.pow2_scales,
+        need(n.requant in (("q31", "float32") if profile == "ort" else ("q31",)) and not n.pow2_scales,
              f"the {profile} profile needs requant = \"q31\" and pow2_scales = false (use profile = \"fpga\" for shifts)")
     need(n.weight_bits == 8 or profile == "ort",
          "weight_bits = 7 (onnxruntime's reduce_range) is for the ort profile only")

@@ -6,19 +6,20 @@ tests/test_e2e_corpus.py), calibrated on the first 8 photos.
 
 What holds, measured (onnxruntime 1.32; the test prints every number):
 
-* per op (each node fed the reference's integer inputs, qdq_compare.per_op):
-  100 % of elements within 1 LSB on every model and both targets, 99.6-99.97 %
-  bit-exact. The 1-LSB differences are onnxruntime's float32 requantisation
-  with round-half-to-even against the reference's Q31 multiplier with double
-  rounding (and float QLinearAdd/Mul/GlobalAveragePool against TFLite's integer
-  recipes);
-* end to end the same 1-LSB differences propagate through the random-weight
-  corpus nets and grow: within 1 LSB on 100 % of the outputs for squeezenet,
-  resnext, he2014, 92-98 % for resnet, shufflenet_v2, seg_head, tiny_yolo,
-  27-57 % for mobilenet_v1/v2/v3 and ghostnet (max 5-21 LSB) -- the issue's
-  99.9 % end to end does not hold with the reference's Q31 requantisation. The
-  accuracy is not worse: SQNR vs float of the QDQ model is within
-  ``SQNR_SLACK_DB`` of the reference's on every model (asserted).
+* ort target (``requant = "float32"``: the reference follows onnxruntime's
+  QLinearConv/QGemm/QLinearMul/QLinearGlobalAveragePool/QuantizeLinear
+  arithmetic): end to end, 100 % of the output elements bit-exact on 10 of the
+  11 models; seg_head 98.4 % within 1 LSB (its bilinear Resize: onnxruntime
+  interpolates uint8 in its own way, 2.4 % of that op's elements differ by 1).
+  Asserted: >= 99.9 % within 1 LSB on every model but seg_head (>= 98 %);
+* arm target (the TFLite Q31 multiplier with double rounding, TFLite's Add /
+  Mul / Mean recipes, which onnxruntime does not follow): per op (each node fed
+  the reference's integer inputs, qdq_compare.per_op) 100 % of the elements
+  within 1 LSB, 99.6-99.97 % bit-exact; end to end those 1-LSB differences
+  propagate through the random-weight corpus nets and grow (27-100 % within 1
+  LSB, max up to 21 LSB on mobilenet_v2). The accuracy is not worse: the QDQ
+  model's SQNR vs float is within ``SQNR_SLACK_DB`` of the reference's on every
+  model and target (asserted).
 """
 from __future__ import annotations
 
@@ -61,6 +62,8 @@ def test_corpus_qdq_vs_reference(name, target, photos, tmp_path):
     assert list(got) == list(ref)
     for d in end_to_end(qg, got, ref):
         print(f"{name} {target} end to end: {d.line()}")
+        if target == "ort":
+            assert d.frac_within1 >= (0.98 if name == "seg_head" else 0.999), d.line()
     ops = per_op(qg, onnx.load(str(out / qdq.FILE)), {qg.inputs[0]: x[:4]})
     count, within1, exact = (sum(getattr(d, k) for d in ops) for k in ("count", "within1", "exact"))
     print(f"{name} {target} per op: {within1}/{count} = {100 * within1 / count:.4f} % within 1 LSB, "

