@@ -20,7 +20,14 @@ saturated to ``[params.act_min, params.act_max]`` (the fused activation
 intersected with the dtype range). Requantisation ``requant`` is ``"q31"``
 (``MultiplyByQuantizedMultiplier`` with ``multiplier``/``shift``, double
 rounding as TFLite) or ``"shift"`` (fpga: ``shift_round(acc, shift)``, a
-rounding arithmetic right shift; negative = left).
+rounding arithmetic right shift; negative = left) or, on the ``ort`` profile with
+``requant = "float32"``, onnxruntime's own arithmetic: Conv2D / FullyConnected /
+TransposeConv2D ``rint(float32(acc) * scale[o])`` (``scale`` = float32 ``s_x *
+s_w / s_y``, round half to even), Mul ``rint(float32((a - zp1) * (b - zp2)) *
+scale + zp_out)``, Mean ``rint(float32(sum - zp_in * count) * scale)``
+(QLinearGlobalAveragePool), Requantize ``rint(float32((x - zp_x) * in_scale) /
+out_scale)`` (DequantizeLinear then QuantizeLinear), Quantize ``rint(x /
+scale)`` (params ``{"requant": "float32"}``); Add keeps TFLite's recipe.
 
 ============== ======================== ===============================================
 op             inputs -> outputs        attrs / params
