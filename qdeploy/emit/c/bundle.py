@@ -143,12 +143,13 @@ def build(qg, ctx) -> Bundle:
             continue
         args = [expr(Ref(f"\0scratch{k}")) if a == SCRATCH else expr(a) for a in s.args]
         steps.append({"kernel": s.kernel, "struct": s.struct, "fields": s.fields, "what": comment(s.what, 100),
-                      "args": args, "node": s.node})
+                      "args": args, "node": s.node, "layer": s.layer})
     for d in copies:
         src = Ref(d["tensor"])
         steps.append({"kernel": "qd_copy", "struct": "qd_walk",
                       "fields": {"ndim": 1, "dims": [d["bytes"]], "s": [[1], [1], [0]]},
-                      "what": f"output {d['k']}: copy", "args": [expr(src), f"out + {d['offset']}"], "node": end})
+                      "what": f"output {d['k']}: copy", "args": [expr(src), f"out + {d['offset']}"], "node": end,
+                      "layer": f"output{d['k']}"})
     for k, s in enumerate(steps):
         s["name"] = f"P{k}"
 
@@ -161,7 +162,7 @@ def build(qg, ctx) -> Bundle:
             "algorithm": plan.algorithm, "weights": weights, "flash": weights + code, "code": code, "ram": ram,
             "inputs": in_io, "outputs": out_io, "in_bytes": in_bytes, "out_bytes": out_bytes,
             "recipe": _recipe_lines(ctx.recipe), "recipe_defines": _recipe_defines(ctx.recipe), "steps": steps, "arrays": b.arrays,
-            "runtime_sources": list(RUNTIME_SOURCES), "cvalue": cvalue, "carray": carray}
+            "runtime_sources": list(RUNTIME_SOURCES), "cstruct": cstruct, "carray": carray}
     env = jinja2.Environment(loader=jinja2.PackageLoader("qdeploy.emit.c", "templates"), keep_trailing_newline=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     files = {}
@@ -237,6 +238,19 @@ def cvalue(v) -> str:
         v = int(v)
         return "INT32_MIN" if v == -(1 << 31) else str(v)
     return str(v)
+
+
+def cstruct(fields: dict, width: int = 100) -> str:
+    """A struct initializer, its fields wrapped at ``width`` columns."""
+    lines, line = [], "   "
+    for k, v in fields.items():
+        item = f" .{k} = {cvalue(v)},"
+        if len(line) + len(item) > width and line.strip():
+            lines.append(line)
+            line = "   "
+        line += item
+    lines.append(line.rstrip(","))
+    return "{\n" + "\n".join(lines) + "\n}"
 
 
 def carray(values, per_line: int = 24) -> str:

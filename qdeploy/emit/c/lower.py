@@ -33,6 +33,7 @@ class Step:
     node: int                    # schedule index (liveness)
     skip_if_same: tuple | None = None   # (dst, src): an identity copy, skipped when in place
     scratch: int = 0             # bytes of arena scratch the kernel needs (the SCRATCH argument)
+    layer: str = ""              # the C-safe name of the node it comes from
 
 
 SCRATCH = Ref("\0scratch")   # the step's scratch buffer, placed in the arena for that step only
@@ -99,7 +100,7 @@ class Builder:
         return Ref(tname, offset)
 
     def step(self, kernel, struct, fields, args, what, skip_if_same=None, scratch=0):
-        self.steps.append(Step(kernel, struct, fields, args, what, self.node_index, skip_if_same, scratch))
+        self.steps.append(Step(kernel, struct, fields, args, what, self.node_index, skip_if_same, scratch, self.layer))
 
 
 def _shape(shape) -> str:
