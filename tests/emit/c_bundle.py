@@ -20,7 +20,7 @@ from qdeploy.quant.interpreter import quantize_inputs, run_int
 from qdeploy.quant.targets import load_target
 
 HARNESS = Path(__file__).with_name("c_harness.c")
-STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wvla"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 
 

@@ -63,28 +63,37 @@ def test_hostile_names_compile_and_run(case, tmp_path):
     np.testing.assert_array_equal(c_bundle.run_harness(exe, c_bundle.int8_blocks(qg, x), want.shape[1]), want)
 
 
+def _own_code(cdir, src) -> str:
+    """``src`` preprocessed as the bundle compiles it, only the lines from the bundle's own
+    files (comments are gone after -E; system headers left out)."""
+    out = subprocess.run(["gcc", "-std=c99", "-E", "-I", str(cdir), str(src)], capture_output=True,
+                         text=True, check=True).stdout
+    own, mine = [], False
+    for line in out.splitlines():
+        if line.startswith("# "):
+            mine = str(cdir) in line.split('"')[1] if '"' in line else mine
+        elif mine:
+            own.append(line)
+    return "\n".join(own)
+
+
 def test_fpga_kernels_have_no_divide_and_no_wide_arithmetic(tmp_path):
-    """Preprocessed as the fpga bundle compiles them, the runtime's own lines hold no
-    ``/`` or ``%`` operator and no 64-bit type (comments are gone after -E)."""
+    """The fpga bundle's runtime holds no ``/`` or ``%`` operator and no 64-bit type; no
+    bundle's code (runtime and schedule, both profiles) holds a floating-point type."""
     qg = corpus_qgraph("mobilenet_v3_small", "fpga")
     c_bundle.write(qg, "fpga", tmp_path)
     cdir = tmp_path / "c"
     for src in sorted(cdir.glob("qd_*.c")):
-        out = subprocess.run(["gcc", "-std=c99", "-E", "-I", str(cdir), str(src)], capture_output=True,
-                             text=True, check=True).stdout
-        own, mine = [], False
-        for line in out.splitlines():
-            if line.startswith("# "):
-                mine = "/qd_" in line.split('"')[1] if '"' in line else mine
-            elif mine:
-                own.append(line)
-        code = "\n".join(own)
+        code = _own_code(cdir, src)
         assert not re.search(r"[/%]", code), f"{src.name}: a divide in the fpga kernels"
         assert not re.search(r"int64_t|long", code), f"{src.name}: 64-bit arithmetic in the fpga kernels"
     arm = tmp_path / "arm"
     c_bundle.write(corpus_qgraph("mobilenet_v3_small", "arm"), "arm", arm)
-    assert b"int64_t" in subprocess.run(["gcc", "-std=c99", "-E", "-I", str(arm / "c"), str(arm / "c" / "qd_conv.c")],
-                                        capture_output=True, check=True).stdout   # the scan sees Q31 code
+    assert "int64_t" in _own_code(arm / "c", arm / "c" / "qd_conv.c")   # the scan sees Q31 code
+    for d in (cdir, arm / "c"):
+        for src in sorted(d.glob("*.c")):
+            if src.name != "example_main.c":
+                assert not re.search(r"\b(float|double)\b", _own_code(d, src)), f"{src}: floating point"
 
 
 def test_cortex_m_limits_name_the_tensors_and_what_to_try():
