@@ -45,11 +45,17 @@ def _raise(signum, frame):
     raise Interrupted(signum)
 
 
+def _handled() -> tuple:
+    """The signals to handle: not those the parent set to be ignored (a
+    background job of a script, nohup), which stay ignored."""
+    return tuple(s for s in SIGNALS if signal.getsignal(s) != signal.SIG_IGN)
+
+
 def early() -> dict:
     """Exit at once on SIGINT/SIGTERM (start-up); returns the handlers it replaced."""
     if not _main_thread():
         return {}
-    return {s: signal.signal(s, _exit_now) for s in SIGNALS}
+    return {s: signal.signal(s, _exit_now) for s in _handled()}
 
 
 def restore(saved: dict) -> None:
@@ -63,7 +69,7 @@ def handling():
     if not _main_thread():
         yield
         return
-    saved = {s: signal.signal(s, _raise) for s in SIGNALS}
+    saved = {s: signal.signal(s, _raise) for s in _handled()}
     try:
         yield
     finally:
@@ -81,7 +87,7 @@ def deferred():
         yield
         return
     pending: list[int] = []
-    saved = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in SIGNALS}
+    saved = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in _handled()}
     try:
         yield
     finally:

@@ -19,6 +19,24 @@ STEPS = ("created", "written", "old-moved", "new-moved", "old-removed")
 SIGNALS = {"SIGINT": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 143)}
 
 
+@pytest.fixture(autouse=True)
+def _signals_not_ignored():
+    """qdeploy leaves a signal its parent ignores ignored (a script's background
+    job has SIGINT ignored): make sure the test process does not ignore them."""
+    saved = {s: signal.signal(s, h) for s, h in ((signal.SIGINT, signal.default_int_handler),
+                                                  (signal.SIGTERM, signal.SIG_DFL))}
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
+def test_an_ignored_signal_stays_ignored(w, monkeypatch):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    monkeypatch.setattr(fsutil, "STEP_HOOK", lambda step: os.kill(os.getpid(), signal.SIGINT))
+    res = cli("quantize", "m.onnx", "--calib", "c.npz", "--limit", "4", "-o", "out", "-q")
+    assert res.exit_code == 0 and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
 def _complete(out) -> bool:
     """OUT holds every file its manifest lists, with the sizes written there."""
     import json
@@ -92,5 +110,5 @@ def test_ctrl_c_during_startup_imports(tmp_path):
             "main()\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
-                         timeout=120)
+                         timeout=120, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert (res.returncode, res.stderr, res.stdout) == (130, "interrupted\n", "")
