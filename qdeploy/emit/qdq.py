@@ -30,7 +30,12 @@ Every integer comes from the QGraph, nothing is re-decided:
   index a table rotated by 128, so that Gather's negative indices land on the
   right entry): bit-exact, and speed is not what the arm QDQ model is for.
   ``options["lut"] = "gather" | "float"`` overrides;
-* ``Requantize`` is a DQ -> Q pair with the two tensors' parameters.
+* ``Requantize`` is DQ -> Max (of one input, a no-op) -> Q with the two
+  tensors' parameters (a bare DQ -> Q would be merged by onnxruntime's
+  DoubleQDQPairsRemover into one Q with other parameters);
+* 7-bit weights (onnxruntime's ``reduce_range``, for AVX2 CPUs without VNNI)
+  are the quantizer's decision (target key ``weight_bits = 7``, recorded in the
+  QGraph's metadata); the emitter writes the weights it is given.
 
 Numerics: onnxruntime requantises with a float32 scale and rounds half to
 even. The ``ort`` profile's QGraph says the same (``requant = "float32"``:
