@@ -52,6 +52,7 @@ FORMAT, VERSION = "qdeploy-report", 1
 JSON_NAME, HTML_NAME = "report.json", "report.html"
 HIST_BINS = 64
 HIST_SAMPLES = 64            # activation histograms: at most this many samples
+FEW_SAMPLES = 50             # below this the verdict text says one sample's weight
 _DECISIONS = ("cle", "output_range", "fold_gap", "bias_correction")
 
 
@@ -144,8 +145,10 @@ def verdict(rep: dict, qg, ropts: ReportOptions) -> dict:
     v = vals[worst]
     passed = bool(ok(v))
     cmp = ("<=" if crit != "output SQNR" else ">=") if passed else (">" if crit != "output SQNR" else "<")
+    n = rep["eval"]["samples"]
     text = (f"{'PASS' if passed else 'FAIL'}: {crit} {v:.2f} {unit} ({worst}) {cmp} {thr:g} {unit} "
-            f"on {rep['eval']['samples']} evaluation samples")
+            f"on {n} evaluation samples" + (f" (few: one sample is {100 / n:.0f} points; give --eval for a "
+                                            "firmer verdict)" if n < FEW_SAMPLES and crit != "output SQNR" else ""))
     return {"pass": passed, "criterion": crit, "value": float(v), "threshold": float(thr), "backend": worst,
             "text": text}
 
