@@ -165,6 +165,18 @@ def test_binary_ops_match_tflm(op, shapes, s1, z1, s2, z2, so, zo, seed):
     np.testing.assert_array_equal(got, _binary_judge(op, q1, q2, (s1, z1), (s2, z2), (so, zo)))
 
 
+@pytest.mark.parametrize("op", ["ADD", "SUB"])
+def test_add_sub_output_multiplier_tie_matches_tflm(op):
+    """s_out = 1/3 with s1 = s2 = 0.5: the output multiplier is 3/4 if divided in float32
+    (ties everywhere), slightly below in double, as TFLite Micro's Prepare divides."""
+    rng = np.random.default_rng(0)
+    q1, q2 = _edge_tensor(rng, (1, 3, 4, 5)), _edge_tensor(rng, (1, 3, 4, 5))
+    so = float(np.float32(1 / 3))
+    fn = {"ADD": (R.add_params, R.add_eval), "SUB": (R.sub_params, R.sub_eval)}[op]
+    got = fn[1](q1, q2, fn[0](0.5, 0, 0.5, 0, so, 0))
+    np.testing.assert_array_equal(got, _binary_judge(op, q1, q2, (0.5, 0), (0.5, 0), (so, 0)))
+
+
 def test_add_relu_clamp_matches_tflm():
     rng = np.random.default_rng(1)
     q1, q2 = _edge_tensor(rng, (1, 4, 5, 5)), _edge_tensor(rng, (1, 4, 5, 5))
