@@ -137,9 +137,10 @@ def _folded_bias(b: Builder, n, w: np.ndarray, zp: int) -> str:
     o = w.shape[0]
     bias = np.asarray(b.t(n.inputs[2]).data, np.int64) if len(n.inputs) > 2 and n.inputs[2] else np.zeros(o, np.int64)
     folded = bias - int(zp) * np.asarray(w, np.int64).reshape(o, -1).sum(1)
-    if np.abs(folded).max(initial=0) >= 1 << 31:
-        raise QDeployError(f"node '{n.name}' ({n.op}): bias - zero point x weight sum leaves int32")
-    return b.array(folded, "int32_t", f"{b.layer} bias - zp_x * sum(w)", b.layer + "_bias")
+    # modulo 2**32: the kernel adds it with wrap-around, exact whenever the accumulator itself
+    # fits int32 (as TFLite's int32 accumulation needs), even where the folded constant alone does not
+    folded = ((folded + (1 << 31)) % (1 << 32)) - (1 << 31)
+    return b.array(folded, "int32_t", f"{b.layer} bias - zp_x * sum(w) (mod 2**32)", b.layer + "_bias")
 
 
 def _bias(b: Builder, n, channels: int) -> str:

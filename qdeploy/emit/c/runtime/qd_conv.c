@@ -54,6 +54,12 @@ static inline void qd_dot4(const int8_t *x, const int8_t *w, int32_t stride, int
     acc[3] += d3;
 }
 
+/* a + b modulo 2**32: the folded bias may leave int32 where the accumulator does not */
+static inline int32_t qd_add_wrap(int32_t a, int32_t b)
+{
+    return (int32_t)((uint32_t)a + (uint32_t)b);
+}
+
 /* Output channels o0 <= o < o1 of one output pixel from its receptive field `patch`
  * (k_h * k_w * in_cg bytes, OHWI order: the weights rows are contiguous). */
 static void qd_conv_pixel(const qd_conv_params *p, const int8_t *patch, int32_t k, int32_t o0, int32_t o1,
@@ -63,12 +69,12 @@ static void qd_conv_pixel(const qd_conv_params *p, const int8_t *patch, int32_t 
     for (; o + 4 <= o1; o += 4) {
         int32_t acc[4] = {0, 0, 0, 0};
         qd_dot4(patch, p->weights + o * k, k, k, acc);
-        for (j = 0; j < 4; ++j) y[o + j] = qd_output(acc[j] + p->bias[o + j], &p->rq, o + j);
+        for (j = 0; j < 4; ++j) y[o + j] = qd_output(qd_add_wrap(acc[j], p->bias[o + j]), &p->rq, o + j);
     }
-    for (; o < o1; ++o) y[o] = qd_output(qd_dot(patch, p->weights + o * k, k) + p->bias[o], &p->rq, o);
+    for (; o < o1; ++o) y[o] = qd_output(qd_add_wrap(qd_dot(patch, p->weights + o * k, k), p->bias[o]), &p->rq, o);
 }
 
-/* The bias holds bias - zp_x * sum(w) (the emitter folded it), so padded taps read zp_x:
+/* The bias holds bias - zp_x * sum(w) (folded by the emitter, modulo 2**32), so padded taps read zp_x:
  * (x - zp_x) * w summed over the window == bias' + sum x * w over the patch. */
 void qd_conv(const qd_conv_params *p, const int8_t *in, int8_t *out, int8_t *scratch)
 {
@@ -191,8 +197,8 @@ void qd_fully_connected(const qd_fc_params *p, const int8_t *in, int8_t *out)
     for (; o + 4 <= p->out_features; o += 4) {
         int32_t acc[4] = {0, 0, 0, 0};
         qd_dot4(in, p->weights + o * k, k, k, acc);
-        for (i = 0; i < 4; ++i) out[o + i] = qd_output(acc[i] + p->bias[o + i], &p->rq, o + i);
+        for (i = 0; i < 4; ++i) out[o + i] = qd_output(qd_add_wrap(acc[i], p->bias[o + i]), &p->rq, o + i);
     }
     for (; o < p->out_features; ++o)
-        out[o] = qd_output(p->bias[o] + qd_dot(in, p->weights + o * k, k), &p->rq, o);
+        out[o] = qd_output(qd_add_wrap(qd_dot(in, p->weights + o * k, k), p->bias[o]), &p->rq, o);
 }
