@@ -11,6 +11,9 @@ file; the runners transpose at the edges.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -90,13 +93,30 @@ def litert_interpreter_class():
     return mod
 
 
+@contextlib.contextmanager
+def _native_stderr_quiet():
+    """LiteRT's C++ side writes "INFO: Created TensorFlow Lite XNNPACK delegate" to file
+    descriptor 2 on every interpreter it builds; `quantize -q` must print nothing. Its
+    failures still arrive as Python exceptions."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def litert_invoker(blob: bytes, reference: bool = False, threads: int = 1) -> Callable:
     mod = litert_interpreter_class()
     kw = {}
     if reference:
         kw["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_REF
-    interp = mod.Interpreter(model_content=blob, num_threads=threads, **kw)
-    interp.allocate_tensors()
+    with _native_stderr_quiet():
+        interp = mod.Interpreter(model_content=blob, num_threads=threads, **kw)
+        interp.allocate_tensors()
     ins, outs = interp.get_input_details(), interp.get_output_details()
 
     def invoke(arrays):
