@@ -88,14 +88,20 @@ def weight_scales(w: np.ndarray, per_channel: bool, pow2: bool, s_in: float, s_o
     if zero.any():
         s[zero] = s_out / s_in
         notes.append(f"{int(zero.sum())} all-zero output channel(s): scale set for a unit multiplier")
-    need = b / (float(s_in) * INT32_LIMIT) * (1 + 1e-6)
+    # The int32 bias must leave room for the dot product it is added to: every backend
+    # (TFLite's reference kernels, onnxruntime's MLAS, the C bundle) accumulates bias + sum in
+    # int32, and |x - zp_x| <= 255, |w| <= wmax on w[0].size terms. A bias allowed up to 2**31
+    # wrapped onnxruntime's accumulator on ppocr_v5_det (QDQ up to 174 LSB off the reference).
+    room = float(w[0].size) * 255 * wmax
+    limit = max(INT32_LIMIT - room, INT32_LIMIT / 2)
+    need = b / (float(s_in) * limit) * (1 + 1e-6)
     raise_ = need > s
     if raise_.any():
         if not per_channel:
             need = np.full(c, need.max())
         s = np.maximum(s, need)
-        notes.append(f"weight scale raised on {int(raise_.sum())} channel(s) so that the int32 bias fits "
-                     "(s_in * s_w too small for the bias)")
+        notes.append(f"weight scale raised on {int(raise_.sum())} channel(s) so that the int32 bias plus "
+                     "the dot product fit the int32 accumulator (s_in * s_w too small for the bias)")
     if pow2:   # fpga: the power of two with the smallest weight MSE (pow2_select.py), >= the bias bound
         from .pow2_select import pow2_weight_scale
         lower = need if per_channel else np.full(c, need.max())
