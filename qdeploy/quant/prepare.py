@@ -528,6 +528,11 @@ def _lut(ctx: Ctx, n: Node, op: str, x: str, y: str, name=None) -> None:
     fparams = {"alpha": float(n.attrs.get("alpha", 0.01))} if op == "LeakyRelu" else {}
     if op == "HardSigmoid":
         fparams = {"alpha": float(n.attrs.get("alpha", 0.2)), "beta": float(n.attrs.get("beta", 0.5))}
+    if ctx.target.numerics.requant == "float32":   # ort: the table onnxruntime computes (quant/ort_luts.py)
+        from .ort_luts import ort_table
+        ort = ort_table(_FUNC[op], fparams, *args, dtype=dtype)
+        if ort is not None:
+            table, source = ort, "onnxruntime"
     ctx.emit("Lut", n, [x], [y], {"func": _FUNC[op], "source": source, **fparams},
              {"table": np.asarray(table).astype(dtype)}, name=name)
 

@@ -89,7 +89,9 @@ Resize         x -> y                   attrs: mode nearest|linear,
                                         RESIZE_BILINEAR, half_pixel / align_corners)
 DepthToSpace   x -> y                   attrs: blocksize, mode DCR|CRD
 SpaceToDepth   x -> y                   attrs: blocksize
-Lut            x -> y                   attrs: func, source (float|tflite), the function's
+Lut            x -> y                   attrs: func, source (float|tflite|onnxruntime: ort's
+                                        tables are what onnxruntime computes, quant/ort_luts.py),
+                                        the function's
                                         alpha (leaky_relu, hardsigmoid), beta (hardsigmoid);
                                         params: table[256] (indexed by q - qmin of the
                                         input dtype)
