@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.calibration import write_section  # noqa: E402
+from bench.results import write_section  # noqa: E402
 from qdeploy.corpus import CORPUS, save  # noqa: E402
 from qdeploy.emit.c.host import build_library  # noqa: E402
 from qdeploy.pipeline import QuantizeOptions, quantize_model, read_manifest  # noqa: E402
@@ -132,7 +132,7 @@ def main(argv=None):
     text = "\n".join(lines)
     print(text)
     if a.write:
-        write_section(ROOT / "bench" / "RESULTS.md", "C bundle (host)", text)
+        write_section("C bundle (host)", text)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.calibration import write_section  # noqa: E402
+from bench.results import write_section  # noqa: E402
 from qdeploy.corpus import CORPUS, save  # noqa: E402
 from qdeploy.emit import qemu  # noqa: E402
 from qdeploy.pipeline import (QGRAPH, QuantizeOptions, calibration_samples, prepare_float,  # noqa: E402
@@ -108,7 +108,7 @@ def main(argv=None) -> None:
             f"Date: {time.strftime('%Y-%m-%d')}; {versions()}\n\n" + table(rows, a.samples))
     print(body)
     if a.write:
-        write_section(ROOT / "bench" / "RESULTS.md", SECTION, body)
+        write_section(SECTION, body)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.results import write_section  # noqa: E402
 
 QD_METHODS = ["minmax", "percentile", "entropy", "mse"]
 ORT_METHODS = ["MinMax", "Percentile", "Entropy"]
@@ -174,23 +175,7 @@ def main() -> None:
     print()
     print(text)
     if a.write:
-        write_section(ROOT / "bench" / "RESULTS.md", "Calibration", text)
-
-
-def write_section(path: Path, title: str, body: str) -> None:
-    """Replace (or append) the ``## title`` section of a markdown file,
-    keeping the other sections as they are."""
-    old = path.read_text() if path.exists() else "# Bench results\n"
-    out, skipping = [], False
-    for line in old.splitlines():
-        if line.startswith("## "):
-            skipping = line[3:].strip() == title
-            if skipping:
-                continue
-        if not skipping:
-            out.append(line)
-    text = "\n".join(out).rstrip("\n") + f"\n\n## {title}\n\n{body.strip()}\n"
-    path.write_text(text)
+        write_section("Calibration", text)
 
 
 def report(res, counts, a, mach) -> str:

@@ -94,14 +94,14 @@ def main(argv=None) -> int:
     print(text)
     if a.write:
         import onnxruntime
-        from calibration import write_section as write
+        from bench.results import write_section
         head = (f"Command: `python bench/e2e_time.py --models {a.models} --calib {a.calib} --repeats {a.repeats}` "
                 f"(date {time.strftime('%Y-%m-%d')}, {platform.machine()}, nproc {os.cpu_count()}, onnxruntime "
                 f"{onnxruntime.__version__}, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, median of "
                 f"{a.repeats}). `qdeploy all` = `qdeploy quantize --target arm` end to end: every artefact of "
                 "the target plus their verification against the reference interpreter and the report; "
                 "`ort quantize_static` = onnxruntime's QDQ model only.\n\n")
-        write(ROOT / "bench" / "RESULTS.md", "End-to-end quantize time", head + text)
+        write_section("End-to-end quantize time", head + text)
     return 0
 
 

@@ -18,7 +18,6 @@ import collections
 import datetime as _dt
 import platform
 import random
-import re
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.results import write_section  # noqa: E402
 
 from tests.badinput.mutations import MUTATIONS, base_models, outcome  # noqa: E402
 
@@ -66,8 +66,6 @@ def table(counts: dict, crashes: list[str], cases: int, seconds: float, seed: in
         total.update(c)
     rows.append(f"| **all** | **{cases}** | {total['ok']} | {total['error']} | **{total['crash']}** |")
     return "\n".join([
-        "## Importer fuzz",
-        "",
         f"Command: `python bench/fuzz_import.py --cases {cases} --seed {seed} --write`  ",
         f"Date: {_dt.date.today().isoformat()}  ",
         f"Versions: python {platform.python_version()}, onnx {onnx.__version__}, "
@@ -87,14 +85,6 @@ def table(counts: dict, crashes: list[str], cases: int, seconds: float, seed: in
     ])
 
 
-def write(section: str) -> None:
-    path = ROOT / "bench" / "RESULTS.md"
-    text = path.read_text()
-    pat = re.compile(r"^## Importer fuzz\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pat.sub(lambda _: section + "\n", text) if pat.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=20000)
@@ -105,7 +95,7 @@ def main() -> int:
     section = table(counts, crashes, args.cases, seconds, args.seed)
     print(section)
     if args.write:
-        write(section)
+        write_section("Importer fuzz", section)
     return 1 if crashes else 0
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -45,6 +44,7 @@ import onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.results import write_section  # noqa: E402
 sys.path.insert(0, str(ROOT / "bench"))
 
 from qdeploy.emit import qdq  # noqa: E402
@@ -207,18 +207,6 @@ def unfused_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_section(body: str, path: Path = ROOT / "bench" / "RESULTS.md") -> None:
-    """Replace (or append) the '## QDQ speed' section, leaving other sections alone."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    section = "## QDQ speed\n\n" + body.rstrip() + "\n"
-    pat = re.compile(r"^## QDQ speed\n.*?(?=^## |\Z)", re.S | re.M)
-    if pat.search(text):
-        text = pat.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
-
-
 def main(argv=None) -> int:
     import onnxruntime
     from qdeploy.corpus import CORPUS
@@ -261,7 +249,7 @@ def main(argv=None) -> int:
     ])
     print(body)
     if a.write:
-        write_section(body)
+        write_section('QDQ speed', body)
     return 0
 
 

@@ -30,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from bench.results import write_section  # noqa: E402
 
 from calibration import sample  # noqa: E402  (the same samples as the calibration bench)
 
@@ -111,20 +112,7 @@ def main() -> None:
         head = (f"Command: `python bench/rss_calib_set.py --model {a.model} --size {a.size} --counts {a.counts}`\n\n"
                 f"Machine: nproc {os.cpu_count()}, Python {platform.python_version()}, numpy {np.__version__}, "
                 f"onnxruntime {onnxruntime.__version__}; date {time.strftime('%Y-%m-%d')}\n\n")
-        _write_section("Streamed calibration input", head + text + "\n")
-
-
-def _write_section(title: str, body: str) -> None:
-    path = ROOT / "bench" / "RESULTS.md"
-    text = path.read_text()
-    start = text.find(f"\n## {title}\n")
-    block = f"\n## {title}\n\n{body}"
-    if start < 0:
-        text = text.rstrip("\n") + "\n" + block
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + block + (text[end:] if end >= 0 else "")
-    path.write_text(text)
+        write_section("Streamed calibration input", head + text + "\n")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,6 @@ import contextlib
 import datetime as _dt
 import io
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -57,6 +56,7 @@ import onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.results import write_section  # noqa: E402
 
 from qdeploy.quant.error import sqnr_db  # noqa: E402
 
@@ -435,18 +435,6 @@ def versions() -> str:
             f"onnxruntime {onnxruntime.__version__}")
 
 
-def write_section(body: str, path: Path = ROOT / "bench" / "RESULTS.md") -> None:
-    """Replace (or append) the '## SQNR' section, leaving other sections alone."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    section = "## SQNR\n\n" + body.rstrip() + "\n"
-    pat = re.compile(r"^## SQNR\n.*?(?=^## |\Z)", re.S | re.M)
-    if pat.search(text):
-        text = pat.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
-
-
 def set_sizes(n_calib: int, n_eval: int) -> None:
     global N_CALIB, N_EVAL
     N_CALIB, N_EVAL = n_calib, n_eval
@@ -505,7 +493,7 @@ def main(argv=None) -> int:
                 f"`arm fold` and `arm auto`; "
                 f"`best arm method` picks the best of arm's four calibration methods per model "
                 f"(like `best ort`, a choice made on the evaluation set).\n\n")
-        write_section(head + body)
+        write_section('SQNR', head + body)
     return 0
 
 

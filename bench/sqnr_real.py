@@ -276,7 +276,7 @@ def main(argv=None) -> int:
     text = table(rows)
     print(text)
     if a.write:
-        from rss_calib_set import _write_section
+        from bench.results import write_section
         import onnxruntime
         import platform
         head = (f"Command: `OMP_NUM_THREADS=1 python bench/sqnr_real.py {shlex.join(argv or sys.argv[1:])}`\n\n"
@@ -284,7 +284,7 @@ def main(argv=None) -> int:
                 f"onnxruntime {onnxruntime.__version__}; date {time.strftime('%Y-%m-%d')}\n\n"
                 "SQNR in dB (mean over draws; in brackets the task metric: cls top-1 agreement with float, "
                 "det text-map IoU at 0.3).\n\n")
-        _write_section("SQNR on trained models", head + text + "\n")
+        write_section("SQNR on trained models", head + text + "\n")
     return 0
 
 

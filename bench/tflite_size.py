@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ import onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.results import write_section  # noqa: E402
 
 from qdeploy.corpus import CORPUS, save  # noqa: E402
 from qdeploy.pipeline import QuantizeOptions, quantize_model  # noqa: E402
@@ -127,18 +127,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_section(body: str, path: Path = ROOT / "bench" / "RESULTS.md") -> None:
-    """Replace (or append) the '## TFLite' section, leaving other sections alone."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    section = "## TFLite\n\n" + body.rstrip() + "\n"
-    pat = re.compile(r"^## TFLite\n.*?(?=^## |\Z)", re.S | re.M)
-    if pat.search(text):
-        text = pat.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", help="comma-separated subset of the corpus (default: all)")
@@ -168,7 +156,7 @@ def main(argv=None) -> int:
             + NOTES)
     print(body)
     if args.write:
-        write_section(body)
+        write_section('TFLite', body)
     return 0
 
 
