@@ -418,7 +418,7 @@ def _manifest(model: Path, opts, target, g: Graph, ranges, samples: int, cle: bo
     calib = Path(opts.calib) if opts.calib else None
     return {
         "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "qdeploy": __version__,
-        "model": {"file": model.name, "sha256": _sha256(model.read_bytes())},
+        "model": {"file": model.name, "sha256": _file_sha256(model)},
         "calibration": {"source": calib.name if calib else "bundled calib/",
                         "sha256": _file_sha256(calib) if calib and calib.is_file() else None,
                         "samples": samples, "method": ranges.method,
@@ -538,12 +538,14 @@ def run_artifact(out, backend: str, x: np.ndarray | dict) -> dict[str, np.ndarra
                            f"artefact); quantize again with --emit {art.name}")
     check_files(out, manifest, {"float": FLOAT, "ref": QGRAPH}.get(backend) or art.path)
     tail = manifest.get("float_tail")
+    # with a float tail the artefacts compute its branches; the model's outputs are assembled in float
+    seen = manifest if tail is None else {
+        **manifest, "outputs": [{"name": b["name"], "shape": b["shape"][1:]} for b in tail["branches"]]}
+    res = load_runner(BACKENDS[backend])(out, _as_inputs(manifest["inputs"], x), seen)
     if tail is None:
-        return load_runner(BACKENDS[backend])(out, _as_inputs(manifest["inputs"], x), manifest)
-    # the artefacts compute the tail's branches; the model's outputs are assembled in float
+        return res
     from .quant.float_tail import apply_tail
-    inner = {**manifest, "outputs": [{"name": b["name"], "shape": b["shape"][1:]} for b in tail["branches"]]}
-    return apply_tail(tail, load_runner(BACKENDS[backend])(out, _as_inputs(manifest["inputs"], x), inner))
+    return apply_tail(tail, res)
 
 
 def check_files(out: Path, manifest: dict, path: str | None = None) -> None:
