@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from bench.results import write_section  # noqa: E402
 from qdeploy.corpus import CORPUS, save  # noqa: E402
 from qdeploy.emit import qemu  # noqa: E402
+from qdeploy.emit.c.host import float_outputs, int8_inputs  # noqa: E402
 from qdeploy.pipeline import (QGRAPH, QuantizeOptions, calibration_samples, prepare_float,  # noqa: E402
                               quantize_model, read_manifest, run_artifact)
 from qdeploy.quant.qgraph import load_qgraph  # noqa: E402
@@ -57,11 +58,11 @@ def bench_one(model: Path, target: str, x: np.ndarray, work: Path) -> dict:
     mem = read_manifest(out)["memory"]
     with tempfile.TemporaryDirectory() as o2, tempfile.TemporaryDirectory() as os_:
         elf = qemu.build(out / "c", o2)
-        run = qemu.run_elf(elf, qemu.int8_inputs(qg, {qg.inputs[0]: x}), timeout_s=120 + 60 * len(x))
+        run = qemu.run_elf(elf, int8_inputs(qg, {qg.inputs[0]: x}), timeout_s=120 + 60 * len(x))
         flash_o2 = qemu.sizes(o2).flash
         qemu.build(out / "c", os_, opt="-Os")
         flash_os = qemu.sizes(os_).flash
-    got, ref = qemu.float_outputs(qg, run.outputs), run_artifact(out, "ref", x)
+    got, ref = float_outputs(qg, run.outputs), run_artifact(out, "ref", x)
     differ = sum(int(np.sum(got[k] != ref[k])) for k in ref)
     return {"model": model.stem, "target": target, "differ": differ, "values": sum(v.size for v in ref.values()),
             "insns": int(np.median(run.instructions)), "flash_o2": flash_o2, "flash_os": flash_os,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qdeploy.emit.qemu import int8_inputs
+from qdeploy.emit.c.host import int8_inputs
 from qdeploy.pipeline import QGRAPH
 from qdeploy.quant.qgraph import load_qgraph
 

@@ -122,38 +122,6 @@ def run_int8(bundle, x: np.ndarray, timeout_s: float = 300.0) -> QemuRun:
 
 
 # ------------------------------------------------------------------ float in, float out
-def int8_inputs(qg, inputs: dict) -> np.ndarray:
-    """Float samples (model layout, by input name) as the firmware's input.bin rows:
-    quantized exactly as the reference does, in the bundle's memory layout, the
-    model's inputs one after the other."""
-    from .c.layout import to_memory
-    from ..quant.interpreter import quantize_inputs
-    q = quantize_inputs(qg, inputs)
-    n = len(next(iter(q.values())))
-    return np.stack([np.concatenate([to_memory(q[name][i:i + 1]) for name in qg.inputs])
-                     for i in range(n)]).astype(np.int8)
-
-
-def float_outputs(qg, raw: np.ndarray) -> dict:
-    """The firmware's output rows back as the model's outputs (model layout,
-    dequantized, by name)."""
-    from .arena import int_io
-    from .c.layout import from_memory
-    from ..quant.interpreter import dequantize
-    deq = {n.outputs[0]: n for n in qg.nodes if n.op == "Dequantize" and n.outputs[0] in qg.outputs}
-    res, at = {}, 0
-    for name, t in zip(qg.outputs, int_io(qg)[1]):
-        shape = qg.tensors[t].shape
-        size = int(np.prod(shape))
-        ints = np.concatenate([from_memory(row[at:at + size], shape) for row in raw])
-        res[name] = dequantize(deq[name], [ints.astype(qg.tensors[t].dtype)], qg)[0]
-        at += size
-    if at != raw.shape[1]:
-        raise QDeployError(f"the firmware wrote {raw.shape[1]} output bytes per sample; the model's "
-                           f"outputs take {at}")
-    return res
-
-
 def run(out, inputs: dict, manifest: dict) -> dict:
     """OUT/c/ built for Cortex-M4 and run under QEMU, with a run backend's signature
     (float inputs and outputs in the model's layout, by name). Not in the ARTEFACTS
@@ -163,6 +131,7 @@ def run(out, inputs: dict, manifest: dict) -> dict:
     from ..quant.qgraph import load_qgraph
     out = Path(out)
     qg = load_qgraph(out / QGRAPH)
+    from .c.host import float_outputs, int8_inputs
     x = int8_inputs(qg, inputs)
     return float_outputs(qg, run_int8(out / "c", x, timeout_s=60.0 + 5.0 * len(x)).outputs)
 

@@ -11,7 +11,8 @@ from ...errors import QDeployError
 from . import layout
 from .lower import LOWER, SCRATCH, Builder, Ref, find_flattens
 from .names import comment
-from ..arena import Buffer, plan as place
+from ..arena import Buffer, int_io, schedule
+from ..arena import plan as place
 
 RUNTIME = ("qd_fixedpoint.h", "qd_kernels.h", "qd_conv.c", "qd_eltwise.c", "qd_pool.c", "qd_softmax.c", "qd_move.c")
 RUNTIME_SOURCES = tuple(f for f in RUNTIME if f.endswith(".c"))
@@ -30,22 +31,22 @@ class Bundle:
 
 
 def _schedule(qg):
-    quant = {n.inputs[0]: n for n in qg.nodes if n.op == "Quantize" and n.inputs[0] in qg.inputs}
-    deq = {n.outputs[0]: n for n in qg.nodes if n.op == "Dequantize" and n.outputs[0] in qg.outputs}
-    boundary = {id(n) for n in list(quant.values()) + list(deq.values())}
-    body = [n for n in qg.nodes if id(n) not in boundary]
+    """(body nodes, int8 inputs, int8 outputs) as the C API sees them (arena.schedule/int_io),
+    or one error naming what the bundle cannot take."""
+    body = schedule(qg)
     missing = [f"'{n.name}' ({n.op})" for n in body if n.op not in LOWER]
     if missing:
         raise QDeployError(f"{len(missing)} node(s) have no C kernel: {', '.join(missing)}; "
                            f"the C bundle runs {', '.join(sorted(LOWER))} (drop 'c' from --emit)")
+    quantized = {n.inputs[0] for n in qg.nodes if n.op == "Quantize"}
+    dequantized = {n.outputs[0] for n in qg.nodes if n.op == "Dequantize"}
     for name in qg.inputs:
-        if name not in quant:
+        if name not in quantized:
             raise QDeployError(f"graph input '{comment(name, 60)}' has no Quantize node; the C bundle takes int8 inputs")
     for name in qg.outputs:
-        if name not in deq:
+        if name not in dequantized:
             raise QDeployError(f"graph output '{comment(name, 60)}' has no Dequantize node; the C bundle gives int8 outputs")
-    ins = [quant[i].outputs[0] for i in qg.inputs]
-    outs = [deq[o].inputs[0] for o in qg.outputs]
+    ins, outs = int_io(qg)
     for t in ins + outs:
         if qg.tensors[t].dtype != "int8":
             raise QDeployError(f"tensor '{comment(t, 60)}' is {qg.tensors[t].dtype}; the C bundle is int8 only")

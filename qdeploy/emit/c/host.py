@@ -78,28 +78,47 @@ def build_library(cdir: Path, cc: str | None = None, flags=FLAGS) -> Path:
 
 def run(out: Path, inputs: dict, manifest: dict) -> dict:
     from ...pipeline import QGRAPH
-    from ...quant.interpreter import dequantize, quantize_inputs
     from ...quant.qgraph import load_qgraph
-    from .bundle import _schedule
+    from ..arena import int_io
     out = Path(out)
     qg = load_qgraph(out / QGRAPH)
-    _, ins, outs = _schedule(qg)
     lib = ctypes.CDLL(str(build_library(out / "c")))
     fn = lib.model_invoke
     fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     fn.restype = ctypes.c_int
-    q = quantize_inputs(qg, {k: inputs[k] for k in qg.inputs})
-    n = len(next(iter(q.values())))
-    sizes = [int(np.prod(qg.tensors[t].shape)) for t in outs]
-    results = {o: [] for o in qg.outputs}
-    for i in range(n):
-        block = np.concatenate([layout.to_memory(q[name][i:i + 1]) for name in qg.inputs]).astype(np.int8)
-        res = np.zeros(sum(sizes), np.int8)
-        if fn(block.ctypes.data, res.ctypes.data) != 0:
+    rows = int8_inputs(qg, {k: inputs[k] for k in qg.inputs})
+    res = np.zeros((len(rows), sum(int(np.prod(qg.tensors[t].shape)) for t in int_io(qg)[1])), np.int8)
+    for row, y in zip(rows, res):
+        if fn(row.ctypes.data, y.ctypes.data) != 0:
             raise QDeployError(f"{out}/c: model_invoke failed")
-        off = 0
-        for name, t, size in zip(qg.outputs, outs, sizes):
-            results[name].append(layout.from_memory(res[off:off + size], qg.tensors[t].shape))
-            off += size
+    return float_outputs(qg, res)
+
+
+def int8_inputs(qg, inputs: dict) -> np.ndarray:
+    """Float samples (model layout, by input name) as the bundle's input rows
+    (``model_invoke``'s ``in``; the firmware's input.bin): quantized exactly as the
+    reference does, in the bundle's memory layout, the model's inputs one after the other."""
+    from ...quant.interpreter import quantize_inputs
+    q = quantize_inputs(qg, inputs)
+    n = len(next(iter(q.values())))
+    return np.stack([np.concatenate([layout.to_memory(q[name][i:i + 1]) for name in qg.inputs])
+                     for i in range(n)]).astype(np.int8)
+
+
+def float_outputs(qg, raw: np.ndarray) -> dict:
+    """The bundle's output rows (host or firmware) back as the model's outputs
+    (model layout, dequantized, by name)."""
+    from ...quant.interpreter import dequantize
+    from ..arena import int_io
     deq = {n.outputs[0]: n for n in qg.nodes if n.op == "Dequantize" and n.outputs[0] in qg.outputs}
-    return {name: dequantize(deq[name], [np.concatenate(v, axis=0)], qg)[0] for name, v in results.items()}
+    res, at = {}, 0
+    for name, t in zip(qg.outputs, int_io(qg)[1]):
+        shape = qg.tensors[t].shape
+        size = int(np.prod(shape))
+        ints = np.concatenate([layout.from_memory(row[at:at + size], shape) for row in raw])
+        res[name] = dequantize(deq[name], [ints.astype(qg.tensors[t].dtype)], qg)[0]
+        at += size
+    if at != raw.shape[1]:
+        raise QDeployError(f"the bundle wrote {raw.shape[1]} output bytes per sample; the model's "
+                           f"outputs take {at}")
+    return res

@@ -342,7 +342,7 @@ def lut(b: Builder, n):
 def softmax(b: Builder, n):
     if b.fpga:
         raise QDeployError(f"node '{n.name}' (Softmax): the fpga target runs softmax on the host")
-    x, y = b.t(n.inputs[0]), b.t(n.outputs[0])
+    x = b.t(n.inputs[0])
     axis = n.attrs.get("axis", -1) % len(x.shape)
     off = np.moveaxis(layout.offsets(x.shape), axis, -1)
     rows = off.reshape(-1, x.shape[axis])
