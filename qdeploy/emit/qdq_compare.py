@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..quant.qgraph import on_grid, output_grids
+
 
 @dataclass
 class Diff:
@@ -43,15 +45,10 @@ def diff(name: str, op: str, a, b) -> Diff:
     return Diff(name, op, int(d.size), int(np.sum(d == 0)), int(np.sum(d <= 1)), int(d.max(initial=0)))
 
 
-def to_grid(qg, output: str, y: np.ndarray) -> np.ndarray:
-    """A dequantized graph output back on its int grid (the tensor its Dequantize reads)."""
-    t = qg.tensors[qg.producer(output).inputs[0]]
-    return np.round(np.asarray(y, np.float64) / t.s).astype(np.int64) + t.zp
-
-
 def end_to_end(qg, got: dict, ref: dict) -> list[Diff]:
     """Per graph output: the float outputs of two backends compared on the output's int grid."""
-    return [diff(o, "output", to_grid(qg, o, got[o]), to_grid(qg, o, ref[o])) for o in qg.outputs]
+    grids = output_grids(qg)
+    return [diff(o, "output", on_grid(got[o], grids[o]), on_grid(ref[o], grids[o])) for o in qg.outputs]
 
 
 def forced_model(qg, model):

@@ -191,6 +191,23 @@ class QGraph:
         return dict(sorted(counts.items()))
 
 
+# ------------------------------------------------------------------ output grids
+def output_grids(qg) -> dict[str, tuple[float, int]]:
+    """(scale, zero point) of each graph output's int tensor (the input of its Dequantize)."""
+    deq = {n.outputs[0]: n for n in qg.nodes if n.op == "Dequantize" and n.outputs[0] in qg.outputs}
+    grids = {}
+    for o in qg.outputs:
+        t = qg.tensors[deq[o].inputs[0]] if o in deq else qg.tensors[o]
+        grids[o] = (t.s, t.zp) if t.scale is not None else (None, None)
+    return grids
+
+
+def on_grid(y: np.ndarray, grid: tuple[float, int]) -> np.ndarray:
+    """Float values back on an int grid: ``round(y / scale) + zero_point``."""
+    s, zp = grid
+    return np.round(np.asarray(y, np.float64) / s).astype(np.int64) + zp
+
+
 # ------------------------------------------------------------------ file format
 class _Arrays:
     def __init__(self):

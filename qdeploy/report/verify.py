@@ -36,27 +36,13 @@ import numpy as np
 from ..emit import ARTEFACTS, load_runner
 from ..errors import QDeployError
 from ..quant.error import sqnr_db
+from ..quant.qgraph import on_grid, output_grids
 
 # backends within 1 LSB per op only -> how that is checked (see the module docstring); every
 # other backend (tflm, c, and any new one until its contract is known) must stay within 1 LSB
 # end to end
 DRIFTING = {"qdq": "qdeploy.report.verify:qdq_per_op", "tflite": "sibling"}
 PER_OP_SAMPLES = 4
-
-
-def output_grids(qg) -> dict[str, tuple[float, int]]:
-    """(scale, zero point) of each graph output's int tensor (the input of its Dequantize)."""
-    deq = {n.outputs[0]: n for n in qg.nodes if n.op == "Dequantize" and n.outputs[0] in qg.outputs}
-    grids = {}
-    for o in qg.outputs:
-        t = qg.tensors[deq[o].inputs[0]] if o in deq else qg.tensors[o]
-        grids[o] = (t.s, t.zp) if t.scale is not None else (None, None)
-    return grids
-
-
-def on_grid(y: np.ndarray, grid: tuple[float, int]) -> np.ndarray:
-    s, zp = grid
-    return np.round(np.asarray(y, np.float64) / s).astype(np.int64) + zp
 
 
 def compare(ref: dict, got: dict, grids: dict, flt: dict | None = None, drifting: bool = False) -> dict:

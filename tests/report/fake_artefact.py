@@ -22,7 +22,7 @@ def emit(qg, ctx) -> dict[str, bytes]:
 def run(out: Path, inputs: dict, manifest: dict) -> dict:
     from qdeploy.quant.interpreter import run as ref
     from qdeploy.quant.qgraph import load_qgraph
-    from qdeploy.report.verify import output_grids
+    from qdeploy.quant.qgraph import output_grids
     if os.environ.get("FAKE_SLEEP"):
         Path(os.environ["FAKE_SLEEP"]).write_text("verifying")
         time.sleep(60)
