@@ -40,12 +40,27 @@ Every integer comes from the QGraph, nothing is re-decided:
 Numerics: onnxruntime requantises with a float32 scale and rounds half to
 even. The ``ort`` profile's QGraph says the same (``requant = "float32"``:
 QLinearConv/QGemm, QLinearMul, QLinearGlobalAveragePool, Quantize/
-DequantizeLinear), so ``--backend ref`` predicts this model bit for bit (10 of
-the 11 corpus models exact end to end; onnxruntime's uint8 bilinear Resize and
-QLinearAdd keep their own arithmetic). The ``arm`` profile's QGraph uses
-TFLite's Q31 multipliers with double rounding and TFLite's Add/Mul/Mean
-recipes: every op is within 1 LSB of the reference, and those 1-LSB
-differences propagate (tests/emit/test_qdq_corpus.py prints the fractions).
+DequantizeLinear), so ``--backend ref`` predicts this model bit for bit; its
+bilinear ``Resize`` (the reference keeps TFLite's Q10 recipe, onnxruntime's
+uint8 Resize interpolates its own way: 2.4 % of seg_head's elements were 1 LSB
+off) is the integer subgraph of qdeploy.emit.qdq_exact. All 11 corpus models
+bit-exact end to end.
+
+The ``arm`` profile (``arm`` and ``cortex-m`` targets) is TFLite's arithmetic:
+Q31 multipliers with *double* rounding and TFLite's Add/Mul/Mean/AvgPool/Resize
+recipes, which no onnxruntime int8 kernel follows. Fused into QLinearConv &
+co., 0.06-0.4 % of every conv's elements (where the first rounding lands on a
+tie of the second) and 13 % of Mean's were 1 LSB off, and through the
+random-weight corpus nets that grew to 27-100 % within 1 LSB end to end (max
+21 LSB). Design decision: the arm QDQ model is the portable *check* of the
+TFLite/C numerics (the fast onnxruntime path is the ``ort`` target), so on arm
+every op with its own rounding is an integer-exact subgraph
+(:mod:`qdeploy.emit.qdq_exact`: ConvInteger/MatMulInteger + int64
+requantisation, tables, ReduceSum) that ends in the QGraph's int8 tensor:
+bit-exact end to end on all 11 corpus models, at the latency cost stated in
+bench/RESULTS.md "QDQ speed: arm integer-exact". ``options["exact"] = "0"``
+(``build(exact=False)``) gives the fused form back. Softmax and PRelu keep the
+fused/float form on arm (within 1 LSB per op).
 
 The model has batch 1 (like the TFLite artefact); :func:`run` feeds N samples
 one by one.
@@ -365,20 +380,41 @@ def default_lut(profile: str) -> str:
     return "float" if profile == "ort" else "gather"
 
 
-def build(qg, lut: str | None = None, doc: str = "") -> "onnx.ModelProto":
+def default_exact(profile: str) -> bool:
+    """Integer-exact subgraphs (qdeploy.emit.qdq_exact) unless asked otherwise:
+    on arm, whose double-rounding requantisation onnxruntime's kernels do not follow."""
+    return profile == "arm"
+
+
+def handler_of(n, exact: bool):
+    """The emit handler of QGraph node ``n``: the integer-exact subgraph when
+    ``exact`` (arm), the bilinear Resize always (neither profile's reference
+    interpolates like onnxruntime), else the QDQ form onnxruntime fuses."""
+    from . import qdq_exact
+    if n.op == "Resize" and n.attrs.get("mode") != "nearest":
+        return qdq_exact.resize_bilinear
+    if exact and n.op in qdq_exact.HANDLERS and n.params.get("requant", "q31") == "q31":
+        return qdq_exact.HANDLERS[n.op]
+    return HANDLERS.get(n.op)
+
+
+def build(qg, lut: str | None = None, doc: str = "", exact: bool | None = None) -> "onnx.ModelProto":
     """The QDQ ONNX model of ``qg`` (checked with onnx.checker, full check);
-    ``lut``: "gather" | "float" | None (the profile's default)."""
+    ``lut``: "gather" | "float" | None (the profile's default); ``exact``:
+    integer-exact subgraphs for ops with their own rounding (None: the
+    profile's default, :func:`default_exact`)."""
     import onnx
     from onnx import helper, numpy_helper
     lut = lut or default_lut(qg.profile)
     if lut not in LUT_MODES:
         raise QDeployError(f"qdq option lut={lut!r}: choose one of {', '.join(LUT_MODES)}")
+    exact = default_exact(qg.profile) if exact is None else bool(exact)
     if qg.profile not in ("arm", "ort"):
         raise QDeployError(f"the QDQ model cannot express the '{qg.profile}' profile's arithmetic "
                            f"(target '{qg.target}'); drop 'qdq' from --emit")
     b = _Builder(qg, lut)
     for n in qg.nodes:
-        handler = HANDLERS.get(n.op)
+        handler = handler_of(n, exact)
         if handler is None:
             raise QDeployError(f"node '{n.name}' ({n.op}) has no QDQ form in this qdeploy; "
                                "drop 'qdq' from --emit")
@@ -403,9 +439,10 @@ def build(qg, lut: str | None = None, doc: str = "") -> "onnx.ModelProto":
 
 def emit(qg, ctx) -> dict[str, bytes]:
     lut = ctx.options.get("lut")
+    exact = ctx.options.get("exact")
     doc = (f"Made by qdeploy {ctx.version} (qdeploy.emit.qdq) from {ctx.model_name} for target "
            f"'{qg.target}' ({qg.profile} profile); rebuild with `qdeploy quantize` --emit qdq.")
-    m = build(qg, lut=lut, doc=doc)
+    m = build(qg, lut=lut, doc=doc, exact=None if exact is None else str(exact).lower() not in ("0", "false", "no"))
     m.producer_version = ctx.version
     return {FILE: m.SerializeToString(deterministic=True)}
 

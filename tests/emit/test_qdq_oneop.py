@@ -17,7 +17,10 @@ from tests.quant.oneop import pipeline
 ORT_EXACT = {"conv", "conv_relu", "conv_clip_narrow", "conv_dilated", "depthwise", "grouped", "gemm", "mul",
              "div_const", "global_avgpool", "reduce_mean", "relu", "maxpool", "global_maxpool", "concat",
              "reshape", "transpose", "pad", "slice", "split", "depth_to_space", "space_to_depth",
-             "resize_nearest"}
+             "resize_nearest", "resize_linear"}
+# arm cases in the float form (within 1 LSB per op); every other arm case is an integer-exact subgraph
+# (qdeploy/emit/qdq_exact.py) or only moves integers, so bit-exact
+ARM_FLOAT = {"prelu", "softmax"}
 
 
 @pytest.mark.parametrize("target", ["ort", "arm"])
@@ -28,6 +31,8 @@ def test_one_op_within_one_lsb(case, target, tmp_path):
         print(f"{case} {target}: {d.line()}")
         assert d.max <= 1, d.line()
     if target == "ort" and case in ORT_EXACT:   # requant = "float32": the reference computes what onnxruntime does
+        assert all(d.exact == d.count for d in diffs), [d.line() for d in diffs]
+    if target == "arm" and case not in ARM_FLOAT:
         assert all(d.exact == d.count for d in diffs), [d.line() for d in diffs]
     kernel = CASES[case][1]
     if target == "ort" and kernel is not None:

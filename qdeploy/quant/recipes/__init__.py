@@ -35,12 +35,12 @@ from .pow2 import (avg_pool_shift_eval, avg_pool_shift_params, mean_shift_eval,
                    mean_shift_params, pow2_scale)
 from .prelu import prelu_eval, prelu_params
 from .quantize import dequantize, quantize_input, requantize_eval, requantize_params
-from .resize import (nearest_indices, resize_bilinear_eval, resize_bilinear_params,
+from .resize import (bilinear_taps, nearest_indices, resize_bilinear_eval, resize_bilinear_params,
                      resize_nearest_eval, tflite_resize_flags)
 from .softmax import softmax_eval, softmax_params
 
 __all__ = [
-    "add_eval", "add_params", "avg_pool2d_eval", "avg_pool_eval", "avg_pool_shift_eval",
+    "add_eval", "add_params", "bilinear_taps", "avg_pool2d_eval", "avg_pool_eval", "avg_pool_shift_eval",
     "avg_pool_shift_params", "dequantize", "float_lut",
     "FUNCTIONS", "hard_swish_eval", "hard_swish_lut", "hard_swish_params", "leaky_relu_eval",
     "leaky_relu_lut", "leaky_relu_params", "logistic_eval", "logistic_lut", "logistic_params",

@@ -76,15 +76,22 @@ def _interp_axis(in_size: int, out_size: int, align_corners: bool, half_pixel: b
     return v, lo, hi
 
 
+def bilinear_taps(in_size: int, out_size: int, align_corners: bool, half_pixel: bool):
+    """The two source indices of every output index along one axis and the
+    Q10 weight of the second one: ``(lo, hi, frac)`` (the first weighs
+    ``1024 - frac``)."""
+    v, lo, hi = _interp_axis(in_size, out_size, align_corners, half_pixel)
+    return lo, hi, v - (lo << 10)
+
+
 def resize_bilinear_eval(q, out_hw, align_corners: bool = False,
                          half_pixel_centers: bool = False) -> np.ndarray:
     """int8 RESIZE_BILINEAR on NCHW ``q``."""
     q = np.asarray(q, dtype=np.int64)
     h, w = q.shape[-2:]
-    vy, y0, y1 = _interp_axis(h, int(out_hw[0]), align_corners, half_pixel_centers)
-    vx, x0, x1 = _interp_axis(w, int(out_hw[1]), align_corners, half_pixel_centers)
-    fy = (vy - (y0 << 10))[:, None]  # weight of the upper row y1, Q10
-    fx = (vx - (x0 << 10))[None, :]
+    y0, y1, fy = bilinear_taps(h, int(out_hw[0]), align_corners, half_pixel_centers)
+    x0, x1, fx = bilinear_taps(w, int(out_hw[1]), align_corners, half_pixel_centers)
+    fy, fx = fy[:, None], fx[None, :]  # Q10 weights of the upper row y1 / column x1
     Y0, Y1, X0, X1 = y0[:, None], y1[:, None], x0[None, :], x1[None, :]
     acc = (q[..., Y0, X0] * ((1 << 10) - fy) * ((1 << 10) - fx)
            + q[..., Y1, X0] * fy * ((1 << 10) - fx)

@@ -1,0 +1,336 @@
+"""Integer-exact ONNX subgraphs of the reference's integer recipes, for the QDQ
+model of the ``arm`` profile (TFLite numerics: Q31 multipliers with double
+rounding, TFLite's Add/Sub/Mul/Mean/AvgPool/Resize recipes).
+
+Why: onnxruntime's int8 kernels requantise with a float32 scale and round half
+to even. The arm reference rounds twice (``SaturatingRoundingDoublingHighMul``
+to an integer at ``2**-shift`` resolution, then ``RoundingDivideByPOT`` half
+away from zero): whenever the first rounding lands on a tie of the second, the
+two differ by 1 LSB (measured: 0.06-0.4 % of every conv's outputs, 13 % of
+QLinearGlobalAveragePool's, 2.8 % of the bilinear Resize's). In the random-weight
+corpus nets those differences grow to 27-100 % within 1 LSB end to end, max
+21 LSB. So on arm every op with its own rounding is emitted as int32/int64
+ONNX arithmetic that computes the reference's integers, and ends in the
+QGraph's int8 tensor (which the next node reads directly or through its own
+DequantizeLinear):
+
+* ``Conv2D``: ``ConvInteger`` (int8 x with its zero point, int8 weights: exact
+  int32 sums, padding contributes 0); ``FullyConnected``: ``MatMulInteger``;
+  ``TransposeConv2D``: float ``ConvTranspose`` of ``x - zp`` (exact: every
+  partial sum is an integer below 2**24, checked from the weights), then
+  :func:`requant` (the bias folds into its additive constant);
+* :func:`requant` is ``MultiplyByQuantizedMultiplier`` in int64:
+  ``srdhm(x, m)`` is ``floor((x * m + 2**30) / 2**31)`` (half up), computed as
+  a truncating ``Div`` of a value made non-negative by ``K * 2**31``;
+  ``RoundingDivideByPOT(y, r)`` is ``floor((y + 2**(r-1) - [y < 0]) / 2**r)``,
+  again on the non-negative shifted value; then ``+ zp``, ``Clip``, ``Cast``;
+* ``Add``/``Sub``: each input's ``mbqm((q - zp) << 20, m_i, s_i)`` is a
+  256-entry int64 table (Gather), the sum goes through :func:`requant`;
+  ``Mul``: ``(a - zp_a) * (b - zp_b)`` then :func:`requant`; ``Mean``:
+  ``ReduceSum`` then :func:`requant`; ``AvgPool``: window sums by a ones
+  ``ConvInteger``, then the rounded division by the valid count;
+  ``Requantize``: a 256-entry int8 table built by the reference kernel itself;
+* bilinear ``Resize`` (both profiles: onnxruntime's own int8/uint8 bilinear
+  interpolation is not TFLite's Q10 recipe, which the reference follows):
+  Gathers of the two source rows/columns, Q10 weights, ``(acc +- 2**19) / 2**20``.
+
+int8 x int8 ``ConvInteger``/``MatMulInteger`` run on MLAS's S8S8 kernels, which
+widen to 16 bits before multiplying (no saturation on AVX2, unlike U8S8).
+Softmax and PRelu keep the float form (within 1 LSB per op; no corpus model
+has them).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import QDeployError
+from ..quant import recipes
+from ..quant.interpreter import run_node
+
+INT32, INT64, FLOAT = 6, 7, 1
+_ONNX_OF = {"int8": 3, "uint8": 2}
+_NP = {"int8": np.int8, "uint8": np.uint8}
+_SAFE = 1 << 63     # every int64 intermediate stays below this
+
+
+def _range(b, name: str) -> tuple[int, int]:
+    info = np.iinfo(_NP[b.qg.tensors[name].dtype])
+    return int(info.min), int(info.max)
+
+
+def _maxabs(b, name: str) -> int:
+    """max |q - zp| over the tensor's dtype."""
+    lo, hi = _range(b, name)
+    zp = b.qg.tensors[name].zp
+    return max(zp - lo, hi - zp)
+
+
+def _i64(v) -> np.ndarray:
+    return np.asarray(v, np.int64)
+
+
+def cast(b, x: str, to: int, name: str) -> str:
+    y = b.unique(name)
+    b.node("Cast", [x], [y], name, to=to)
+    return y
+
+
+def wide(b, name: str, reader: str) -> str:
+    """An int64 view of int tensor ``name``."""
+    t = b.qg.tensors[name]
+    if t.is_const:
+        return b.const(f"{name}_i64", _i64(t.data))
+    return cast(b, name, INT64, f"{name}_i64_{reader}")
+
+
+def table_index(b, name: str, reader: str) -> str:
+    """Gather indices of int tensor ``name`` into a table rotated by
+    :func:`rotate` (int8 q >= 0 -> q, q < 0 -> 256 + q: Gather's negative indices)."""
+    return cast(b, name, INT32, f"{name}_index_{reader}")
+
+
+def rotate(table: np.ndarray, dtype: str) -> np.ndarray:
+    """A table indexed by ``q - qmin`` re-ordered for :func:`table_index`."""
+    return np.roll(table, -128) if dtype == "int8" else table
+
+
+def all_values(dtype: str) -> np.ndarray:
+    info = np.iinfo(_NP[dtype])
+    return np.arange(info.min, info.max + 1).astype(_NP[dtype])
+
+
+def requant(b, acc: str, bound: int, multiplier, shift, out: str, dtype: str, zp_out: int, lo: int, hi: int,
+            axis_shape=(), add=0, name: str = "") -> None:
+    """``out = clamp(mbqm(acc + add, multiplier, shift) + zp_out, lo, hi)`` as
+    int64 ONNX arithmetic, bit for bit ``fixedpoint.mbqm``; ``acc`` is int64
+    with ``|acc + add| <= bound``; per-channel ``multiplier``/``shift``/``add``
+    are shaped ``axis_shape``; ``out`` is written as ``dtype`` (int8/uint8)."""
+    m, s, a = (_i64(v).reshape(-1) for v in (multiplier, shift, add))
+    n_ch = max(len(m), len(s), len(a))
+    m, s, a = (np.resize(v, n_ch) for v in (m, s, a))
+    right = [max(-int(v), 0) for v in s]
+    mp = [int(v) << max(int(sh), 0) for v, sh in zip(m, s)]       # m * 2**left (the left shift folded in)
+    r_max = max(right)
+    need = bound * max(mp) + (1 << 30)
+    big = 1 << max(r_max, (need >> 31).bit_length() + 1)           # K: K * 2**31 > need, K % 2**r == 0
+    c1 = [int(v) * p + (1 << 30) + (big << 31) for v, p in zip(a, mp)]
+    if need + (big << 31) >= _SAFE or max(abs(v) for v in c1) >= _SAFE:
+        raise QDeployError(f"node '{name}': its integer requantisation needs more than 63 bits "
+                           f"(|acc| up to {bound}); emit the qdq artefact with exact=False")
+    shape = axis_shape if n_ch > 1 else ()
+
+    def c(base, vals):
+        return b.const(f"{name}_{base}", _i64(vals).reshape(shape))
+
+    t1, t2, q = (b.unique(f"{name}_{x}") for x in ("scaled", "nudged", "high"))
+    b.node("Mul", [acc, c("multiplier", mp)], [t1], t1)
+    b.node("Add", [t1, c("nudge", c1)], [t2], t2)
+    b.node("Div", [t2, b.const(f"{name}_two31", _i64(1 << 31))], [q], q)   # srdhm(acc + add, m) + K
+    if r_max > 0:   # RoundingDivideByPOT(y, r) = floor((y + 2**(r-1) - [y < 0]) / 2**r), y = q - K
+        hpos = [(1 << (r - 1)) if r > 0 else 0 for r in right]
+        neg, t, u, z = (b.unique(f"{name}_{x}") for x in ("negative", "half", "rounded", "low"))
+        b.node("Less", [q, b.const(f"{name}_K", _i64(big))], [neg], neg)
+        b.node("Where", [neg, c("half_neg", [max(h - 1, 0) for h in hpos]), c("half_pos", hpos)], [t], t)
+        b.node("Add", [q, t], [u], u)
+        b.node("Div", [u, c("pot", [1 << r for r in right])], [z], z)     # = rdbpot(y, r) + K / 2**r
+        q = z
+    y, yc = b.unique(f"{name}_requantized"), b.unique(f"{name}_clamped")
+    b.node("Add", [q, c("offset", [zp_out - (big >> r) for r in right])], [y], y)
+    b.node("Clip", [y, b.const(f"{name}_lo", _i64(lo)), b.const(f"{name}_hi", _i64(hi))], [yc], yc)
+    b.node("Cast", [yc], [out], f"{name}_cast", to=_ONNX_OF[dtype])
+
+
+def _act(n, b) -> tuple[int, int]:
+    lo, hi = _range(b, n.outputs[0])
+    return int(n.params.get("act_min", lo)), int(n.params.get("act_max", hi))
+
+
+def _out_requant(b, n, acc, bound, axis_shape=(), add=0, m=None, s=None, out=None) -> None:
+    lo, hi = _act(n, b)
+    t = b.qg.tensors[n.outputs[0]]
+    requant(b, acc, bound, n.params["multiplier"] if m is None else m, n.params["shift"] if s is None else s,
+            out or n.outputs[0], t.dtype, t.zp, lo, hi, axis_shape, add, n.name)
+
+
+def _weight_bound(w: np.ndarray) -> int:
+    """max over output channels of sum |w| (axis 0 = output channel)."""
+    return int(np.abs(w.astype(np.int64)).reshape(w.shape[0], -1).sum(axis=1).max())
+
+
+# ------------------------------------------------------------------ handlers (arm profile)
+def conv(b, n) -> None:
+    a, x = n.attrs, n.inputs[0]
+    w, bias = b.qg.tensors[n.inputs[1]], b.qg.tensors[n.inputs[2]]
+    t = b.qg.tensors[x]
+    acc32, acc = b.unique(f"{n.outputs[0]}_acc32"), b.unique(f"{n.outputs[0]}_acc")
+    b.node("ConvInteger", [x, b.const(w.name, w.data.astype(np.int8)),
+                           b.const(f"{x}_zero_point_{n.name}", _NP[t.dtype](t.zp))], [acc32], n.name,
+           kernel_shape=list(w.shape[2:]), strides=list(a["strides"]), pads=list(a["pads"]),
+           dilations=list(a["dilations"]), group=int(a["group"]))
+    b.node("Cast", [acc32], [acc], f"{n.name}_acc", to=INT64)
+    bb = _i64(bias.data)
+    bound = _weight_bound(w.data) * _maxabs(b, x) + int(np.abs(bb).max(initial=0))
+    _out_requant(b, n, acc, bound, (1, -1, 1, 1), add=bb)
+
+
+def fully_connected(b, n) -> None:
+    x = n.inputs[0]
+    w, bias = b.qg.tensors[n.inputs[1]], b.qg.tensors[n.inputs[2]]
+    t = b.qg.tensors[x]
+    acc32, acc = b.unique(f"{n.outputs[0]}_acc32"), b.unique(f"{n.outputs[0]}_acc")
+    b.node("MatMulInteger", [x, b.const(f"{w.name}_t", np.ascontiguousarray(w.data.astype(np.int8).T)),
+                             b.const(f"{x}_zero_point_{n.name}", _NP[t.dtype](t.zp))], [acc32], n.name)
+    b.node("Cast", [acc32], [acc], f"{n.name}_acc", to=INT64)
+    bb = _i64(bias.data)
+    bound = _weight_bound(w.data) * _maxabs(b, x) + int(np.abs(bb).max(initial=0))
+    _out_requant(b, n, acc, bound, (1, -1), add=bb)
+
+
+def conv_transpose(b, n) -> None:
+    a, x = n.attrs, n.inputs[0]
+    w, bias = b.qg.tensors[n.inputs[1]], b.qg.tensors[n.inputs[2]]
+    o, cg, kh, kw = w.data.shape
+    g = int(a["group"])
+    bound = _weight_bound(w.data) * _maxabs(b, x)
+    # every output is a sum of at most (taps per output) products; its partial sums are below
+    # sum over input channels of |w| * max|x - zp| <= bound: float32 is exact below 2**24
+    if bound >= 1 << 24:
+        raise QDeployError(f"node '{n.name}' (TransposeConv2D): its sums may reach {bound} >= 2**24, beyond "
+                           "float32's exact integers; emit the qdq artefact with exact=False")
+    onnx_w = w.data.reshape(g, o // g, cg, kh, kw).transpose(0, 2, 1, 3, 4).reshape(g * cg, o // g, kh, kw)
+    t = b.qg.tensors[x]
+    xf, accf, acc = (b.unique(f"{n.outputs[0]}_{k}") for k in ("centred", "accf", "acc"))
+    b.node("DequantizeLinear", [x, b.const(f"{n.name}_one", np.float32(1.0)),
+                                b.const(f"{x}_zero_point_{n.name}", _NP[t.dtype](t.zp))], [xf], xf)
+    b.node("ConvTranspose", [xf, b.const(f"{w.name}_float", onnx_w.astype(np.float32))], [accf], n.name,
+           kernel_shape=[kh, kw], strides=list(a["strides"]), pads=list(a["pads"]),
+           dilations=list(a["dilations"]), group=g, output_padding=list(a.get("output_padding", [0, 0])))
+    b.node("Cast", [accf], [acc], f"{n.name}_acc", to=INT64)
+    bb = _i64(bias.data)
+    _out_requant(b, n, acc, bound + int(np.abs(bb).max(initial=0)), (1, -1, 1, 1), add=bb)
+
+
+def _scaled_table(b, name: str, reader: str, m: int, s: int, zp: int, left: int) -> tuple[str, int]:
+    """``mbqm_smaller_than_one((q - zp) << left, m, s)`` of int tensor ``name``
+    as an int64 tensor (a Gather on the 256-entry table; a constant directly)."""
+    from ..quant import fixedpoint as fp
+    t = b.qg.tensors[name]
+    f = lambda q: fp.mbqm_smaller_than_one((_i64(q) - zp) * (1 << left), m, s)   # noqa: E731
+    if t.is_const:
+        v = _i64(f(t.data))
+        return b.const(f"{name}_scaled_{reader}", v), int(np.abs(v).max(initial=0))
+    table = _i64(f(all_values(t.dtype)))
+    idx = table_index(b, name, reader)
+    y = b.unique(f"{name}_scaled_{reader}")
+    b.node("Gather", [b.const(f"{reader}_{name}_table", rotate(table, t.dtype)), idx], [y], y, axis=0)
+    return y, int(np.abs(table).max())
+
+
+def add_sub(b, n) -> None:
+    p = n.params
+    a, ba = _scaled_table(b, n.inputs[0], n.name, p["multiplier1"], p["shift1"], p["zp1"], p["left_shift"])
+    c, bc = _scaled_table(b, n.inputs[1], n.name, p["multiplier2"], p["shift2"], p["zp2"], p["left_shift"])
+    raw = b.unique(f"{n.outputs[0]}_raw")
+    b.node(n.op, [a, c], [raw], f"{n.name}_raw")
+    _out_requant(b, n, raw, ba + bc, m=p["multiplier_out"], s=p["shift_out"])
+
+
+def mul(b, n) -> None:
+    p = n.params
+    (ca, ba), (cb, bb) = (_centred(b, i, zp, n.name) for i, zp in zip(n.inputs, (p["zp1"], p["zp2"])))
+    prod = b.unique(f"{n.outputs[0]}_product")
+    b.node("Mul", [ca, cb], [prod], f"{n.name}_product")
+    _out_requant(b, n, prod, ba * bb)
+
+
+def _centred(b, name: str, zp: int, reader: str) -> tuple[str, int]:
+    """``q - zp`` of int tensor ``name`` in int64, and its largest magnitude."""
+    t = b.qg.tensors[name]
+    if t.is_const:
+        v = _i64(t.data) - zp
+        return b.const(f"{name}_centred_{reader}", v), int(np.abs(v).max(initial=0))
+    x, y = wide(b, name, reader), b.unique(f"{name}_centred_{reader}")
+    b.node("Sub", [x, b.const(f"{reader}_{name}_zp", _i64(zp))], [y], y)
+    return y, max(abs(v - zp) for v in _range(b, name))
+
+
+def mean(b, n) -> None:
+    p, x = n.params, n.inputs[0]
+    axes = list(n.attrs.get("axes", [2, 3]))
+    total = b.unique(f"{n.outputs[0]}_sum")
+    b.node("ReduceSum", [wide(b, x, n.name), b.const(f"{n.name}_axes", _i64(axes))], [total], f"{n.name}_sum",
+           keepdims=1)
+    t = b.qg.tensors[n.outputs[0]]
+    kept = [1 if k in axes else d for k, d in enumerate(b.qg.tensors[x].shape)]
+    out = n.outputs[0] if list(t.shape) == kept else b.unique(f"{n.outputs[0]}_kept")
+    bound = p["count"] * max(abs(v - p["zp_in"]) for v in _range(b, x))
+    _out_requant(b, n, total, bound, add=-p["zp_in"] * p["count"], out=out)
+    if out != n.outputs[0]:
+        b.node("Reshape", [out, b.const(f"{n.name}_shape", _i64(t.shape))], [n.outputs[0]], f"{n.name}_reshape")
+
+
+def avg_pool(b, n) -> None:
+    a, x = n.attrs, n.inputs[0]
+    t = b.qg.tensors[x]
+    c, h, w = t.shape[1:]
+    kh, kw = a["kernel"]
+    sums, acc = b.unique(f"{n.outputs[0]}_sums32"), b.unique(f"{n.outputs[0]}_sums")
+    b.node("ConvInteger", [x, b.const(f"{n.name}_ones", np.ones((c, 1, kh, kw), np.int8)),
+                           b.const(f"{n.name}_zero", _NP[t.dtype](0))], [sums], n.name,
+           kernel_shape=[kh, kw], strides=list(a["strides"]), pads=list(a["pads"]), group=int(c))
+    b.node("Cast", [sums], [acc], f"{n.name}_sums", to=INT64)
+    counts = recipes.window_counts((h, w), a["kernel"], a["strides"], a["pads"]).astype(np.int64)
+    sign, half, num, q, qc = (b.unique(f"{n.outputs[0]}_{k}") for k in ("sign", "half", "num", "avg", "clamped"))
+    b.node("Sign", [acc], [sign], sign)
+    b.node("Mul", [sign, b.const(f"{n.name}_half_counts", counts // 2)], [half], half)
+    b.node("Add", [acc, half], [num], num)
+    b.node("Div", [num, b.const(f"{n.name}_counts", counts)], [q], q)
+    lo, hi = _act(n, b)
+    b.node("Clip", [q, b.const(f"{n.name}_lo", _i64(lo)), b.const(f"{n.name}_hi", _i64(hi))], [qc], qc)
+    b.node("Cast", [qc], [n.outputs[0]], f"{n.name}_cast", to=_ONNX_OF[b.qg.tensors[n.outputs[0]].dtype])
+
+
+def unary_table(b, n) -> None:
+    """An int -> int node of one input as a 256-entry table built by the
+    reference kernel itself (Requantize)."""
+    t_in, t_out = b.qg.tensors[n.inputs[0]], b.qg.tensors[n.outputs[0]]
+    table = run_node(b.qg, n, [all_values(t_in.dtype)])[0].astype(_NP[t_out.dtype])
+    idx = table_index(b, n.inputs[0], n.name)
+    b.node("Gather", [b.const(n.name + "_table", rotate(table, t_in.dtype)), idx], [n.outputs[0]], n.name, axis=0)
+
+
+def resize_bilinear(b, n) -> None:
+    """TFLite's Q10 bilinear interpolation (recipes.resize) in int64."""
+    p, x = n.params, n.inputs[0]
+    h, w = b.qg.tensors[x].shape[-2:]
+    oh, ow = (int(v) for v in p["out_hw"])
+    (y0, y1, fy), (x0, x1, fx) = (recipes.bilinear_taps(i, o, p["align_corners"], p["half_pixel_centers"])
+                                  for i, o in ((h, oh), (w, ow)))
+    xi = wide(b, x, n.name)
+    one = 1 << 10
+
+    def blend(src, lo_idx, hi_idx, f, axis, shape, tag):
+        g0, g1, m0, m1, s = (b.unique(f"{n.outputs[0]}_{tag}{k}") for k in ("lo", "hi", "wlo", "whi", "sum"))
+        b.node("Gather", [src, b.const(f"{n.name}_{tag}_lo", _i64(lo_idx))], [g0], g0, axis=axis)
+        b.node("Gather", [src, b.const(f"{n.name}_{tag}_hi", _i64(hi_idx))], [g1], g1, axis=axis)
+        b.node("Mul", [g0, b.const(f"{n.name}_{tag}_wlo", _i64(one - f).reshape(shape))], [m0], m0)
+        b.node("Mul", [g1, b.const(f"{n.name}_{tag}_whi", _i64(f).reshape(shape))], [m1], m1)
+        b.node("Add", [m0, m1], [s], s)
+        return s
+
+    rows = blend(xi, x0, x1, fx, 3, (-1,), "x")
+    acc = blend(rows, y0, y1, fy, 2, (-1, 1), "y")
+    sign, half, num, q = (b.unique(f"{n.outputs[0]}_{k}") for k in ("sign", "half", "num", "q"))
+    b.node("Sign", [acc], [sign], sign)
+    b.node("Mul", [sign, b.const(f"{n.name}_half", _i64(1 << 19))], [half], half)
+    b.node("Add", [acc, half], [num], num)
+    b.node("Div", [num, b.const(f"{n.name}_two20", _i64(1 << 20))], [q], q)
+    b.node("Cast", [q], [n.outputs[0]], f"{n.name}_cast", to=_ONNX_OF[b.qg.tensors[n.outputs[0]].dtype])
+
+
+# QGraph op -> exact handler on the arm profile (qdq.HANDLERS keeps the float form for the others)
+HANDLERS = {
+    "Conv2D": conv, "FullyConnected": fully_connected, "TransposeConv2D": conv_transpose,
+    "Add": add_sub, "Sub": add_sub, "Mul": mul, "Mean": mean, "AvgPool": avg_pool,
+    "Requantize": unary_table,
+}

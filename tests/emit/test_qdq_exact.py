@@ -1,0 +1,139 @@
+"""The integer-exact subgraphs of the arm QDQ model (qdeploy/emit/qdq_exact.py),
+judged by onnxruntime against qdeploy/quant/fixedpoint.py and the reference
+interpreter.
+
+* ``requant`` alone (hypothesis): random Q31 multipliers, shifts from -31 to
+  +8, per-channel constants, zero points, clamps, and accumulators that include
+  the awkward cases: both ties of the double rounding (``srdhm`` landing on
+  ``k * 2**r + 2**(r-1)`` and its neighbours), negative values, 0, the bound;
+* every exact node of the one-op models fed awkward int8 inputs (every int8
+  value, the dtype's extremes, runs of equal values that make pooling and
+  interpolation sums land on ties) against ``interpreter.run_node``.
+"""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import onnx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import helper, numpy_helper
+
+from qdeploy.emit import qdq, qdq_exact
+from qdeploy.emit.qdq_compare import forced_model
+from qdeploy.quant import fixedpoint as fp
+from qdeploy.quant.interpreter import run, run_node
+from tests.emit.qdq_oneop import build_case
+from tests.quant.oneop import pipeline
+
+
+def _requant_model(bound, m, s, add, zp, lo, hi, shape):
+    b = qdq._Builder(types.SimpleNamespace(tensors={}, inputs=[], outputs=[]), "gather")
+    qdq_exact.requant(b, "acc", bound, m, s, "y", "int8", zp, lo, hi, shape, add, "rq")
+    g = helper.make_graph(b.nodes, "rq", [helper.make_tensor_value_info("acc", onnx.TensorProto.INT64, ["n", "c"])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.INT8, ["n", "c"])],
+                          initializer=[numpy_helper.from_array(v, k) for k, v in b.inits.items()])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", qdq.OPSET)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return qdq.session(model.SerializeToString())
+
+
+def _ties(m: int, s: int, count: int) -> np.ndarray:
+    """Accumulators whose srdhm lands on (and around) a tie of RoundingDivideByPOT,
+    and whose product is a tie of srdhm itself."""
+    right = max(-s, 0)
+    mp = m << max(s, 0)
+    ks = np.arange(-count, count)
+    targets = ks * (1 << right) + ((1 << (right - 1)) if right else 0)
+    x = np.round(targets.astype(np.float64) * 2.0 ** 31 / max(mp, 1)).astype(np.int64)
+    return np.concatenate([x + d for d in (-2, -1, 0, 1, 2)])
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1 << 30, (1 << 31) - 1), s=st.integers(-31, 8), zp=st.integers(-128, 127),
+       channels=st.integers(1, 3), seed=st.integers(0, 2 ** 16))
+def test_requant_subgraph_is_mbqm(m, s, zp, channels, seed):
+    rng = np.random.default_rng(seed)
+    ms = np.array([m] + list(rng.integers(1 << 30, 1 << 31, channels - 1)), np.int64)
+    ss = np.array([s] + list(rng.integers(max(s - 3, -31), min(s + 3, 8) + 1, channels - 1)), np.int64)
+    add = rng.integers(-5000, 5000, channels)
+    bound = 1 << min(24, 28 - max(int(ss.max()), 0))   # |acc| * m * 2**left below 2**60
+    lo, hi = sorted(rng.integers(-128, 128, 2)) if seed % 4 == 0 else (-128, 127)
+    acc = np.concatenate([rng.integers(-bound // 2, bound // 2, 500), [0, 1, -1, bound // 2, -(bound // 2)],
+                          _ties(int(ms[0]), int(ss[0]), 40)])
+    acc = acc[np.abs(acc) <= bound // 2]
+    acc = np.repeat(acc[:, None], channels, axis=1)      # [N, C]: each channel its own constants
+    sess = _requant_model(bound, ms, ss, add, zp, int(lo), int(hi), (1, -1))
+    got = sess.run(None, {"acc": acc})[0]
+    want = np.clip(fp.mbqm(acc + add, ms, ss) + zp, lo, hi)
+    np.testing.assert_array_equal(got.astype(np.int64), want)
+
+
+def test_requant_refuses_more_than_63_bits():
+    import pytest
+    from qdeploy.errors import QDeployError
+    b = qdq._Builder(types.SimpleNamespace(tensors={}, inputs=[], outputs=[]), "gather")
+    with pytest.raises(QDeployError, match="63 bits"):
+        qdq_exact.requant(b, "acc", 1 << 40, 1 << 30, 8, "y", "int8", 0, -128, 127, name="big")
+
+
+def _awkward(shape, dtype, rng) -> np.ndarray:
+    """int8/uint8 values of ``shape``: every value of the dtype, extremes, and
+    constant runs (window sums of equal values make rounding ties)."""
+    info = np.iinfo(dtype)
+    flat = np.concatenate([np.arange(info.min, info.max + 1), np.full(64, info.min), np.full(64, info.max),
+                           np.repeat(rng.integers(info.min, info.max + 1, 64), 8),
+                           rng.integers(info.min, info.max + 1, int(np.prod(shape)))])
+    return rng.permutation(np.resize(flat, int(np.prod(shape)))).reshape(shape).astype(dtype)
+
+
+EXACT_CASES = ["conv", "conv_relu", "depthwise", "grouped", "conv_transpose", "gemm", "add", "add_broadcast",
+               "sub", "mul", "div_const", "avgpool", "global_avgpool", "reduce_mean", "concat", "resize_linear"]
+
+
+def test_exact_nodes_on_awkward_inputs():
+    """Each arm one-op model's exact nodes, fed awkward integers directly (the
+    forced model of qdq_compare), equal the reference kernel on every element."""
+    rng = np.random.default_rng(7)
+    seen = set()
+    for case in EXACT_CASES:
+        m, x, _ = build_case(case)
+        _, qg = pipeline(m, x, "arm")
+        model = qdq.build(qg)
+        forced, fed = forced_model(qg, model)
+        sess = qdq.session(forced.SerializeToString())
+        names = [o.name for o in sess.get_outputs()]
+        ref = run(qg, {k: v[:1] for k, v in x.items()}, keep=True)
+        for trial in range(3):
+            feed = {k: v[:1] for k, v in x.items()}
+            ints = {i: _awkward(ref[i].shape, ref[i].dtype, rng) for i in fed}
+            feed.update({i + "__ref": v for i, v in ints.items()})
+            got = dict(zip(names, sess.run(names, feed)))
+            for n in qg.nodes:
+                if qdq.handler_of(n, True) is None or n.op not in qdq_exact.HANDLERS and n.op != "Resize":
+                    continue
+                if not all(i in ints or qg.tensors[i].is_const for i in n.inputs):
+                    continue
+                want = run_node(qg, n, [ints.get(i) for i in n.inputs])[0]
+                np.testing.assert_array_equal(got[n.outputs[0]], want, err_msg=f"{case}: {n.name} ({n.op})")
+                seen.add(n.op)
+    assert seen >= {"Conv2D", "FullyConnected", "TransposeConv2D", "Add", "Sub", "Mul", "Mean", "AvgPool",
+                    "Requantize", "Resize"}, seen
+
+
+def test_ort_bilinear_resize_uint8_on_awkward_inputs():
+    """The ort profile's bilinear Resize (uint8) is the same exact subgraph."""
+    rng = np.random.default_rng(3)
+    m, x, _ = build_case("resize_linear")
+    _, qg = pipeline(m, x, "ort")
+    forced, fed = forced_model(qg, qdq.build(qg))
+    n = next(n for n in qg.nodes if n.op == "Resize")
+    sess = qdq.session(forced.SerializeToString())
+    for _ in range(3):
+        ints = {i: _awkward(qg.tensors[i].shape, np.uint8, rng) for i in fed}
+        feed = {k: v[:1] for k, v in x.items()}
+        feed.update({i + "__ref": v for i, v in ints.items()})
+        got = sess.run([n.outputs[0]], feed)[0]
+        np.testing.assert_array_equal(got, run_node(qg, n, [ints[n.inputs[0]]])[0])
