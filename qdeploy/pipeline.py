@@ -65,10 +65,10 @@ from .emit import backends as _artefact_backends
 from .errors import QDeployError
 from .fsutil import atomic_dir, dumps_json, refuse_cwd, write_bytes
 from .ir import Graph
-from .onnx_export import export_bytes
-from .onnx_import import import_onnx
-from .passes import run_passes
 from .schema import Key, check
+
+# onnx (import_onnx, export_bytes) is imported where used: the command line imports this
+# module for its option lists, and `qdeploy --help` / `run` need no onnx
 
 QGRAPH, FLOAT, RANGES, MANIFEST = "model.qgraph", "model.float.onnx", "ranges.json", "manifest.json"
 MANIFEST_FORMAT, MANIFEST_VERSION = "qdeploy-manifest", 1
@@ -134,6 +134,8 @@ class QuantizeResult:
 
 def prepare_float(model, input_shape=None) -> Graph:
     """Import and run the pass pipeline."""
+    from .onnx_import import import_onnx
+    from .passes import run_passes
     return run_passes(import_onnx(model, input_shape), copy=False)
 
 
@@ -176,6 +178,7 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     """Quantize ``model`` (an ONNX path) for ``opts.target`` into the folder ``out``
     (see the module docstring for what is checked and written)."""
     from .calibration.ranges import load_ranges
+    from .onnx_export import export_bytes
     from .quant.qgraph import qgraph_bytes
     from .quant.quantizer import check_ops
     from .quant.targets import load_target
@@ -510,6 +513,7 @@ def _check_manifest(m: dict, out: Path) -> dict:
 
 def _run_float(out: Path, inputs: dict[str, np.ndarray], manifest: dict) -> dict[str, np.ndarray]:
     from .float_run import run_samples
+    from .onnx_import import import_onnx
     return run_samples(import_onnx(out / FLOAT, name="model"), inputs)   # a corrupt file: one line
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import click
 
 from ..calibration import dataset
-from ..calibration.calibrate import calibrate
 from ..calibration.observers import METHODS
 from ..calibration.ranges import Ranges, save_ranges
 from ..errors import QDeployError
@@ -26,6 +25,7 @@ TOP = 8
 def calibrate_model(model, set_path, method: str = "minmax", input_shape=None, batch_size: int = 8,
                     percentile: float = 99.99, progress: bool = True) -> Ranges:
     """The Python form of ``qdeploy calib ranges`` (without writing)."""
+    from ..calibration.calibrate import calibrate   # here: it loads onnx (``qdeploy --help`` needs none)
     from ..onnx_import import import_onnx, load_model
     from ..passes import run_passes
     cs = dataset.load_set(set_path, lazy=True)   # read a batch at a time: memory flat in the set size

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..fsutil import dumps_json
-from ..inspect import inspect_model
-from ..onnx_import import parse_input_shapes
-
 TOP_LAYERS = 10
 
 
@@ -20,6 +16,9 @@ TOP_LAYERS = 10
 @click.option("--json", "as_json", is_flag=True, help="print only the JSON analysis")
 def inspect(model, target, input_shape, as_json):
     """Ops, parameters, MACs, receptive field per stage, passes, shortcuts and deploy lint."""
+    from ..fsutil import dumps_json
+    from ..inspect import inspect_model
+    from ..onnx_import import parse_input_shapes
     report = inspect_model(model, target=target, input_shape=parse_input_shapes(input_shape))
     if as_json:
         click.echo(dumps_json(report), nl=False)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import click
 
-from ..onnx_import import parse_input_shapes
 from ..pipeline import METHODS, QuantizeOptions, quantize_model
 from .types import DECIBELS, POINTS, POSITIVE
 
@@ -78,6 +77,7 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
     """Quantize MODEL (ONNX) for a target; writes OUT/ atomically, verifies every emitted
     artefact against the reference interpreter and writes the accuracy-drop report
     (OUT/report.html, OUT/report.json)."""
+    from ..onnx_import import parse_input_shapes
     if out is None:
         out = default_out(model, target)
     opts = QuantizeOptions(target=target, calib=calib, ranges=ranges_file, method=method,
