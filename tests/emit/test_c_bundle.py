@@ -15,7 +15,7 @@ from onnx import helper
 
 from qdeploy.emit import EmitContext
 from qdeploy.emit.c import build
-from qdeploy.emit.c.host import build_library
+from qdeploy.emit.c.host import FLAGS, build_library, compiler
 from qdeploy.errors import QDeployError
 from qdeploy.pipeline import QuantizeOptions, quantize_model, run_artifact
 from qdeploy.quant.targets import load_target
@@ -187,3 +187,23 @@ def test_cmake_builds_the_example(tmp_path):
     r = subprocess.run([str(build_dir / "example_main")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("output 0:")
     assert len(r.stdout.split()) == 2 + int(np.prod(qg.tensors[qg.outputs[0]].shape))
+
+
+def test_runtime_kernels_compile_once_per_target(tmp_path, monkeypatch):
+    """A second model of the same target compiles only its own sources (model.c, the
+    weights); the kernels' objects are reused, and the library equals a one-shot build."""
+    monkeypatch.setenv("QDEPLOY_CACHE", str(tmp_path / "cache"))
+    dirs = []
+    for name in ("shufflenet_v2", "mobilenet_v2"):
+        files = build(corpus_qgraph(name, "arm"), EmitContext(load_target("arm"), None, name, "test")).files
+        for path, data in files.items():
+            (tmp_path / name / path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name / path).write_bytes(data)
+        dirs.append(tmp_path / name / "c")
+    libs = [build_library(d) for d in dirs]
+    kernels = list(dirs[0].glob("qd_*.c"))
+    assert kernels and len(list((tmp_path / "cache" / "c" / "obj").glob("*.o"))) == len(kernels) + 2 * 2
+    one_shot = tmp_path / "one_shot.so"
+    srcs = sorted(str(p) for p in dirs[1].glob("*.c") if p.name != "example_main.c")
+    subprocess.run([compiler(), *FLAGS, "-o", str(one_shot), *srcs], check=True)
+    assert libs[1].read_bytes() == one_shot.read_bytes()

@@ -1,6 +1,8 @@
 """``qdeploy run OUT --backend c``: the bundle compiled by the host C compiler into a
 shared library (cached by the hash of the bundle's files, the compiler and its flags,
-under ``$QDEPLOY_CACHE`` or ``~/.cache/qdeploy``) and called through ctypes.
+under ``$QDEPLOY_CACHE`` or ``~/.cache/qdeploy``; each source's object file cached by
+its own content, so the runtime kernels compile once per target) and called through
+ctypes.
 
 Inputs are quantized exactly as the reference interpreter's input Quantize node,
 moved to the bundle's layout (NHWC for 4-D), run one sample at a time, and the int8
@@ -45,35 +47,92 @@ def sources(cdir: Path) -> list[Path]:
 
 
 def build_library(cdir: Path, cc: str | None = None, flags=FLAGS) -> Path:
-    """The bundle in ``cdir`` as a shared library (compiled once per content hash)."""
+    """The bundle in ``cdir`` as a shared library (linked once per content hash). Each
+    source is compiled to an object cached by its own content, the bundle's headers,
+    the compiler and the flags (:func:`_objects`): the runtime kernels (``qd_*.c``,
+    the same for every model of a target) compile once, a new model only its
+    ``model.c`` and weights, then one link."""
     cc = cc or compiler()
     files = sorted(p for p in cdir.iterdir() if p.suffix in (".c", ".h"))
     if not (cdir / "model.c").is_file():
         raise QDeployError(f"{cdir}: no model.c; quantize again with --emit c")
-    h = hashlib.sha256()
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
     except OSError as e:
         raise QDeployError(f"C compiler '{cc}' cannot run ({e}); install gcc or clang (or set CC)") from None
-    for part in [cc, version, *flags]:
-        h.update(part.encode() + b"\0")
-    for p in files:
-        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
-    lib = cache_dir() / "c" / h.hexdigest()[:32] / "libmodel.so"
+    h = _hash([cc, version, *flags], [(p.name, p.read_bytes()) for p in files])
+    lib = cache_dir() / "c" / h[:32] / "libmodel.so"
     if lib.is_file():
         return lib
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".libmodel.", suffix=".so", dir=lib.parent)
+    compile_flags = [f for f in flags if f != "-shared"]
+    objs = _objects(cdir, cc, version, compile_flags)
+    _produce(lib, lambda tmp: [cc, *flags, "-o", tmp, *map(str, objs)], cdir)
+    return lib
+
+
+def _hash(parts: list[str], files: list[tuple[str, bytes]]) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() + b"\0")
+    for name, data in files:
+        h.update(name.encode() + b"\0" + data + b"\0")
+    return h.hexdigest()
+
+
+def _objects(cdir: Path, cc: str, version: str, flags: list[str]) -> list[Path]:
+    """Every source of the bundle as an object file under the cache, keyed by the compiler,
+    the flags and the source as preprocessed (``-E -P``: the headers it includes, without
+    comments, so the generated headers' "made from model X" lines do not count); compiled,
+    in parallel, only when absent."""
+    srcs = sources(cdir)
+    pre = [subprocess.Popen([cc, *flags, "-E", "-P", str(src)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+           for src in srcs]
+    objs, todo = [], []
+    for src, proc in zip(srcs, pre):
+        text, err = proc.communicate()
+        if proc.returncode != 0:
+            raise QDeployError(f"{cdir}: the host C compiler failed on the bundle: "
+                               f"{err.decode(errors='replace').strip().splitlines()[:1]}")
+        obj = cache_dir() / "c" / "obj" / (_hash([cc, version, *flags], [(src.name, text)])[:32] + ".o")
+        objs.append(obj)
+        if not obj.is_file():
+            todo.append((src, obj))
+    procs = []
+    try:
+        for src, obj in todo:
+            obj.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{obj.stem}.", suffix=".o", dir=obj.parent)
+            os.close(fd)
+            procs.append((subprocess.Popen([cc, *flags, "-c", "-o", tmp, str(src)], stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, text=True), tmp, obj))
+        for proc, tmp, obj in procs:
+            _, err = proc.communicate()
+            if proc.returncode != 0:
+                raise QDeployError(f"{cdir}: the host C compiler failed on the bundle: {err.strip().splitlines()[:1]}")
+            os.replace(tmp, obj)
+    finally:
+        for proc, tmp, _ in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return objs
+
+
+def _produce(path: Path, command, cdir: Path) -> None:
+    """Run ``command(tmp)`` to write ``path`` through a temporary file in its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        r = subprocess.run([cc, *flags, "-o", tmp, *map(str, sources(cdir))], capture_output=True, text=True)
+        r = subprocess.run(command(tmp), capture_output=True, text=True)
         if r.returncode != 0:
             raise QDeployError(f"{cdir}: the host C compiler failed on the bundle: {r.stderr.strip().splitlines()[:1]}")
-        os.replace(tmp, lib)
+        os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return lib
 
 
 def run(out: Path, inputs: dict, manifest: dict) -> dict:
