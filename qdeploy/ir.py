@@ -125,6 +125,11 @@ class Graph:
         self.tensors[name] = Tensor(name, tuple(value.shape), str(value.dtype), value)
         return name
 
+    def merged(self, node: str, into: str) -> None:
+        """Note that a pass folded node ``node`` into node ``into`` (``records["merged"]``:
+        how a name of the user's model finds the node that now computes it)."""
+        self.records.setdefault("merged", []).append({"node": node, "into": into})
+
     def rename_uses(self, old: str, new: str) -> None:
         """Every consumer (and graph output) of tensor ``old`` reads ``new``."""
         for n in self.nodes:

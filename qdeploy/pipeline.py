@@ -14,7 +14,9 @@ Files in OUT (the emitters add their artefacts beside them):
 - ``ranges.json``       the calibration result (reusable with ``--ranges``)
 - ``manifest.json``     format ``qdeploy-manifest`` v1: inputs' sha256 (file names, never
                         absolute paths), options, target, versions, the model's inputs and
-                        outputs (name, per-sample shape), pass log, warnings, artefact sizes
+                        outputs (name, per-sample shape), pass log, warnings, artefact sizes,
+                        ``float_nodes`` (with ``--keep-float``: the layers kept in float,
+                        node and the op they stand for)
 
 Decisions (where DESIGN.md is silent):
 
@@ -97,6 +99,8 @@ class QuantizeOptions:
     bias_correction: bool = False     # empirical bias correction (after quantization)
     # opt-in: H*W times the weights and MACs of each folded 1x1 conv (passes/fold_gap.py)
     fold_gap: bool = False            # GlobalAveragePool -> 1x1 Conv folded into one conv
+    # layers run in float between DequantizeLinear and QuantizeLinear (ort only: quant/float_island.py)
+    keep_float: tuple = ()            # node names (the model's, as inspect and the report show them)
     batch_size: int = 8
     limit: int | None = None          # at most this many calibration samples (the first ones)
     # artefacts to write (qdeploy/emit ARTEFACTS): "qdq,tflite,c", a list, or None = the target's emit
@@ -192,8 +196,13 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
                                if isinstance(p, str)])
     target = load_target(opts.target)
     emits = parse_emit(opts.emit, target)
+    if opts.keep_float:
+        from .quant.float_island import check_target, resolve
+        check_target(target, emits)
     g = prepare_float(model, opts.input_shape)
     check_ops(g, target)
+    if opts.keep_float:
+        resolve(g, opts.keep_float, model)   # a name that is not a layer: one line, before calibrating
     warn: list[str] = []
     per_tensor = _per_tensor(opts, target)
     cle = None                         # quantize_samples decides from opts.cle
@@ -219,6 +228,9 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     manifest.update(ctx.report)   # e.g. "memory": the C bundle's arena and flash bytes
     if g.records.get("float_tail"):
         manifest["float_tail"] = g.records["float_tail"][0]
+    if opts.keep_float:
+        from .quant.float_island import float_nodes
+        manifest["float_nodes"] = float_nodes(qg)
     files[MANIFEST] = dumps_json(manifest).encode()
     rep = None
     try:
@@ -257,7 +269,8 @@ def _evaluate(tmp: Path, manifest: dict, qg, g: Graph, model: Path, ev, x, opts:
     from .report.progress import steps
     base = {"model": str(model), "target": opts.target if isinstance(opts.target, str) else target.name,
             "calib": opts.calib, "method": opts.method, "per_tensor": opts.per_tensor, "cle": opts.cle,
-            "fold_gap": opts.fold_gap, "bias_correction": opts.bias_correction, "eval": opts.eval,
+            "fold_gap": opts.fold_gap, "bias_correction": opts.bias_correction,
+            "keep_float": list(opts.keep_float), "eval": opts.eval,
             "labels": opts.labels, "out": str(out)}
     ropts = ReportOptions(verify=opts.verify, max_drop=opts.max_drop, min_sqnr=opts.min_sqnr)
     total = 4 + (len(manifest["emitted"]) * 2 if opts.verify else 0)
@@ -321,7 +334,8 @@ def quantize_samples(g: Graph, x: np.ndarray, target, opts: QuantizeOptions, giv
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         qg = quantize_graph(g, bounds, target, per_tensor=per_tensor,
-                            hists=_pow2_histograms(g, x, ranges, target, opts.batch_size))
+                            hists=_pow2_histograms(g, x, ranges, target, opts.batch_size),
+                            keep_float=opts.keep_float)
         if opts.bias_correction:
             from .quant.bias_correction import correct_bias
             g.log += [("bias_correction", msg) for msg in correct_bias(g, qg, x)]

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from ..pipeline import METHODS, QuantizeOptions, quantize_model
+from ..quant.float_island import split_names
 from .types import DECIBELS, POINTS, POSITIVE
 
 
@@ -49,6 +50,10 @@ def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
 @click.option("--fold-gap", is_flag=True,
               help="Fold each GlobalAveragePool into the 1x1 conv after it (SE blocks, conv heads): "
                    "more precise, but H*W times that conv's weights and MACs.")
+@click.option("--keep-float", "keep_float", multiple=True, metavar="NODE",
+              help="ort target only: run this Conv/ConvTranspose/Gemm layer in float (its input "
+                   "dequantized, its output quantized at its calibrated scale); names as 'qdeploy inspect' "
+                   "and the report show them; repeatable or comma-separated.")
 @click.option("--limit", type=POSITIVE, default=None, help="Use the first N calibration samples.")
 @click.option("--batch-size", type=POSITIVE, default=8, show_default=True, help="Calibration batch size.")
 @click.option("--emit", default=None,
@@ -72,7 +77,7 @@ def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (nothing else).")
 def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shapes, cle,
-             bias_correction, fold_gap, limit, batch_size, emit, io, eval_set, labels, no_verify, max_drop,
+             bias_correction, fold_gap, keep_float, limit, batch_size, emit, io, eval_set, labels, no_verify, max_drop,
              min_sqnr, out, quiet, as_json):
     """Quantize MODEL (ONNX) for a target; writes OUT/ atomically, verifies every emitted
     artefact against the reference interpreter and writes the accuracy-drop report
@@ -82,7 +87,8 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
         out = default_out(model, target)
     opts = QuantizeOptions(target=target, calib=calib, ranges=ranges_file, method=method,
                            per_tensor=per_tensor, preset=preset, input_shape=parse_input_shapes(shapes),
-                           cle=cle, bias_correction=bias_correction, fold_gap=fold_gap, limit=limit,
+                           cle=cle, bias_correction=bias_correction, fold_gap=fold_gap,
+                           keep_float=split_names(keep_float), limit=limit,
                            batch_size=batch_size, emit=emit, emit_options={"io": io}, eval=eval_set,
                            labels=labels,
                            verify=not no_verify, report=True, max_drop=max_drop, min_sqnr=min_sqnr,

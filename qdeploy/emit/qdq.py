@@ -30,6 +30,11 @@ Every integer comes from the QGraph, nothing is re-decided:
   index a table rotated by 128, so that Gather's negative indices land on the
   right entry): bit-exact, and speed is not what the arm QDQ model is for.
   ``options["lut"] = "gather" | "float"`` overrides;
+* ``Float`` (a layer kept in float, ``quantize --keep-float``): DQ -> the float
+  Conv/ConvTranspose/Gemm with its float32 weights and bias as plain initializers
+  (no DQ, so onnxruntime's QDQ selectors leave it a float op) -> Q; the input DQ
+  is per axis (see ``_Builder.dq_float_input``: else onnxruntime quantizes the
+  weights itself);
 * ``Requantize`` is DQ -> Max (of one input, a no-op) -> Q with the two
   tensors' parameters (a bare DQ -> Q would be merged by onnxruntime's
   DoubleQDQPairsRemover into one Q with other parameters);
@@ -127,6 +132,21 @@ class _Builder:
         self.node("DequantizeLinear", [name, s, z], [out], f"{name}_dq_{reader}")
         return out
 
+    def dq_float_input(self, name: str, reader: str) -> str:
+        """The input of a layer kept in float: a DequantizeLinear along axis 1 with the
+        tensor's one scale and zero point repeated per channel (the same values as the
+        per-tensor DQ). onnxruntime's WeightBiasQuantization quantizes the float weights
+        of a Conv/Gemm whose input comes from a *per-tensor* DQ (symmetric, per tensor:
+        up to 2 LSB off, measured on digits) and then fuses it into QLinearConv; a
+        per-axis DQ leaves the layer in float."""
+        t = self.qg.tensors[name]
+        c = int(t.shape[1])
+        s = self.const(f"{name}_scale_per_channel", np.full(c, np.float32(t.s), np.float32))
+        z = self.const(f"{name}_zero_point_per_channel", np.full(c, t.zp, _NP[t.dtype]))
+        out = self.unique(f"{name}_dq_{reader}")
+        self.node("DequantizeLinear", [name, s, z], [out], f"{name}_dq_{reader}", axis=1)
+        return out
+
     def const_dq(self, t, data, reader: str, axis: int | None = None) -> str:
         data = np.asarray(data).astype(_NP[t.dtype])
         q = self.const(t.name, data)
@@ -136,6 +156,18 @@ class _Builder:
         attrs = {"axis": int(t.axis if axis is None else axis)} if per_channel else {}
         self.node("DequantizeLinear", [q, s, z], [out], f"{t.name}_dq", **attrs)
         return out
+
+    def layer_input(self, n) -> str:
+        """The float view of a conv/FC node's input (per axis for a ``Float`` node)."""
+        return self.dq_float_input(n.inputs[0], n.name) if n.op == "Float" else self.dq(n.inputs[0], n.name)
+
+    def weight(self, t, data, reader: str, axis: int | None = None) -> str:
+        """A conv/FC weight or bias as the float op reads it: the int data behind a
+        DequantizeLinear, or (a ``Float`` node's float32 constant) a plain initializer,
+        which onnxruntime cannot fuse into QLinearConv/QGemm."""
+        if t.dtype == "float32":
+            return self.const(t.name, np.asarray(data, np.float32))
+        return self.const_dq(t, data, reader, axis)
 
     def q(self, n, float_out: str, k: int = 0) -> None:
         """``QuantizeLinear`` of a node's float result into its QGraph output,
@@ -164,9 +196,9 @@ class _Builder:
 def _conv(b: _Builder, n) -> None:
     a = n.attrs
     w = b.qg.tensors[n.inputs[1]]
-    x = b.dq(n.inputs[0], n.name)
-    wf = b.const_dq(w, w.data, n.name)
-    bias = b.const_dq(b.qg.tensors[n.inputs[2]], b.qg.tensors[n.inputs[2]].data, n.name)
+    x = b.layer_input(n)
+    wf = b.weight(w, w.data, n.name)
+    bias = b.weight(b.qg.tensors[n.inputs[2]], b.qg.tensors[n.inputs[2]].data, n.name)
     y = b.f(n)
     b.node("Conv", [x, wf, bias], [y], n.name, kernel_shape=list(w.shape[2:]), strides=list(a["strides"]),
            pads=list(a["pads"]), dilations=list(a["dilations"]), group=int(a["group"]))
@@ -178,16 +210,16 @@ def _conv_transpose(b: _Builder, n) -> None:
     w = b.qg.tensors[n.inputs[1]]
     o, cg, kh, kw = w.data.shape
     g = int(a["group"])
-    per_channel = w.axis is not None and np.asarray(w.scale).size > 1
+    per_channel = w.axis is not None and w.scale is not None and np.asarray(w.scale).size > 1
     if g != 1 and per_channel:
         raise QDeployError(f"node '{n.name}' (TransposeConv2D, group {g}): per-channel weights of a grouped "
                            "transposed convolution have no QDQ form (DequantizeLinear's axis 1 spans one "
                            "group); quantize with --per-tensor or drop 'qdq' from --emit")
     # back to ONNX's [C_in, C_out/g, kh, kw]; the output channel is axis 1
     onnx_w = w.data.reshape(g, o // g, cg, kh, kw).transpose(0, 2, 1, 3, 4).reshape(g * cg, o // g, kh, kw)
-    x = b.dq(n.inputs[0], n.name)
-    wf = b.const_dq(w, onnx_w, n.name, axis=1)
-    bias = b.const_dq(b.qg.tensors[n.inputs[2]], b.qg.tensors[n.inputs[2]].data, n.name)
+    x = b.layer_input(n)
+    wf = b.weight(w, onnx_w, n.name, axis=1)
+    bias = b.weight(b.qg.tensors[n.inputs[2]], b.qg.tensors[n.inputs[2]].data, n.name)
     y = b.f(n)
     b.node("ConvTranspose", [x, wf, bias], [y], n.name, kernel_shape=[kh, kw], strides=list(a["strides"]),
            pads=list(a["pads"]), dilations=list(a["dilations"]), group=g,
@@ -197,9 +229,9 @@ def _conv_transpose(b: _Builder, n) -> None:
 
 def _fully_connected(b: _Builder, n) -> None:
     w = b.qg.tensors[n.inputs[1]]
-    x = b.dq(n.inputs[0], n.name)
-    wf = b.const_dq(w, w.data, n.name)
-    bias = b.const_dq(b.qg.tensors[n.inputs[2]], b.qg.tensors[n.inputs[2]].data, n.name)
+    x = b.layer_input(n)
+    wf = b.weight(w, w.data, n.name)
+    bias = b.weight(b.qg.tensors[n.inputs[2]], b.qg.tensors[n.inputs[2]].data, n.name)
     y = b.f(n)
     b.node("Gemm", [x, wf, bias], [y], n.name, transB=1)
     b.q(n, y)
@@ -347,6 +379,12 @@ def _lut(b: _Builder, n) -> None:
     b.node("Gather", [b.const(n.name + "_table", table), idx], [n.outputs[0]], n.name, axis=0)
 
 
+def _float(b: _Builder, n) -> None:
+    """A layer kept in float: the op it stands for, with float weights (``_Builder.weight``)
+    and a per-axis input DQ (``_Builder.dq_float_input``)."""
+    HANDLERS[n.attrs["op"]](b, n)
+
+
 def _quantize(b: _Builder, n) -> None:
     b.q(n, n.inputs[0])
 
@@ -370,7 +408,7 @@ HANDLERS = {
     "AvgPool": _pool, "MaxPool": _pool, "Mean": _mean,
     **{op: _movement for op in ("Reshape", "Transpose", "Pad", "Slice", "Split", "DepthToSpace",
                                 "SpaceToDepth", "Resize")},
-    "Lut": _lut, "Requantize": _requantize, "LeakyShift": _refuse,
+    "Lut": _lut, "Requantize": _requantize, "LeakyShift": _refuse, "Float": _float,
 }
 LUT_MODES = ("gather", "float")
 

@@ -68,6 +68,8 @@ def run(g: Graph, opts) -> list[str]:
             g.tensors.pop(prod.outputs[0], None)
             prod.outputs = [n.outputs[0]]
         names = ", ".join(f"{n.op} '{n.name}'" for n in chain)
+        for n in chain:
+            g.merged(n.name, prod.name)
         msgs.append(f"folded constant {names} into {prod.op} '{prod.name}'")
     if msgs:
         g.remove_unused()

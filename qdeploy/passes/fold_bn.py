@@ -43,6 +43,7 @@ def run(g: Graph, opts) -> list[str]:
         if prod is not None:
             fold_into(g, prod, scale, shift, "bn")
             g.bypass(bn)
+            g.merged(bn.name, prod.name)
             msgs.append(f"folded BatchNormalization '{bn.name}' into {prod.op} '{prod.name}'")
         elif len(g.shape(bn.inputs[0])) == 4:
             _to_depthwise(g, bn, scale, shift)

@@ -52,6 +52,7 @@ def run(g: Graph, opts=None) -> list[str]:
         conv.inputs = [x, name] + conv.inputs[2:]
         conv.attrs.update(kernel_shape=[h, w], strides=[1, 1], pads=[0, 0, 0, 0], dilations=[1, 1])
         g.nodes.remove(pool)
+        g.merged(pool.name, conv.name)
         cout, cin = weights.shape[:2]
         msgs.append(f"folded GlobalAveragePool '{pool.name}' into Conv '{conv.name}' (kernel {h}x{w}: "
                     f"{(h * w - 1) * cin * cout} more MACs and weights)")

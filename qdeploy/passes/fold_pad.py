@@ -50,6 +50,7 @@ def run(g: Graph, opts) -> list[str]:
             continue
         target.attrs["pads"] = new
         g.bypass(pad)
+        g.merged(pad.name, target.name)
         msgs.append(f"folded Pad '{pad.name}' (spatial pads {extra[:k]} begin, {extra[k:]} end) "
                     f"into {target.op} '{target.name}'")
     return msgs

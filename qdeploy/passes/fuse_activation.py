@@ -51,6 +51,7 @@ def run(g: Graph, opts) -> list[str]:
         prod.attrs["q_clamp"] = (lo, hi)
         prod.attrs["q_act"] = act_name(lo, hi)
         g.bypass(act, keep=x)
+        g.merged(act.name, prod.name)
         msgs.append(f"fused {act.op} '{act.name}' into {prod.op} '{prod.name}' as clamp "
                     f"[{lo:g}, {hi:g}] ({prod.attrs['q_act']})")
     return msgs

@@ -17,6 +17,10 @@ the integers the quantizer stored (TFLite Micro's Eval step):
   use the recipes of ``qdeploy.quant.recipes`` (TFLite's integer recipes).
 * Maximum/Minimum compare integers of one shared scale (TFLite MAXIMUM/MINIMUM).
 * data movement ops move integers and never change them.
+* ``Float`` (a layer kept in float, ``quantize --keep-float``) is the one
+  exception: DequantizeLinear, the float op, QuantizeLinear as onnxruntime does
+  them, with the sum in float64 rounded once to float32 (onnxruntime sums in
+  float32 in its own order: 1 LSB apart where the result lies at a rounding tie).
 
 Inputs are a batch along axis 0 (N samples of a batch-1 model); every kernel
 works on the whole batch. ``KERNELS`` is the table op -> kernel, each kernel
@@ -58,18 +62,23 @@ def _requant(acc: np.ndarray, p: dict, axis_shape) -> np.ndarray:
 # ------------------------------------------------------------------ compute
 def conv2d(n: QNode, ins, qg: QGraph):
     x, w, b = ins
-    a = n.attrs
     zp = qg.tensors[n.inputs[0]].zp
-    out_shape = qg.tensors[n.outputs[0]].shape
+    acc = _conv_sum(x.astype(np.float64) - zp, w.astype(np.float64), n.attrs, qg.tensors[n.outputs[0]].shape)
+    acc = acc.astype(np.int64) + b.astype(np.int64)[None, :, None, None]
+    return [_finish(qg, n, _requant(acc, n.params, (1, -1, 1, 1)))]
+
+
+def _conv_sum(xf: np.ndarray, wf: np.ndarray, a: dict, out_shape) -> np.ndarray:
+    """``sum x * w`` of a convolution (float64; padding contributes 0) for Conv2D
+    (``xf`` = x - zp_x) and a Float conv (``xf`` = the dequantized input)."""
     oh, ow = out_shape[2], out_shape[3]
     t, l, bo, r = a["pads"]
     sh, sw = a["strides"]
     dh, dw = a["dilations"]
-    kh, kw = w.shape[2], w.shape[3]
-    xp = np.pad(x.astype(np.float64) - zp, ((0, 0), (0, 0), (t, bo), (l, r)))
-    nb, c = x.shape[0], x.shape[1]
-    wf = w.astype(np.float64)
-    o = w.shape[0]
+    kh, kw = wf.shape[2], wf.shape[3]
+    xp = np.pad(xf, ((0, 0), (0, 0), (t, bo), (l, r)))
+    nb, c = xf.shape[0], xf.shape[1]
+    o = wf.shape[0]
 
     def patch(i, j):
         return xp[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw]
@@ -80,18 +89,16 @@ def conv2d(n: QNode, ins, qg: QGraph):
         for i in range(kh):
             for j in range(kw):
                 acc += patch(i, j)[:, src] * wf[:, 0, i, j][None, :, None, None]
-    else:
-        cols = np.stack([patch(i, j) for i in range(kh) for j in range(kw)], axis=2)
-        cols = cols.reshape(nb, c * kh * kw, oh * ow)
-        groups = a["group"]
-        cg, og = c // groups, o // groups
-        parts = []
-        for gi in range(groups):
-            wg = wf[gi * og:(gi + 1) * og].reshape(og, cg * kh * kw)
-            parts.append(np.matmul(wg, cols[:, gi * cg * kh * kw:(gi + 1) * cg * kh * kw]))
-        acc = np.concatenate(parts, axis=1).reshape(nb, o, oh, ow)
-    acc = acc.astype(np.int64) + b.astype(np.int64)[None, :, None, None]
-    return [_finish(qg, n, _requant(acc, n.params, (1, -1, 1, 1)))]
+        return acc
+    cols = np.stack([patch(i, j) for i in range(kh) for j in range(kw)], axis=2)
+    cols = cols.reshape(nb, c * kh * kw, oh * ow)
+    groups = a["group"]
+    cg, og = c // groups, o // groups
+    parts = []
+    for gi in range(groups):
+        wg = wf[gi * og:(gi + 1) * og].reshape(og, cg * kh * kw)
+        parts.append(np.matmul(wg, cols[:, gi * cg * kh * kw:(gi + 1) * cg * kh * kw]))
+    return np.concatenate(parts, axis=1).reshape(nb, o, oh, ow)
 
 
 def transpose_conv2d(n: QNode, ins, qg: QGraph):
@@ -101,33 +108,60 @@ def transpose_conv2d(n: QNode, ins, qg: QGraph):
     output size; bias, requantisation and clamp as Conv2D. Groups are
     independent channel slices."""
     x, w, b = ins
-    a = n.attrs
     zp = qg.tensors[n.inputs[0]].zp
-    nb, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
+    acc = _transpose_conv_sum(x.astype(np.float64) - zp, w.astype(np.float64), n.attrs,
+                              qg.tensors[n.outputs[0]].shape)
+    acc = acc.astype(np.int64) + b.astype(np.int64)[None, :, None, None]
+    return [_finish(qg, n, _requant(acc, n.params, (1, -1, 1, 1)))]
+
+
+def _transpose_conv_sum(xf: np.ndarray, wf: np.ndarray, a: dict, out_shape) -> np.ndarray:
+    nb, c, h, wd = xf.shape
+    o, cg, kh, kw = wf.shape
     og = o // a["group"]
     (sh, sw), (dh, dw) = a["strides"], a["dilations"]
     top, left = a["pads"][0], a["pads"][1]
-    oh, ow = qg.tensors[n.outputs[0]].shape[2:]
+    oh, ow = out_shape[2:]
     full = np.zeros((nb, o, max((h - 1) * sh + (kh - 1) * dh + 1, top + oh),
                      max((wd - 1) * sw + (kw - 1) * dw + 1, left + ow)))
-    xf = (x.astype(np.float64) - zp).reshape(nb, c, h * wd)
-    wf = w.astype(np.float64)
+    xf = xf.reshape(nb, c, h * wd)
     for gi in range(a["group"]):
         xs, outs = xf[:, gi * cg:(gi + 1) * cg], slice(gi * og, (gi + 1) * og)
         for i in range(kh):
             for j in range(kw):
                 tap = np.matmul(wf[outs, :, i, j], xs).reshape(nb, og, h, wd)
                 full[:, outs, i * dh: i * dh + sh * (h - 1) + 1: sh, j * dw: j * dw + sw * (wd - 1) + 1: sw] += tap
-    acc = full[:, :, top:top + oh, left:left + ow].astype(np.int64) + b.astype(np.int64)[None, :, None, None]
-    return [_finish(qg, n, _requant(acc, n.params, (1, -1, 1, 1)))]
+    return full[:, :, top:top + oh, left:left + ow]
 
 
 def fully_connected(n: QNode, ins, qg: QGraph):
     x, w, b = ins
     zp = qg.tensors[n.inputs[0]].zp
-    acc = ((x.astype(np.float64) - zp) @ w.astype(np.float64).T).astype(np.int64) + b.astype(np.int64)
-    return [_finish(qg, n, _requant(acc, n.params, (1, -1)))]
+    acc = _fc_sum(x.astype(np.float64) - zp, w.astype(np.float64), n.attrs, None).astype(np.int64)
+    return [_finish(qg, n, _requant(acc + b.astype(np.int64), n.params, (1, -1)))]
+
+
+def _fc_sum(xf: np.ndarray, wf: np.ndarray, a: dict, out_shape) -> np.ndarray:
+    return xf @ wf.T
+
+
+# the float sums of the ops a Float node can stand for, and the shape of a bias row
+_FLOAT_SUMS = {"Conv2D": (_conv_sum, (1, -1, 1, 1)), "TransposeConv2D": (_transpose_conv_sum, (1, -1, 1, 1)),
+               "FullyConnected": (_fc_sum, (1, -1))}
+
+
+def float_island(n: QNode, ins, qg: QGraph):
+    """A layer kept in float (QGraph op ``Float``): onnxruntime's DequantizeLinear of
+    the input, the float op (summed in float64, rounded once to float32), then the
+    output's QuantizeLinear (half to even) and the clamp."""
+    x, w, b = ins
+    tx = qg.tensors[n.inputs[0]]
+    xf = (x.astype(np.int32) - tx.zp).astype(np.float32) * np.float32(tx.s)
+    fn, bias_shape = _FLOAT_SUMS[n.attrs["op"]]
+    y = fn(xf.astype(np.float64), np.asarray(w, np.float64), n.attrs, qg.tensors[n.outputs[0]].shape)
+    y = (y + np.asarray(b, np.float64).reshape(bias_shape)).astype(np.float32)
+    ty = qg.tensors[n.outputs[0]]
+    return [_finish(qg, n, np.rint(y / np.float32(ty.s)).astype(np.int64))]
 
 
 def eltwise(n: QNode, ins, qg: QGraph):
@@ -341,6 +375,7 @@ KERNELS = {
     "Concat": concat, "Reshape": reshape, "Transpose": transpose, "Pad": pad, "Slice": slice_,
     "Split": split, "DepthToSpace": depth_to_space, "SpaceToDepth": space_to_depth, "Resize": resize,
     "Lut": lut, "Softmax": softmax, "Requantize": requantize, "LeakyShift": leaky_shift,
+    "Float": float_island,
 }
 
 

@@ -146,17 +146,19 @@ def conv(ctx: Ctx, n: Node) -> None:
     x, w, y = n.inputs[0], n.inputs[1], n.outputs[0]
     W = g.const(w)
     B = g.const(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else None
+    wq, bq, params = _weights(ctx, n, x, y, W, B)
+    params.update(zip(("act_min", "act_max"), ctx.act_range(y, n.attrs.get("q_clamp"))))
+    ctx.emit("Conv2D", n, [x, wq, bq], [y], conv_geometry(g, n), params)
+
+
+def conv_geometry(g: Graph, n: Node) -> dict:
+    """The Conv2D attrs of an ONNX Conv (explicit pads ``[t, l, b, r]``)."""
     a = n.attrs
     group = int(a.get("group", 1))
-    c_in = g.shape(x)[1]
-    st = [int(v) for v in a.get("strides", [1, 1])]
-    dil = [int(v) for v in a.get("dilations", [1, 1])]
-    pads = _pads(a)
-    wq, bq, params = _weights(ctx, n, x, y, W, B)
-    attrs = {"strides": st, "pads": pads, "dilations": dil, "group": group,
-             "depthwise": group == c_in and group > 1, "depth_multiplier": W.shape[0] // group}
-    params.update(zip(("act_min", "act_max"), ctx.act_range(y, a.get("q_clamp"))))
-    ctx.emit("Conv2D", n, [x, wq, bq], [y], attrs, params)
+    c_in = g.shape(n.inputs[0])[1]
+    return {"strides": [int(v) for v in a.get("strides", [1, 1])], "pads": _pads(a),
+            "dilations": [int(v) for v in a.get("dilations", [1, 1])], "group": group,
+            "depthwise": group == c_in and group > 1, "depth_multiplier": g.shape(n.inputs[1])[0] // group}
 
 
 def gemm(ctx: Ctx, n: Node) -> None:
@@ -182,13 +184,18 @@ def conv_transpose(ctx: Ctx, n: Node) -> None:
     W = g.const(n.inputs[1])
     B = g.const(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else None
     group = int(n.attrs.get("group", 1))
-    c_in, og, kh, kw = W.shape
-    cg = c_in // group
-    Wt = W.reshape(group, cg, og, kh, kw).transpose(0, 2, 1, 3, 4).reshape(group * og, cg, kh, kw)
+    Wt = output_channel_first(W, group)
     attrs = dict(transpose_conv_geometry(g, n), group=group)
     wq, bq, params = _weights(ctx, n, x, y, Wt, B)
     params.update(zip(("act_min", "act_max"), ctx.act_range(y, n.attrs.get("q_clamp"))))
     ctx.emit("TransposeConv2D", n, [x, wq, bq], [y], attrs, params)
+
+
+def output_channel_first(W: np.ndarray, group: int) -> np.ndarray:
+    """ONNX ConvTranspose weights ``[C_in, C_out/g, kh, kw]`` as ``[C_out, C_in/g, kh, kw]``."""
+    c_in, og, kh, kw = W.shape
+    cg = c_in // group
+    return W.reshape(group, cg, og, kh, kw).transpose(0, 2, 1, 3, 4).reshape(group * og, cg, kh, kw)
 
 
 def transpose_conv_geometry(g: Graph, n: Node) -> dict:

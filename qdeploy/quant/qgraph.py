@@ -7,7 +7,8 @@ NHWC conversion.
 Tensors (:class:`QTensor`)
     ``real = scale * (q - zero_point)``. Activations are per-tensor (``scale``
     and ``zero_point`` have one element, ``axis`` is None) with dtype ``int8``
-    or ``uint8``; the graph's float inputs/outputs have dtype ``float32``.
+    or ``uint8``; the graph's float inputs/outputs have dtype ``float32``, and
+    so have the float weights of a ``Float`` node (``data``, no scale).
     Constants carry ``data``: weights int8 symmetric (zero point 0; per output
     channel along ``axis`` or per tensor), biases int32 with ``scale = s_in *
     s_w[c]`` (per channel along axis 0), element-wise operands int8/uint8
@@ -101,6 +102,19 @@ Requantize     x -> y                   params: requant, multiplier, shift, act_
 LeakyShift     x -> y                   fpga: params pos_shift, neg_multiplier,
                                         neg_shift: y = x >= 0 ? shift_round(x, pos_shift)
                                         : shift_round(x * neg_multiplier, neg_shift)
+Float          x, w, b -> y             a layer kept in float (``quantize --keep-float``,
+                                        ort only: quant/float_island.py). attrs: ``op``
+                                        (Conv2D | TransposeConv2D | FullyConnected, the
+                                        op it stands for) and that op's attrs; w, b are
+                                        float32 constants (no scale) in that op's layout.
+                                        params: act_min, act_max, requant "float32".
+                                        x_f = float32(x - zp_x) * s_x (DequantizeLinear);
+                                        y_f = the float op on x_f, w, b (float32); y =
+                                        clamp(rint(y_f / s_y) + zp_y) (QuantizeLinear,
+                                        half to even). A float sum's order is the
+                                        runtime's: onnxruntime's y_f may differ in the
+                                        last float32 bits, so y agrees to 1 LSB (not bit
+                                        for bit) where y_f / s_y lies at a .5 tie
 ============== ======================== ===============================================
 
 File format (``save_qgraph``/``load_qgraph``): an uncompressed .npz with

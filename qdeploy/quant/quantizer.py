@@ -24,7 +24,8 @@
    ratio ``s_in / s_concat`` lies in [1/4, 1/2), the producer's own scale is
    widened to ``BRANCH_RATIO * s_concat`` first (see :func:`_widen_branch`).
 4. **Prepare**: each node's handler (``prepare.py``) appends quantized nodes
-   with every integer. The float input gets a ``Quantize`` node (its int
+   with every integer; a node named in ``keep_float`` (``--keep-float``, ort)
+   becomes a ``Float`` node instead (``float_island.py``). The float input gets a ``Quantize`` node (its int
    tensor is named ``<input>_q``), each output a ``Dequantize`` (the int
    tensor is ``<output>_q``; the float output keeps the model's name). Every
    other tensor keeps its float graph name, so per-layer tools can pair them.
@@ -42,6 +43,7 @@ import numpy as np
 
 from ..errors import QDeployError
 from ..ir import Graph
+from .float_island import check_target as check_float_target, prepare as float_island, resolve as resolve_float
 from .prepare import HANDLERS, fixed_params, Ctx, insert_requantize, out_rule, unsupported_reason
 from .qgraph import QGraph, QNode, QTensor
 from .pow2_select import pow2_activation_scale
@@ -54,9 +56,13 @@ REQUANTIZING = {"Conv", "ConvTranspose", "Gemm", "Add", "Sub", "Mul", "Div", "Ma
 
 
 def quantize_graph(graph: Graph, ranges: dict, target: "str | Target" = "arm",
-                   per_tensor: bool = False, hists: dict | None = None) -> QGraph:
+                   per_tensor: bool = False, hists: dict | None = None, keep_float=()) -> QGraph:
     target = load_target(target)
     g = graph
+    keep = set()
+    if keep_float:
+        check_float_target(target, ())
+        keep = set(resolve_float(g, keep_float))
     check_ops(g, target)
     ranges = {k: (float(v[0]), float(v[1])) for k, v in ranges.items()}
     _check_ranges(g, ranges, target)
@@ -67,7 +73,7 @@ def quantize_graph(graph: Graph, ranges: dict, target: "str | Target" = "arm",
     for n in g.nodes:
         if n.op == "Concat":
             n = _concat_inputs(ctx, n, shared)
-        HANDLERS[n.op](ctx, n)
+        (float_island if n.name in keep else HANDLERS[n.op])(ctx, n)
     qg = _wrap(g, ctx, target)
     for w in ctx.warnings:
         warnings.warn(w, stacklevel=2)

@@ -13,7 +13,11 @@ A layer **dominates** the error when its layer-local SQNR is at least
   fold into the 1x1 conv after it -> ``--fold-gap``;
 - a depthwise conv -> ``--bias-correction`` (a weight-rounding mean shift is what
   it corrects, and depthwise filters have few taps);
-- cross-layer equalization switched off -> drop ``--no-cle``.
+- cross-layer equalization switched off -> drop ``--no-cle``;
+- on the ``ort`` target, the worst dominating conv/FC layer -> ``--keep-float
+  NODE``: onnxruntime runs that one layer in float (its weights unquantized),
+  the rest stays int8 (quant/float_island.py; bench/RESULTS.md "keep-float"
+  has its measured gain and cost).
 
 Nothing else is advised: every command printed is one ``quantize`` accepts.
 """
@@ -29,7 +33,7 @@ _WEIGHTED = ("Conv2D", "FullyConnected", "TransposeConv2D")
 
 def command(base: dict, **change) -> str:
     """The quantize command of ``base`` (model, target, calib, method, per_tensor, cle,
-    fold_gap, bias_correction, eval, labels, out) with ``change`` applied. Paths appear as
+    fold_gap, bias_correction, keep_float, eval, labels, out) with ``change`` applied. Paths appear as
     the user gave them, except that an absolute path is shortened to its name (the
     report holds no absolute paths: same inputs, same bytes)."""
     o = {k: _short(v) if k in _PATHS else v for k, v in {**base, **change}.items()}
@@ -42,6 +46,8 @@ def command(base: dict, **change) -> str:
     t += ["--cle"] if o.get("cle") is True else ["--no-cle"] if o.get("cle") is False else []
     t += ["--fold-gap"] if o.get("fold_gap") else []
     t += ["--bias-correction"] if o.get("bias_correction") else []
+    for node in o.get("keep_float") or []:
+        t += ["--keep-float", node]
     if o.get("eval"):
         t += ["--eval", o["eval"]] + (["--labels", o["labels"]] if o.get("labels") else [])
     if o.get("out"):
@@ -67,7 +73,7 @@ def dominant(layers: list[dict]) -> list[dict]:
 
 
 def advise(base: dict, layers: list[dict], hists: dict, target_per_channel: bool, foldable: bool,
-           gap_nodes: set[str], ranges_given: bool) -> list[dict]:
+           gap_nodes: set[str], ranges_given: bool, profile: str | None = None) -> list[dict]:
     """[{"why", "option", "command"}] (see the module docstring)."""
     dom = dominant(layers)
     if not dom:
@@ -104,4 +110,9 @@ def advise(base: dict, layers: list[dict], hists: dict, target_per_channel: bool
             bias_correction=True)
     if base.get("cle") is False and not ranges_given:
         add(f"cross-layer equalization is off and {named(dom)} dominate", "drop --no-cle", cle=None)
+    if profile == "ort" and weighted:
+        worst = weighted[0]["node"]
+        add(f"{named(weighted[:1])} costs most: onnxruntime can run that one layer in float (its input "
+            "dequantized, its output quantized again; the rest stays int8)", f"--keep-float {worst}",
+            keep_float=[*(base.get("keep_float") or []), worst])
     return out

@@ -31,6 +31,8 @@ a value is infinite (identical tensors) or does not apply):
 - ``decisions``: the CLE / output-widening / GAP-folding / bias-correction lines of
   manifest.json ``passes``
 - ``advice``: [{``why``, ``option``, ``command``}] (:mod:`.advice`)
+- ``float_nodes``: the layers kept in float (``--keep-float``): ``node``, ``op`` (the
+  int op each stands for); empty without the option
 - ``artefacts``: file -> bytes (manifest.json), ``model_bytes``: the original model's, and
   ``memory``: the C bundle's arena/RAM/flash bytes (manifest.json ``memory``) or null
 """
@@ -75,7 +77,7 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
            "eval": {"source": ev.source, "samples": int(len(ev.x)), "labels": ev.y is not None},
            "artefacts": {k: v["bytes"] for k, v in manifest.get("artefacts", {}).items()},
            "model_bytes": Path(model).stat().st_size, "memory": manifest.get("memory"),
-           "shortcuts": manifest.get("shortcuts", []),
+           "shortcuts": manifest.get("shortcuts", []), "float_nodes": manifest.get("float_nodes", []),
            "decisions": [p for p in manifest.get("passes", []) if p.split(":")[0] in _DECISIONS],
            "verification": [], "verified": bool(ropts.verify), "layer_samples": 0}
     if len(ev.x) == 0:
@@ -119,7 +121,8 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
     foldable, gap_nodes = _gap_info(g, qg)
     per_channel = bool(manifest["target"].get("numerics", {}).get("weight_per_channel", True))
     rep["advice"] = advise(base, layers, hists, per_channel, foldable, gap_nodes,
-                           ranges_given=bool(manifest.get("calibration", {}).get("ranges_file")))
+                           ranges_given=bool(manifest.get("calibration", {}).get("ranges_file")),
+                           profile=manifest["target"].get("profile"))
     rep["verdict"] = verdict(rep, qg, ropts)
     return rep
 

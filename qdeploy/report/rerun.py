@@ -58,7 +58,7 @@ def report_out(out, eval_set, labels=None, model=None, ropts=None, progress: boo
             "calib": cal.get("source") if cal.get("source") != "bundled calib/" else None,
             "method": cal.get("method", "minmax"), "per_tensor": o.get("per_tensor"), "cle": None,
             "fold_gap": o.get("fold_gap"), "bias_correction": o.get("bias_correction"),
-            "eval": str(eval_set), "labels": labels, "out": str(out)}
+            "keep_float": list(o.get("keep_float") or []), "eval": str(eval_set), "labels": labels, "out": str(out)}
     ropts = ropts or ReportOptions()
     with steps("verifying and evaluating", 4 + 2 * len(manifest.get("emitted", {})), progress) as step:
         rep = build_report(out, manifest, qg, g, src, ev, base, ev.x, "evaluation samples", ropts, progress=step)
