@@ -198,7 +198,7 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     emits = parse_emit(opts.emit, target)
     if opts.keep_float:
         from .quant.float_island import check_target, resolve
-        check_target(target, emits)
+        check_target(target)
     g = prepare_float(model, opts.input_shape)
     check_ops(g, target)
     if opts.keep_float:

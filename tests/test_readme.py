@@ -34,6 +34,7 @@ def test_readme_tour_runs(tmp_path):
         assert r.returncode == 0, f"README command failed: {cmd}\n{r.stderr[-2000:]}"
     out = tmp_path / "out"
     for f in ("inspect.json", "set.npz", "ranges.json", "mnv3/model.qgraph", "digits/manifest.json",
+              "digits_ort/model.qdq.onnx",
               "digits/report.html", "../digits_cnn_arm/report.html"):
         assert (out / f).is_file(), f
     ref, flt = np.load(out / "y_ref.npy"), np.load(out / "y_float.npy")

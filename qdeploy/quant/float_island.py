@@ -44,16 +44,13 @@ def split_names(values) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def check_target(target, emits) -> None:
-    """Refuse ``--keep-float`` for a target or an artefact that runs integers only."""
+def check_target(target) -> None:
+    """Refuse ``--keep-float`` for a target whose artefacts are integer-only (the
+    ``ort`` profile emits only the QDQ model: ``qdeploy.emit.ARTEFACTS``)."""
     if target.profile != "ort":
-        raise QDeployError(f"{OPTION} is an ort-only option: target '{target.name}' ({target.profile} "
-                           "profile) runs integer kernels only (TFLite, the C bundle); use --target ort or "
-                           f"drop {OPTION}")
-    other = [e for e in emits if e != "qdq"]
-    if other:
-        raise QDeployError(f"{OPTION} is an ort-only option: the {', '.join(other)} artefact(s) are "
-                           f"integer-only; emit only qdq (--emit qdq) or drop {OPTION}")
+        raise QDeployError(f"{OPTION} is an ort-only option (onnxruntime runs the float layer between "
+                           f"DequantizeLinear and QuantizeLinear): target '{target.name}' ({target.profile} "
+                           f"profile) emits integer-only artefacts; use --target ort or drop {OPTION}")
 
 
 def resolve(g: Graph, names, model: "str | Path | None" = None) -> list[str]:
@@ -114,9 +111,20 @@ def prepare(ctx, n: Node) -> None:
     """The quantizer's handler for a node kept in float: a ``Float`` QNode reading
     the int input, the float weights and bias (float32 constants, in the layout of
     the int op it stands for) and writing the int output at its own parameters."""
-    from .prepare import conv_geometry, output_channel_first, transpose_conv_geometry
     g = ctx.g
     x, y = n.inputs[0], n.outputs[0]
+    W, B, attrs = float_layer(g, n)
+    has_bias = len(n.inputs) > 2 and n.inputs[2]
+    w = _const(ctx.qt, ctx.unique(n.inputs[1] + "_float"), W)
+    b = _const(ctx.qt, ctx.unique((n.inputs[2] if has_bias else n.name + "_bias") + "_float"), B)
+    lo, hi = ctx.act_range(y, n.attrs.get("q_clamp"))
+    ctx.emit("Float", n, [x, w, b], [y], {"op": KEEPABLE[n.op], **attrs},
+             {"requant": "float32", "act_min": lo, "act_max": hi})
+
+
+def float_layer(g: Graph, n: Node) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(float32 weights in the int op's layout, float32 bias [C_out], the int op's attrs)."""
+    from .prepare import conv_geometry, output_channel_first, transpose_conv_geometry
     W = np.asarray(g.const(n.inputs[1]), np.float32)
     if n.op == "Conv":
         attrs = conv_geometry(g, n)
@@ -127,18 +135,47 @@ def prepare(ctx, n: Node) -> None:
         attrs = {}
     has_bias = len(n.inputs) > 2 and n.inputs[2]
     B = np.asarray(g.const(n.inputs[2]), np.float32).reshape(-1) if has_bias else np.zeros(1, np.float32)
-    B = np.broadcast_to(B, (W.shape[0],)).copy()
-    w = _const(ctx, n.inputs[1] + "_float", W)
-    b = _const(ctx, (n.inputs[2] if has_bias else n.name + "_bias") + "_float", B)
-    lo, hi = ctx.act_range(y, n.attrs.get("q_clamp"))
-    ctx.emit("Float", n, [x, w, b], [y], {"op": KEEPABLE[n.op], **attrs},
-             {"requant": "float32", "act_min": lo, "act_max": hi})
+    return W, np.broadcast_to(B, (W.shape[0],)).copy(), attrs
 
 
-def _const(ctx, base: str, data: np.ndarray) -> str:
-    name = ctx.unique(base)
-    ctx.qt[name] = QTensor(name, tuple(data.shape), "float32", data=np.ascontiguousarray(data))
+def _const(qt: dict, name: str, data: np.ndarray) -> str:
+    qt[name] = QTensor(name, tuple(data.shape), "float32", data=np.ascontiguousarray(data))
     return name
+
+
+def local_in_float(g: Graph, qg, node: str, x: np.ndarray) -> tuple[float, float] | None:
+    """Layer-local SQNR (dB) of QGraph node ``node`` (a Conv2D / TransposeConv2D /
+    FullyConnected) as it is and kept in float, on samples ``x``: the float graph's
+    input of the layer quantized with its parameters, each variant run alone, its
+    output against the float graph's (``quant/error.py``'s layer-local measure).
+    What ``--keep-float`` buys at that layer (its weights, bias and requantisation;
+    the input and output stay int8). None when the layer has no float counterpart."""
+    from dataclasses import replace
+    from ..float_run import run_samples
+    from .error import dequantize, sqnr_db
+    from .interpreter import run_node
+    from .qgraph import QNode
+    qn = next((q for q in qg.nodes if q.name == node and q.op in KEEPABLE.values()), None)
+    fn = next((n for n in g.nodes if n.name == node and n.op in KEEPABLE), None)
+    names = qg.metadata.get("float_names", {})
+    if qn is None or fn is None:
+        return None
+    fin, fout = names.get(qn.inputs[0], qn.inputs[0]), names.get(qn.outputs[0], qn.outputs[0])
+    if fin not in g.tensors or fout not in g.tensors:
+        return None
+    vals = run_samples(g, x, expose=sorted({fin, fout} - set(g.inputs)))
+    vals[g.inputs[0]] = np.asarray(x, np.float32)
+    xin = run_node(qg, QNode("Quantize", "local_quantize", [fin], [qn.inputs[0]]), [vals[fin]])[0]
+    W, B, attrs = float_layer(g, fn)
+    tensors = dict(qg.tensors)
+    w, b = _const(tensors, node + "__float_w", W), _const(tensors, node + "__float_b", B)
+    fq = QNode("Float", node, [qn.inputs[0], w, b], list(qn.outputs), {"op": qn.op, **attrs},
+               {"requant": "float32", "act_min": qn.params["act_min"], "act_max": qn.params["act_max"]})
+    ref = vals[fout]
+    as_is = run_node(qg, qn, [xin, None, None])[0]
+    kept = run_node(replace(qg, tensors=tensors), fq, [xin, None, None])[0]
+    return (sqnr_db(ref, dequantize(qg, qn.outputs[0], as_is)),
+            sqnr_db(ref, dequantize(qg, qn.outputs[0], kept)))
 
 
 def float_nodes(qg) -> list[dict]:

@@ -61,7 +61,7 @@ def quantize_graph(graph: Graph, ranges: dict, target: "str | Target" = "arm",
     g = graph
     keep = set()
     if keep_float:
-        check_float_target(target, ())
+        check_float_target(target)
         keep = set(resolve_float(g, keep_float))
     check_ops(g, target)
     ranges = {k: (float(v[0]), float(v[1])) for k, v in ranges.items()}

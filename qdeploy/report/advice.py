@@ -14,10 +14,11 @@ A layer **dominates** the error when its layer-local SQNR is at least
 - a depthwise conv -> ``--bias-correction`` (a weight-rounding mean shift is what
   it corrects, and depthwise filters have few taps);
 - cross-layer equalization switched off -> drop ``--no-cle``;
-- on the ``ort`` target, the worst dominating conv/FC layer -> ``--keep-float
-  NODE``: onnxruntime runs that one layer in float (its weights unquantized),
-  the rest stays int8 (quant/float_island.py; bench/RESULTS.md "keep-float"
-  has its measured gain and cost).
+- on the ``ort`` target, the worst dominating conv/FC layer, when running it in
+  float measured at least ``MIN_FLOAT_GAIN_DB`` better layer-local SQNR
+  (:func:`qdeploy.quant.float_island.local_in_float`: its input and output stay
+  int8, so only a layer whose *weights* cost most gains) -> ``--keep-float
+  NODE`` (bench/RESULTS.md "Keep a layer in float" has the gain and the cost).
 
 Nothing else is advised: every command printed is one ``quantize`` accepts.
 """
@@ -28,6 +29,7 @@ import shlex
 import numpy as np
 
 DOMINANT_DB = 6.0
+MIN_FLOAT_GAIN_DB = 1.0
 _WEIGHTED = ("Conv2D", "FullyConnected", "TransposeConv2D")
 
 
@@ -72,9 +74,17 @@ def dominant(layers: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: r["local_sqnr_db"])[:3]
 
 
+def float_candidate(layers: list[dict]) -> str | None:
+    """The layer ``--keep-float`` would be advised for (before measuring it): the worst
+    dominating conv/FC layer."""
+    weighted = [r for r in dominant(layers) if r["op"] in _WEIGHTED]
+    return weighted[0]["node"] if weighted else None
+
+
 def advise(base: dict, layers: list[dict], hists: dict, target_per_channel: bool, foldable: bool,
-           gap_nodes: set[str], ranges_given: bool, profile: str | None = None) -> list[dict]:
-    """[{"why", "option", "command"}] (see the module docstring)."""
+           gap_nodes: set[str], ranges_given: bool, float_gain: tuple | None = None) -> list[dict]:
+    """[{"why", "option", "command"}] (see the module docstring). ``float_gain``: (node,
+    layer-local SQNR as it is, kept in float) of :func:`float_candidate` on the ort target."""
     dom = dominant(layers)
     if not dom:
         return []
@@ -110,9 +120,10 @@ def advise(base: dict, layers: list[dict], hists: dict, target_per_channel: bool
             bias_correction=True)
     if base.get("cle") is False and not ranges_given:
         add(f"cross-layer equalization is off and {named(dom)} dominate", "drop --no-cle", cle=None)
-    if profile == "ort" and weighted:
-        worst = weighted[0]["node"]
-        add(f"{named(weighted[:1])} costs most: onnxruntime can run that one layer in float (its input "
-            "dequantized, its output quantized again; the rest stays int8)", f"--keep-float {worst}",
-            keep_float=[*(base.get("keep_float") or []), worst])
+    if float_gain is not None and float_gain[2] - float_gain[1] >= MIN_FLOAT_GAIN_DB:
+        node, now, kept = float_gain
+        add(f"the weights of '{node}' cost most of its error: kept in float (input and output still "
+            f"int8) it measured {kept:.1f} dB layer-local instead of {now:.1f} dB; onnxruntime runs that one "
+            "layer in float, the rest stays int8", f"--keep-float {node}",
+            keep_float=[*(base.get("keep_float") or []), node])
     return out

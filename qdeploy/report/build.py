@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .advice import advise, dominant
+from .advice import advise, dominant, float_candidate
 from .approx import leaky_errors, lut_errors
 from .evalset import EvalSet
 from .measure import classes, evaluate, layer_samples, layer_table, reference_outputs, run_original
@@ -122,7 +122,7 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
     per_channel = bool(manifest["target"].get("numerics", {}).get("weight_per_channel", True))
     rep["advice"] = advise(base, layers, hists, per_channel, foldable, gap_nodes,
                            ranges_given=bool(manifest.get("calibration", {}).get("ranges_file")),
-                           profile=manifest["target"].get("profile"))
+                           float_gain=_float_gain(g, qg, layers, manifest, ev.x[:rep["layer_samples"]]))
     rep["verdict"] = verdict(rep, qg, ropts)
     return rep
 
@@ -187,6 +187,17 @@ def histograms(g, qg, tensors: list[str], x: np.ndarray, source: str) -> dict[st
                   "lo": lo, "hi": hi, "clipped_pct": clipped,
                   "p999_of_range": float(np.percentile(np.abs(v), 99.9)) / reach}
     return out
+
+
+def _float_gain(g, qg, layers: list[dict], manifest: dict, x: np.ndarray) -> tuple | None:
+    """(node, layer-local SQNR as it is, kept in float) of the ``--keep-float`` candidate
+    (ort target only: :func:`.advice.float_candidate`), or None."""
+    from ..quant.float_island import local_in_float
+    node = float_candidate(layers)
+    if manifest["target"].get("profile") != "ort" or node is None:
+        return None
+    res = local_in_float(g, qg, node, np.asarray(x, np.float32))
+    return None if res is None else (node, *res)
 
 
 def _gap_info(g, qg) -> tuple[bool, set[str]]:

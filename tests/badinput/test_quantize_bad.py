@@ -104,6 +104,27 @@ CASES = {
     "labels missing": (lambda w: Q + ["--eval", "set.npz", "--labels", "none.npy", "-o", "o"], ["none.npy"]),
     "labels wrong count": (lambda w: Q + ["--eval", "set.npz", "--labels", _labels(w, 3), "-o", "o"], ["labels"]),
     "labels without eval": (lambda w: Q + ["--labels", _labels(w, 200), "-o", "o"], ["--labels"]),
+    # --keep-float (quant/float_island.py): ort only, and only a Conv/ConvTranspose/Gemm layer
+    "keep-float on arm": (lambda w: Q + ["--keep-float", "/features/features.9/Conv", "-o", "o"],
+                          ["--keep-float", "ort-only", "'arm'"]),
+    "keep-float on fpga": (lambda w: Q + ["--target", "fpga", "--keep-float", "/features/features.9/Conv", "-o", "o"],
+                           ["--keep-float", "ort-only", "'fpga'"]),
+    "keep-float on cortex-m": (lambda w: Q + ["--target", "cortex-m", "--keep-float", "/classifier/Gemm", "-o", "o"],
+                               ["--keep-float", "ort-only", "'cortex-m'"]),
+    "keep-float unknown node": (lambda w: Q + ["--target", "ort", "--keep-float", "conv99", "-o", "o"],
+                                ["--keep-float conv99", "no node named 'conv99'", "qdeploy inspect"]),
+    "keep-float one of a list unknown": (lambda w: Q + ["--target", "ort", "--keep-float",
+                                                        "/features/features.9/Conv,conv99", "-o", "o"], ["'conv99'"]),
+    "keep-float not a layer": (lambda w: Q + ["--target", "ort", "--keep-float", "/Reshape", "-o", "o"],
+                               ["'/Reshape' (Reshape)", "cannot be kept in float"]),
+    "keep-float pool": (lambda w: Q + ["--target", "ort", "--keep-float", "/features/features.15/GlobalAveragePool",
+                                       "-o", "o"], ["(GlobalAveragePool)", "cannot be kept in float"]),
+    "keep-float graph input": (lambda w: Q + ["--target", "ort", "--keep-float", "image_quantize", "-o", "o"],
+                               ["graph input 'image'", "not a layer"]),
+    "keep-float graph output": (lambda w: Q + ["--target", "ort", "--keep-float", "logits", "-o", "o"],
+                                ["graph output 'logits'", "not a layer"]),
+    "keep-float node folded on import": (lambda w: Q + ["--target", "ort", "--keep-float", "/Shape", "-o", "o"],
+                                         ["'/Shape' (Shape)", "nothing of it is left"]),
 }
 
 
