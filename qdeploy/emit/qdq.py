@@ -418,21 +418,28 @@ def default_lut(profile: str) -> str:
     return "float" if profile == "ort" else "gather"
 
 
-def default_exact(profile: str) -> bool:
-    """Integer-exact subgraphs (qdeploy.emit.qdq_exact) unless asked otherwise:
-    on arm, whose double-rounding requantisation onnxruntime's kernels do not follow."""
-    return profile == "arm"
-
-
-def handler_of(n, exact: bool):
-    """The emit handler of QGraph node ``n``: the integer-exact subgraph when
-    ``exact`` (arm), the bilinear Resize always (neither profile's reference
-    interpolates like onnxruntime), else the QDQ form onnxruntime fuses."""
+def exact_ops(profile: str, exact: bool | None = None) -> frozenset:
+    """The QGraph ops emitted as integer-exact subgraphs (qdeploy.emit.qdq_exact):
+    ``exact=None`` the profile's default (arm: every op with its own rounding,
+    whose double-rounding requantisation onnxruntime's kernels do not follow;
+    ort: the bilinear Resize only), True all of them, False none (the fused form)."""
     from . import qdq_exact
-    if n.op == "Resize" and n.attrs.get("mode") != "nearest":
-        return qdq_exact.resize_bilinear
-    if exact and n.op in qdq_exact.HANDLERS and n.params.get("requant", "q31") == "q31":
-        return qdq_exact.HANDLERS[n.op]
+    every = frozenset(qdq_exact.HANDLERS) | {"Resize"}
+    if exact is None:
+        return every if profile == "arm" else frozenset({"Resize"})
+    return every if exact else frozenset()
+
+
+def handler_of(n, exact: frozenset):
+    """The emit handler of QGraph node ``n``: its integer-exact subgraph when
+    ``n.op`` is in ``exact`` (:func:`exact_ops`), else the QDQ form onnxruntime fuses."""
+    from . import qdq_exact
+    if n.op in exact:
+        if n.op == "Resize":
+            if n.attrs.get("mode") != "nearest":
+                return qdq_exact.resize_bilinear
+        elif n.params.get("requant", "q31") == "q31":
+            return qdq_exact.HANDLERS[n.op]
     return HANDLERS.get(n.op)
 
 
@@ -440,13 +447,13 @@ def build(qg, lut: str | None = None, doc: str = "", exact: bool | None = None) 
     """The QDQ ONNX model of ``qg`` (checked with onnx.checker, full check);
     ``lut``: "gather" | "float" | None (the profile's default); ``exact``:
     integer-exact subgraphs for ops with their own rounding (None: the
-    profile's default, :func:`default_exact`)."""
+    profile's default, :func:`exact_ops`)."""
     import onnx
     from onnx import helper, numpy_helper
     lut = lut or default_lut(qg.profile)
     if lut not in LUT_MODES:
         raise QDeployError(f"qdq option lut={lut!r}: choose one of {', '.join(LUT_MODES)}")
-    exact = default_exact(qg.profile) if exact is None else bool(exact)
+    exact = exact_ops(qg.profile, exact)
     if qg.profile not in ("arm", "ort"):
         raise QDeployError(f"the QDQ model cannot express the '{qg.profile}' profile's arithmetic "
                            f"(target '{qg.target}'); drop 'qdq' from --emit")

@@ -32,7 +32,9 @@ DequantizeLinear):
   ``Requantize``: a 256-entry int8 table built by the reference kernel itself;
 * bilinear ``Resize`` (both profiles: onnxruntime's own int8/uint8 bilinear
   interpolation is not TFLite's Q10 recipe, which the reference follows):
-  Gathers of the two source rows/columns, Q10 weights, ``(acc +- 2**19) / 2**20``.
+  the row pass a float32 MatMul by the Q10 weight matrix, the column pass
+  Gathers of the two source rows (float64; every value an exact integer),
+  ``acc / 2**20`` rounded half away from zero.
 
 int8 x int8 ``ConvInteger``/``MatMulInteger`` run on MLAS's S8S8 kernels, which
 widen to 16 bits before multiplying (no saturation on AVX2, unlike U8S8).
@@ -47,10 +49,12 @@ from ..errors import QDeployError
 from ..quant import recipes
 from ..quant.interpreter import run_node
 
-INT32, INT64, FLOAT = 6, 7, 1
+INT32, INT64, FLOAT, DOUBLE = 6, 7, 1, 11
 _ONNX_OF = {"int8": 3, "uint8": 2}
 _NP = {"int8": np.int8, "uint8": np.uint8}
 _SAFE = 1 << 63     # every int64 intermediate stays below this
+FLOAT_EXACT = 1 << 24   # integers below this are exact in float32, and so are their sums
+FLOAT_CONV = True       # Conv2D sums by float32 Conv where exact (False: always ConvInteger)
 
 
 def _range(b, name: str) -> tuple[int, int]:
@@ -104,38 +108,43 @@ def requant(b, acc: str, bound: int, multiplier, shift, out: str, dtype: str, zp
     """``out = clamp(mbqm(acc + add, multiplier, shift) + zp_out, lo, hi)`` as
     int64 ONNX arithmetic, bit for bit ``fixedpoint.mbqm``; ``acc`` is int64
     with ``|acc + add| <= bound``; per-channel ``multiplier``/``shift``/``add``
-    are shaped ``axis_shape``; ``out`` is written as ``dtype`` (int8/uint8)."""
+    are shaped ``axis_shape``; ``out`` is written as ``dtype`` (int8/uint8).
+
+    With ``V = (acc + add) * m * 2**left + 2**30``, srdhm is ``floor(V / 2**31)``
+    and RoundingDivideByPOT by ``r`` of that is ``floor((y + h - [y < 0]) / 2**r)``
+    (``h = 2**(r-1)``, 0 when r = 0; y < 0 exactly when V < 0); nested floors
+    of powers of two merge, so ``mbqm = floor((V + (h - [V < 0]) * 2**31) /
+    2**(31 + r))``: one truncating ``Div`` of a value made non-negative by
+    ``K * 2**(31 + r)``, minus K."""
     m, s, a = (_i64(v).reshape(-1) for v in (multiplier, shift, add))
     n_ch = max(len(m), len(s), len(a))
     m, s, a = (np.resize(v, n_ch) for v in (m, s, a))
     right = [max(-int(v), 0) for v in s]
     mp = [int(v) << max(int(sh), 0) for v, sh in zip(m, s)]       # m * 2**left (the left shift folded in)
-    r_max = max(right)
-    need = bound * max(mp) + (1 << 30)
-    big = 1 << max(r_max, (need >> 31).bit_length() + 1)           # K: K * 2**31 > need, K % 2**r == 0
-    c1 = [int(v) * p + (1 << 30) + (big << 31) for v, p in zip(a, mp)]
-    if need + (big << 31) >= _SAFE or max(abs(v) for v in c1) >= _SAFE:
+    hpos = [(1 << (r - 1 + 31)) if r > 0 else 0 for r in right]    # h * 2**31
+    need = bound * max(mp) + (1 << 30) + max(hpos) + (1 << 31)
+    big = [((need >> (31 + r)) + 1) << (31 + r) for r in right]     # K * 2**(31+r) > need
+    base = [int(v) * p + (1 << 30) + k for v, p, k in zip(a, mp, big)]
+    top = max(k + need for k in big)
+    if top >= _SAFE:
         raise QDeployError(f"node '{name}': its integer requantisation needs more than 63 bits "
                            f"(|acc| up to {bound}); emit the qdq artefact with exact=False")
     shape = axis_shape if n_ch > 1 else ()
 
-    def c(base, vals):
-        return b.const(f"{name}_{base}", _i64(vals).reshape(shape))
+    def c(tag, vals):
+        return b.const(f"{name}_{tag}", _i64(vals).reshape(shape))
 
-    t1, t2, q = (b.unique(f"{name}_{x}") for x in ("scaled", "nudged", "high"))
+    t1, v, neg, t, u, z = (b.unique(f"{name}_{x}") for x in ("scaled", "nudged", "negative", "half", "rounded",
+                                                               "requantized"))
     b.node("Mul", [acc, c("multiplier", mp)], [t1], t1)
-    b.node("Add", [t1, c("nudge", c1)], [t2], t2)
-    b.node("Div", [t2, b.const(f"{name}_two31", _i64(1 << 31))], [q], q)   # srdhm(acc + add, m) + K
-    if r_max > 0:   # RoundingDivideByPOT(y, r) = floor((y + 2**(r-1) - [y < 0]) / 2**r), y = q - K
-        hpos = [(1 << (r - 1)) if r > 0 else 0 for r in right]
-        neg, t, u, z = (b.unique(f"{name}_{x}") for x in ("negative", "half", "rounded", "low"))
-        b.node("Less", [q, b.const(f"{name}_K", _i64(big))], [neg], neg)
-        b.node("Where", [neg, c("half_neg", [max(h - 1, 0) for h in hpos]), c("half_pos", hpos)], [t], t)
-        b.node("Add", [q, t], [u], u)
-        b.node("Div", [u, c("pot", [1 << r for r in right])], [z], z)     # = rdbpot(y, r) + K / 2**r
-        q = z
-    y, yc = b.unique(f"{name}_requantized"), b.unique(f"{name}_clamped")
-    b.node("Add", [q, c("offset", [zp_out - (big >> r) for r in right])], [y], y)
+    b.node("Add", [t1, c("nudge", base)], [v], v)                      # V + K * 2**(31+r)
+    b.node("Less", [v, c("K", big)], [neg], neg)                      # V < 0
+    b.node("Where", [neg, c("half_neg", [h - (1 << 31) if r > 0 else 0 for h, r in zip(hpos, right)]),
+                     c("half_pos", hpos)], [t], t)
+    b.node("Add", [v, t], [u], u)
+    b.node("Div", [u, c("pot", [1 << (31 + r) for r in right])], [z], z)   # mbqm + K
+    y, yc = b.unique(f"{name}_offset"), b.unique(f"{name}_clamped")
+    b.node("Add", [z, c("offset", [zp_out - (k >> (31 + r)) for k, r in zip(big, right)])], [y], y)
     b.node("Clip", [y, b.const(f"{name}_lo", _i64(lo)), b.const(f"{name}_hi", _i64(hi))], [yc], yc)
     b.node("Cast", [yc], [out], f"{name}_cast", to=_ONNX_OF[dtype])
 
@@ -158,19 +167,36 @@ def _weight_bound(w: np.ndarray) -> int:
 
 
 # ------------------------------------------------------------------ handlers (arm profile)
+def _centred_float(b, x: str, reader: str) -> str:
+    """float32 ``x - zp`` of int tensor ``x`` (a DequantizeLinear with scale 1: exact)."""
+    t = b.qg.tensors[x]
+    y = b.unique(f"{x}_centred_{reader}")
+    b.node("DequantizeLinear", [x, b.const(f"{reader}_one", np.float32(1.0)),
+                                b.const(f"{x}_zero_point_{reader}", _NP[t.dtype](t.zp))], [y], y)
+    return y
+
+
 def conv(b, n) -> None:
+    """The integer sums: a float32 ``Conv`` of ``x - zp`` and the int8 weights when
+    no sum can reach 2**24 (every partial sum is then an exact float32 integer;
+    MLAS's float conv is several times faster than its ConvInteger), else
+    ``ConvInteger``; then :func:`requant` with the bias folded in."""
     a, x = n.attrs, n.inputs[0]
     w, bias = b.qg.tensors[n.inputs[1]], b.qg.tensors[n.inputs[2]]
     t = b.qg.tensors[x]
-    acc32, acc = b.unique(f"{n.outputs[0]}_acc32"), b.unique(f"{n.outputs[0]}_acc")
-    b.node("ConvInteger", [x, b.const(w.name, w.data.astype(np.int8)),
-                           b.const(f"{x}_zero_point_{n.name}", _NP[t.dtype](t.zp))], [acc32], n.name,
-           kernel_shape=list(w.shape[2:]), strides=list(a["strides"]), pads=list(a["pads"]),
-           dilations=list(a["dilations"]), group=int(a["group"]))
-    b.node("Cast", [acc32], [acc], f"{n.name}_acc", to=INT64)
     bb = _i64(bias.data)
-    bound = _weight_bound(w.data) * _maxabs(b, x) + int(np.abs(bb).max(initial=0))
-    _out_requant(b, n, acc, bound, (1, -1, 1, 1), add=bb)
+    sums = _weight_bound(w.data) * _maxabs(b, x)
+    geo = dict(kernel_shape=list(w.shape[2:]), strides=list(a["strides"]), pads=list(a["pads"]),
+               dilations=list(a["dilations"]), group=int(a["group"]))
+    part, acc = b.unique(f"{n.outputs[0]}_sums"), b.unique(f"{n.outputs[0]}_acc")
+    if FLOAT_CONV and sums < FLOAT_EXACT:
+        b.node("Conv", [_centred_float(b, x, n.name), b.const(f"{w.name}_float", w.data.astype(np.float32))],
+               [part], n.name, **geo)
+    else:
+        b.node("ConvInteger", [x, b.const(w.name, w.data.astype(np.int8)),
+                               b.const(f"{x}_zero_point_{n.name}", _NP[t.dtype](t.zp))], [part], n.name, **geo)
+    b.node("Cast", [part], [acc], f"{n.name}_acc", to=INT64)
+    _out_requant(b, n, acc, sums + int(np.abs(bb).max(initial=0)), (1, -1, 1, 1), add=bb)
 
 
 def fully_connected(b, n) -> None:
@@ -194,15 +220,12 @@ def conv_transpose(b, n) -> None:
     bound = _weight_bound(w.data) * _maxabs(b, x)
     # every output is a sum of at most (taps per output) products; its partial sums are below
     # sum over input channels of |w| * max|x - zp| <= bound: float32 is exact below 2**24
-    if bound >= 1 << 24:
+    if bound >= FLOAT_EXACT:
         raise QDeployError(f"node '{n.name}' (TransposeConv2D): its sums may reach {bound} >= 2**24, beyond "
                            "float32's exact integers; emit the qdq artefact with exact=False")
     onnx_w = w.data.reshape(g, o // g, cg, kh, kw).transpose(0, 2, 1, 3, 4).reshape(g * cg, o // g, kh, kw)
-    t = b.qg.tensors[x]
-    xf, accf, acc = (b.unique(f"{n.outputs[0]}_{k}") for k in ("centred", "accf", "acc"))
-    b.node("DequantizeLinear", [x, b.const(f"{n.name}_one", np.float32(1.0)),
-                                b.const(f"{x}_zero_point_{n.name}", _NP[t.dtype](t.zp))], [xf], xf)
-    b.node("ConvTranspose", [xf, b.const(f"{w.name}_float", onnx_w.astype(np.float32))], [accf], n.name,
+    accf, acc = (b.unique(f"{n.outputs[0]}_{k}") for k in ("accf", "acc"))
+    b.node("ConvTranspose", [_centred_float(b, x, n.name), b.const(f"{w.name}_float", onnx_w.astype(np.float32))], [accf], n.name,
            kernel_shape=[kh, kw], strides=list(a["strides"]), pads=list(a["pads"]),
            dilations=list(a["dilations"]), group=g, output_padding=list(a.get("output_padding", [0, 0])))
     b.node("Cast", [accf], [acc], f"{n.name}_acc", to=INT64)
@@ -300,32 +323,51 @@ def unary_table(b, n) -> None:
 
 
 def resize_bilinear(b, n) -> None:
-    """TFLite's Q10 bilinear interpolation (recipes.resize) in int64."""
+    """TFLite's Q10 bilinear interpolation (recipes.resize): the row pass a
+    float32 MatMul by the [W, OW] Q10 weight matrix (two products per sum, below
+    255 * 2**10: exact), the column pass Gathers of two rows in float64 (sums
+    below 2**28, exact), then ``acc / 2**20`` rounded half away from zero
+    (exact: a power-of-two scaling, + 0.5, Floor)."""
     p, x = n.params, n.inputs[0]
-    h, w = b.qg.tensors[x].shape[-2:]
+    t = b.qg.tensors[x]
+    h, w = t.shape[-2:]
     oh, ow = (int(v) for v in p["out_hw"])
     (y0, y1, fy), (x0, x1, fx) = (recipes.bilinear_taps(i, o, p["align_corners"], p["half_pixel_centers"])
                                   for i, o in ((h, oh), (w, ow)))
-    xi = wide(b, x, n.name)
-    one = 1 << 10
+    one, out = 1 << 10, n.outputs[0]
+    xf = cast(b, x, FLOAT, f"{x}_float_{n.name}")
 
-    def blend(src, lo_idx, hi_idx, f, axis, shape, tag):
-        g0, g1, m0, m1, s = (b.unique(f"{n.outputs[0]}_{tag}{k}") for k in ("lo", "hi", "wlo", "whi", "sum"))
+    def blend(src, lo_idx, hi_idx, f, axis, shape, tag, dt):
+        g0, g1, m0, m1, s = (b.unique(f"{out}_{tag}{k}") for k in ("lo", "hi", "wlo", "whi", "sum"))
         b.node("Gather", [src, b.const(f"{n.name}_{tag}_lo", _i64(lo_idx))], [g0], g0, axis=axis)
         b.node("Gather", [src, b.const(f"{n.name}_{tag}_hi", _i64(hi_idx))], [g1], g1, axis=axis)
-        b.node("Mul", [g0, b.const(f"{n.name}_{tag}_wlo", _i64(one - f).reshape(shape))], [m0], m0)
-        b.node("Mul", [g1, b.const(f"{n.name}_{tag}_whi", _i64(f).reshape(shape))], [m1], m1)
+        b.node("Mul", [g0, b.const(f"{n.name}_{tag}_wlo", (one - f).reshape(shape).astype(dt))], [m0], m0)
+        b.node("Mul", [g1, b.const(f"{n.name}_{tag}_whi", f.reshape(shape).astype(dt))], [m1], m1)
         b.node("Add", [m0, m1], [s], s)
         return s
 
-    rows = blend(xi, x0, x1, fx, 3, (-1,), "x")
-    acc = blend(rows, y0, y1, fy, 2, (-1, 1), "y")
-    sign, half, num, q = (b.unique(f"{n.outputs[0]}_{k}") for k in ("sign", "half", "num", "q"))
-    b.node("Sign", [acc], [sign], sign)
-    b.node("Mul", [sign, b.const(f"{n.name}_half", _i64(1 << 19))], [half], half)
-    b.node("Add", [acc, half], [num], num)
-    b.node("Div", [num, b.const(f"{n.name}_two20", _i64(1 << 20))], [q], q)
-    b.node("Cast", [q], [n.outputs[0]], f"{n.name}_cast", to=_ONNX_OF[b.qg.tensors[n.outputs[0]].dtype])
+    wx = np.zeros((w, ow), np.float32)     # the row pass as a MatMul (a Gather on the last axis copies
+    np.add.at(wx, (x0, np.arange(ow)), one - fx)   # element by element in onnxruntime)
+    np.add.at(wx, (x1, np.arange(ow)), fx)
+    rows = b.unique(f"{out}_rows")
+    b.node("MatMul", [xf, b.const(f"{n.name}_column_weights", wx)], [rows], rows)
+    acc = blend(cast(b, rows, DOUBLE, f"{out}_rows_double"), y0, y1, fy, 2, (-1, 1), "y", np.float64)
+    signed = t.dtype == "int8"
+    mag = b.unique(f"{out}_abs")
+    if signed:
+        b.node("Abs", [acc], [mag], mag)
+    else:
+        mag = acc
+    sc, hf, fl = (b.unique(f"{out}_{k}") for k in ("scaled", "half", "floor"))
+    b.node("Mul", [mag, b.const(f"{n.name}_two_m20", np.float64(2.0 ** -20))], [sc], sc)
+    b.node("Add", [sc, b.const(f"{n.name}_half", np.float64(0.5))], [hf], hf)
+    b.node("Floor", [hf], [fl], fl)
+    if signed:
+        sign, fs = b.unique(f"{out}_sign"), b.unique(f"{out}_signed")
+        b.node("Sign", [acc], [sign], sign)
+        b.node("Mul", [fl, sign], [fs], fs)
+        fl = fs
+    b.node("Cast", [fl], [out], f"{n.name}_cast", to=_ONNX_OF[b.qg.tensors[out].dtype])
 
 
 # QGraph op -> exact handler on the arm profile (qdq.HANDLERS keeps the float form for the others)

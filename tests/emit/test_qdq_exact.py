@@ -16,6 +16,7 @@ import types
 
 import numpy as np
 import onnx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import helper, numpy_helper
@@ -72,7 +73,6 @@ def test_requant_subgraph_is_mbqm(m, s, zp, channels, seed):
 
 
 def test_requant_refuses_more_than_63_bits():
-    import pytest
     from qdeploy.errors import QDeployError
     b = qdq._Builder(types.SimpleNamespace(tensors={}, inputs=[], outputs=[]), "gather")
     with pytest.raises(QDeployError, match="63 bits"):
@@ -93,9 +93,13 @@ EXACT_CASES = ["conv", "conv_relu", "depthwise", "grouped", "conv_transpose", "g
                "sub", "mul", "div_const", "avgpool", "global_avgpool", "reduce_mean", "concat", "resize_linear"]
 
 
-def test_exact_nodes_on_awkward_inputs():
+@pytest.mark.parametrize("float_sums", [True, False])
+def test_exact_nodes_on_awkward_inputs(float_sums, monkeypatch):
     """Each arm one-op model's exact nodes, fed awkward integers directly (the
-    forced model of qdq_compare), equal the reference kernel on every element."""
+    forced model of qdq_compare), equal the reference kernel on every element;
+    convolutions summed by float32 Conv (bounded below 2**24) and by ConvInteger."""
+    if not float_sums:
+        monkeypatch.setattr(qdq_exact, "FLOAT_CONV", False)
     rng = np.random.default_rng(7)
     seen = set()
     for case in EXACT_CASES:
@@ -112,7 +116,8 @@ def test_exact_nodes_on_awkward_inputs():
             feed.update({i + "__ref": v for i, v in ints.items()})
             got = dict(zip(names, sess.run(names, feed)))
             for n in qg.nodes:
-                if qdq.handler_of(n, True) is None or n.op not in qdq_exact.HANDLERS and n.op != "Resize":
+                if qdq.handler_of(n, qdq.exact_ops("arm")) not in set(qdq_exact.HANDLERS.values()) | {
+                        qdq_exact.resize_bilinear}:
                     continue
                 if not all(i in ints or qg.tensors[i].is_const for i in n.inputs):
                     continue
@@ -137,3 +142,16 @@ def test_ort_bilinear_resize_uint8_on_awkward_inputs():
         feed.update({i + "__ref": v for i, v in ints.items()})
         got = sess.run([n.outputs[0]], feed)[0]
         np.testing.assert_array_equal(got, run_node(qg, n, [ints[n.inputs[0]]])[0])
+
+
+def test_exact_false_gives_the_fused_form(tmp_path):
+    """``exact=False`` (emit option ``exact = "0"``) is the fused QDQ form
+    (QLinearConv, onnxruntime's own Resize); the default on arm is the exact one."""
+    from qdeploy.emit.qdq_compare import optimized_ops
+    for case, exact_op, fused_op in (("conv", "Conv", "QLinearConv"), ("resize_linear", "Gather", "Resize")):
+        m, x, _ = build_case(case)
+        _, qg = pipeline(m, x, "arm")
+        default = optimized_ops(qdq.build(qg).SerializeToString(), tmp_path / "d.onnx")
+        fused = optimized_ops(qdq.build(qg, exact=False).SerializeToString(), tmp_path / "f.onnx")
+        assert exact_op in default and fused_op not in default, default
+        assert fused_op in fused and exact_op not in fused, fused
