@@ -30,6 +30,8 @@ DequantizeLinear):
   ``ReduceSum`` then :func:`requant`; ``AvgPool``: window sums by a ones
   ``ConvInteger``, then the rounded division by the valid count;
   ``Requantize``: a 256-entry int8 table built by the reference kernel itself;
+  the input ``Quantize``: ``x / scale`` in float32, rounded half away from zero
+  in float64 (onnxruntime's QuantizeLinear rounds ties to even);
 * bilinear ``Resize`` (both profiles: onnxruntime's own int8/uint8 bilinear
   interpolation is not TFLite's Q10 recipe, which the reference follows):
   the row pass a float32 MatMul by the Q10 weight matrix, the column pass
@@ -370,9 +372,30 @@ def resize_bilinear(b, n) -> None:
     b.node("Cast", [fl], [out], f"{n.name}_cast", to=_ONNX_OF[b.qg.tensors[out].dtype])
 
 
+def quantize(b, n) -> None:
+    """TFLite's AffineQuantize (recipes.quantize_input): ``x / scale`` in float32,
+    rounded half away from zero in float64 (onnxruntime's QuantizeLinear rounds
+    half to even), ``+ zp``, saturated."""
+    t = b.qg.tensors[n.outputs[0]]
+    lo, hi = _range(b, n.outputs[0])
+    out = n.outputs[0]
+    v, vd, mag, hf, fl, sign, r, y, yc = (b.unique(f"{out}_{k}") for k in (
+        "divided", "double", "abs", "half", "floor", "sign", "rounded", "offset", "clamped"))
+    b.node("Div", [n.inputs[0], b.const(f"{out}_scale_float", np.float32(t.s))], [v], v)
+    b.node("Cast", [v], [vd], vd, to=DOUBLE)
+    b.node("Abs", [vd], [mag], mag)
+    b.node("Add", [mag, b.const(f"{out}_half", np.float64(0.5))], [hf], hf)
+    b.node("Floor", [hf], [fl], fl)
+    b.node("Sign", [vd], [sign], sign)
+    b.node("Mul", [fl, sign], [r], r)
+    b.node("Add", [r, b.const(f"{out}_zp_double", np.float64(t.zp))], [y], y)
+    b.node("Clip", [y, b.const(f"{out}_lo", np.float64(lo)), b.const(f"{out}_hi", np.float64(hi))], [yc], yc)
+    b.node("Cast", [yc], [out], f"{n.name}_cast", to=_ONNX_OF[t.dtype])
+
+
 # QGraph op -> exact handler on the arm profile (qdq.HANDLERS keeps the float form for the others)
 HANDLERS = {
     "Conv2D": conv, "FullyConnected": fully_connected, "TransposeConv2D": conv_transpose,
     "Add": add_sub, "Sub": add_sub, "Mul": mul, "Mean": mean, "AvgPool": avg_pool,
-    "Requantize": unary_table,
+    "Requantize": unary_table, "Quantize": quantize,
 }

@@ -155,3 +155,25 @@ def test_exact_false_gives_the_fused_form(tmp_path):
         fused = optimized_ops(qdq.build(qg, exact=False).SerializeToString(), tmp_path / "f.onnx")
         assert exact_op in default and fused_op not in default, default
         assert fused_op in fused and exact_op not in fused, fused
+
+
+def test_input_quantize_rounds_ties_away_from_zero():
+    """The arm input Quantize is TFLite's: ties (x / scale exactly k + 1/2, which
+    onnxruntime's QuantizeLinear rounds to even) go away from zero."""
+    m, x, _ = build_case("relu")
+    _, qg = pipeline(m, x, "arm")
+    q = next(n for n in qg.nodes if n.op == "Quantize")
+    s = np.float32(qg.tensors[q.outputs[0]].s)
+    halves = (np.arange(-300, 300) + 0.5).astype(np.float32)
+    ties = halves * s
+    ties = ties[(ties / s) == halves]                      # exactly k + 1/2 after float32 division
+    assert len(ties) > 100
+    shape = qg.tensors[q.inputs[0]].shape
+    xs = np.resize(np.concatenate([ties, -ties, [0.0, 1e9, -1e9]]), (1,) + tuple(shape[1:])).astype(np.float32)
+    got = {}
+    for exact in (None, False):
+        forced, fed = forced_model(qg, qdq.build(qg, exact=exact))
+        feed = {q.inputs[0]: xs, **{i + "__ref": np.zeros(qg.tensors[i].shape, qg.tensors[i].dtype) for i in fed}}
+        got[exact] = qdq.session(forced.SerializeToString()).run([q.outputs[0]], feed)[0]
+    np.testing.assert_array_equal(got[None], run_node(qg, q, [xs])[0])
+    assert np.any(got[False] != got[None])     # onnxruntime's QuantizeLinear: ties to even
