@@ -32,13 +32,15 @@ IO = ("int8", "float")
 def emit(qg: QGraph, ctx) -> dict[str, bytes]:
     io = (ctx.options or {}).get("io", "int8")
     meta = {"producer": "qdeploy", "version": ctx.version, "model": ctx.model_name,
-            "target": getattr(ctx.target, "name", str(ctx.target)), "recipe": _plain(ctx.recipe)}
+            "target": getattr(ctx.target, "name", str(ctx.target)), "recipe": _recipe(ctx.recipe)}
     return {FILE: build(qg, io=io, metadata=meta)}
 
 
-def build(qg: QGraph, io: str = "int8", metadata: dict | None = None) -> bytes:
+def build(qg: QGraph, io: str = "int8", metadata: dict | None = None, names: bool = False) -> bytes:
     """The flatbuffer of ``qg``. A QGraph whose inputs are integer tensors (a
-    fragment, e.g. one node) gets those as its int8 inputs."""
+    fragment, e.g. one node) gets those as its int8 inputs. ``names``: every
+    tensor named after its QGraph tensor (debugging, e.g. in Netron); by default
+    only the inputs and outputs are, which keeps ~20 bytes per tensor out of the file."""
     if io not in IO:
         raise QDeployError(f"--io {io}: the TFLite file's inputs/outputs are 'int8' or 'float'")
     if qg.profile != "arm":
@@ -49,7 +51,7 @@ def build(qg: QGraph, io: str = "int8", metadata: dict | None = None) -> bytes:
     if bad:
         raise QDeployError(f"no TFLite mapping for: {', '.join(bad)}; quantize without --emit tflite")
     w = ModelWriter(f"qdeploy {metadata.get('version', '') if metadata else ''}: "
-                    f"{qg.name}, int8, NHWC (io {io})".replace("  ", " "))
+                    f"{qg.name}, int8, NHWC (io {io})".replace("  ", " "), names=names)
     p = Placed(qg, w)
     inputs = _inputs(qg, p, io)
     problems = []
@@ -124,12 +126,21 @@ def _outputs(qg: QGraph, p: Placed, io: str) -> list[int]:
 
 
 def _io_spec(qg: QGraph, w: ModelWriter, name: str, idx: int) -> dict:
-    t = w.tensors[idx]
-    q = t.quantization
-    return {"name": name, "shape": list(t.shape), "layout": "NHWC" if len(t.shape) == 4 else "model",
-            "dtype": next(k for k, v in TYPES.items() if v == t.type),
-            "scale": list(q.scale) if q is not None else None,
-            "zero_point": list(q.zeroPoint) if q is not None else None}
+    """Name and layout of an input/output (its type, shape, scale and zero point are
+    the tensor's own, in the file)."""
+    return {"name": name, "layout": "NHWC" if len(w.tensors[idx].shape) == 4 else "model"}
+
+
+# calibration-set bookkeeping, not preprocessing: manifest.json and the report keep it
+_NOT_RECIPE = ("sources", "format", "version", "seed", "limit")
+
+
+def _recipe(recipe):
+    """The input recipe firmware needs to preprocess as calibration did (size, layout,
+    resize, mean/std, ...); the calibration files' names and digests were most of the
+    metadata's bytes."""
+    r = _plain(recipe)
+    return {k: v for k, v in r.items() if k not in _NOT_RECIPE} if isinstance(r, dict) else r
 
 
 def _plain(v):

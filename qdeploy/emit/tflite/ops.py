@@ -536,7 +536,15 @@ def reshape(p: Placed, n: QNode) -> None:
     if len(xt.shape) == 4 and p.layout(name) == "nhwc" and len(shape) == 2:
         _, c, h, w = xt.shape
         order = flatten_order(c, h, w)
-        y = p.output(n.outputs[0], "native" if order is None else Flat(order))
+        lay = "native" if order is None else Flat(order)
+        readers = [c for c in p.qg.nodes if n.outputs[0] in c.inputs]
+        if readers and all(r.op == "FullyConnected" and r.inputs[0] == n.outputs[0] for r in readers) \
+                and n.outputs[0] not in _graph_outputs(p):
+            # FULLY_CONNECTED reads an NHWC map as its flattened rows itself (batch = elements / K),
+            # as the TFLite converter leaves it: no RESHAPE, no shape constant
+            p.at[n.outputs[0]] = (p.at[name][0], lay)
+            return
+        y = p.output(n.outputs[0], lay)
         p.w.op("RESHAPE", [p.at[name][0], p.w.const(f"{n.name}_shape", np.array(shape, np.int32))], [y],
                newShape=shape)
         return

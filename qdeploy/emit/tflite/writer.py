@@ -2,11 +2,20 @@
 
 :class:`ModelWriter` collects tensors (runtime or constant), operators and the
 model's inputs/outputs, and :meth:`ModelWriter.finish` packs them as the TFLite
-converter lays a file out: buffer 0 the empty sentinel, every constant's data
-16-byte aligned, one operator code per (builtin, version), a SignatureDef
-``serving_default`` naming the inputs and outputs, and a ``qdeploy`` metadata
-entry (JSON: producer, version, input recipe). The same calls give the same
-bytes.
+converter lays a file out: buffer 0 the empty sentinel, constant data of 16
+bytes or more (every weight, bias and table) 16-byte aligned, one operator code
+per (builtin, version), a SignatureDef ``serving_default`` naming the inputs and
+outputs, and a ``qdeploy`` metadata entry (JSON: producer, version, input
+recipe). The same calls give the same bytes.
+
+Small on purpose (bench/RESULTS.md "TFLite"; :mod:`.bytemap` shows where the
+bytes go): equal constants are one tensor and equal bytes one buffer; shape
+vectors, operator input/output vectors, builtin-options tables, quantization
+tables and their vectors are written once per distinct content and shared by
+offset; only the model's inputs and outputs carry names (``names=True`` writes
+every tensor's, for debugging); the most used operator code gets index 0 (a
+default, not written). Readers see exactly the values they would in an
+unshared file.
 
 ``OPS`` is the table builtin name -> (BuiltinOperator, options union type,
 options class, version). Versions are the ones the TFLite converter writes for
@@ -76,15 +85,51 @@ ACT = fb.ActivationFunctionType
 PADDING = {"same": fb.Padding.SAME, "valid": fb.Padding.VALID}
 
 
-class _AlignedBuffer(fb.BufferT):
-    """A buffer whose data vector starts on a 16-byte boundary (the converter's
-    ``force_align: 16``; SIMD kernels may read constants in place)."""
+ALIGN = 16        # weight data: the converter's ``force_align: 16`` (SIMD kernels may read it in place)
+SMALL = 16        # buffers shorter than this (shapes, axes, scalars) keep the vector's own 4-byte alignment
+
+
+class _Shared:
+    """What one file packs once per distinct content: integer vectors (shapes, operator
+    inputs), quantization tables and their vectors, builtin-options tables, strings.
+    Flatbuffers address every object by offset, so tensors and operators with equal
+    fields point at one copy; readers see the same values."""
+
+    def __init__(self, builder: flatbuffers.Builder):
+        self.b = builder
+        self.memo: dict = {}
+
+    def once(self, key, make):
+        if key not in self.memo:
+            self.memo[key] = make()
+        return self.memo[key]
+
+    def ints(self, values) -> int:
+        a = np.asarray(values, "<i4").reshape(-1)
+        return self.once(("i32", a.tobytes()), lambda: self.b.CreateNumpyVector(a))
+
+    def vector(self, kind: str, a: np.ndarray) -> int:
+        return self.once((kind, a.tobytes()), lambda: self.b.CreateNumpyVector(a))
+
+    def string(self, text) -> int:
+        return self.once(("str", text), lambda: self.b.CreateString(text))
+
+    def table(self, obj) -> int:
+        """A builtin-options table (scalars, or ReshapeOptions' new_shape) once per content."""
+        key = ("options", type(obj).__name__, repr(sorted(vars(obj).items())))
+        return self.once(key, lambda: obj.Pack(self.b))
+
+
+class _Buffer(fb.BufferT):
+    """A buffer whose data vector starts on a 16-byte boundary when it holds at least
+    ``SMALL`` bytes (every weight, bias and table); shorter constants keep the 4-byte
+    alignment every flatbuffer vector has, enough for their int32/float32 elements."""
 
     def Pack(self, builder):
         data = None
         if self.data is not None:
             payload = bytes(self.data)
-            builder.StartVector(1, len(payload), 16)
+            builder.StartVector(1, len(payload), ALIGN if len(payload) >= SMALL else 4)
             builder.head -= len(payload)
             builder.Bytes[builder.head:builder.head + len(payload)] = payload
             builder.vectorNumElems = len(payload)
@@ -95,43 +140,91 @@ class _AlignedBuffer(fb.BufferT):
         return fb.BufferEnd(builder)
 
 
-class _SharedQuant(fb.QuantizationParametersT):
-    """Quantization parameters packed once per distinct content: tensors with the same
-    scales and zero points (every per-channel weight and bias has a vector of int64
-    zero points) point at one table. Readers see the same values; the file shrinks
-    by ~12 bytes per output channel."""
+class _Quant(fb.QuantizationParametersT):
+    """Quantization parameters packed once per distinct content (every per-channel
+    weight and bias with the same channel count shares one vector of int64 zero points)."""
 
-    cache: dict | None = None
+    shared: _Shared | None = None
 
     def Pack(self, builder):
         scale = np.asarray(self.scale, "<f4")
         zp = np.asarray(self.zeroPoint, "<i8")
-        key = ("table", scale.tobytes(), zp.tobytes(), int(self.quantizedDimension))
-        if key in self.cache:
-            return self.cache[key]
+        dim = int(self.quantizedDimension)
 
-        def vec(kind, a):
-            k = (kind, a.tobytes())
-            if k not in self.cache:
-                self.cache[k] = builder.CreateNumpyVector(a)
-            return self.cache[k]
-        sv, zv = vec("scale", scale), vec("zero_point", zp)
-        fb.QuantizationParametersStart(builder)
-        fb.QuantizationParametersAddScale(builder, sv)
-        fb.QuantizationParametersAddZeroPoint(builder, zv)
-        fb.QuantizationParametersAddQuantizedDimension(builder, int(self.quantizedDimension))
-        self.cache[key] = fb.QuantizationParametersEnd(builder)
-        return self.cache[key]
+        def make():
+            sv, zv = self.shared.vector("f32", scale), self.shared.vector("i64", zp)
+            fb.QuantizationParametersStart(builder)
+            fb.QuantizationParametersAddScale(builder, sv)
+            fb.QuantizationParametersAddZeroPoint(builder, zv)
+            fb.QuantizationParametersAddQuantizedDimension(builder, dim)
+            return fb.QuantizationParametersEnd(builder)
+        return self.shared.once(("quant", scale.tobytes(), zp.tobytes(), dim), make)
+
+
+class _Tensor(fb.TensorT):
+    """A tensor whose shape vector is shared with every tensor of the same shape, and
+    whose name is written only when it has one to show (the model's inputs/outputs)."""
+
+    shared: _Shared | None = None
+    show_name: bool = True
+
+    def Pack(self, builder):
+        shape = self.shared.ints(self.shape)
+        name = self.shared.string(self.name) if self.show_name else None
+        quant = self.quantization.Pack(builder) if self.quantization is not None else None
+        fb.TensorStart(builder)
+        fb.TensorAddShape(builder, shape)
+        fb.TensorAddType(builder, self.type)
+        fb.TensorAddBuffer(builder, self.buffer)
+        if name is not None:
+            fb.TensorAddName(builder, name)
+        if quant is not None:
+            fb.TensorAddQuantization(builder, quant)
+        return fb.TensorEnd(builder)
+
+
+class _Operator(fb.OperatorT):
+    """An operator whose input/output vectors and options table are shared when equal."""
+
+    shared: _Shared | None = None
+
+    def Pack(self, builder):
+        ins, outs = self.shared.ints(self.inputs), self.shared.ints(self.outputs)
+        opts = self.shared.table(self.builtinOptions) if self.builtinOptions is not None else None
+        fb.OperatorStart(builder)
+        fb.OperatorAddOpcodeIndex(builder, self.opcodeIndex)
+        fb.OperatorAddInputs(builder, ins)
+        fb.OperatorAddOutputs(builder, outs)
+        if opts is not None:
+            fb.OperatorAddBuiltinOptionsType(builder, self.builtinOptionsType)
+            fb.OperatorAddBuiltinOptions(builder, opts)
+        return fb.OperatorEnd(builder)
+
+
+class _TensorMap(fb.TensorMapT):
+    """A SignatureDef entry whose name string is the tensor's own (written once)."""
+
+    shared: _Shared | None = None
+
+    def Pack(self, builder):
+        name = self.shared.string(self.name)
+        fb.TensorMapStart(builder)
+        fb.TensorMapAddName(builder, name)
+        fb.TensorMapAddTensorIndex(builder, self.tensorIndex)
+        return fb.TensorMapEnd(builder)
 
 
 class ModelWriter:
     """Collects one subgraph; :meth:`finish` returns the file's bytes."""
 
-    def __init__(self, description: str = ""):
+    def __init__(self, description: str = "", names: bool = False):
         self.description = description
-        self.buffers: list[fb.BufferT] = [_AlignedBuffer()]
+        self.all_names = names          # True: every tensor's name in the file (debugging)
+        self.buffers: list[fb.BufferT] = [_Buffer()]
         self.tensors: list[fb.TensorT] = []
         self.names: dict[str, int] = {}
+        self._data: dict[bytes, int] = {}            # constant bytes -> buffer
+        self._consts: dict[tuple, int] = {}          # (type, shape, bytes, quantization) -> tensor
         self.operators: list[fb.OperatorT] = []
         self.opcodes: dict[tuple[int, int], int] = {}
 
@@ -145,26 +238,37 @@ class ModelWriter:
     def tensor(self, name: str, shape, dtype: str, scale=None, zero_point=None, axis: int = 0,
                data: np.ndarray | None = None) -> int:
         """Add a tensor (constant when ``data`` is given); returns its index.
-        ``scale``/``zero_point``: one value (per tensor) or one per channel along ``axis``."""
-        t = fb.TensorT()
+        ``scale``/``zero_point``: one value (per tensor) or one per channel along ``axis``.
+        A constant equal to an earlier one (type, shape, bytes, quantization) is that
+        tensor; equal bytes share one buffer."""
+        t = _Tensor()
         t.shape = [int(d) for d in shape]
         t.type = TYPES[dtype]
-        t.name = self.unique(name)
         t.buffer = 0
-        if data is not None:
-            b = _AlignedBuffer()
-            b.data = np.ascontiguousarray(np.asarray(data, dtype)).tobytes()
-            self.buffers.append(b)
-            t.buffer = len(self.buffers) - 1
         if scale is not None:
             s = np.atleast_1d(np.asarray(scale, np.float32)).reshape(-1)
             zp = np.broadcast_to(np.asarray(0 if zero_point is None else zero_point, np.int64).reshape(-1),
                                  s.shape)
-            q = _SharedQuant()
+            q = _Quant()
             q.scale = [float(v) for v in s]
             q.zeroPoint = [int(v) for v in zp]
             q.quantizedDimension = int(axis) if len(s) > 1 else 0
             t.quantization = q
+        if data is not None:
+            raw = np.ascontiguousarray(np.asarray(data, dtype)).tobytes()
+            q = t.quantization
+            key = (t.type, tuple(t.shape), raw) + ((tuple(q.scale), tuple(q.zeroPoint), q.quantizedDimension)
+                                                   if q is not None else ())
+            if key in self._consts:
+                return self._consts[key]
+            if raw not in self._data:
+                b = _Buffer()
+                b.data = raw
+                self.buffers.append(b)
+                self._data[raw] = len(self.buffers) - 1
+            t.buffer = self._data[raw]
+            self._consts[key] = len(self.tensors)
+        t.name = self.unique(name)
         self.tensors.append(t)
         self.names[t.name] = len(self.tensors) - 1
         return len(self.tensors) - 1
@@ -189,7 +293,7 @@ class ModelWriter:
         key = (code, version)
         if key not in self.opcodes:
             self.opcodes[key] = len(self.opcodes)
-        o = fb.OperatorT()
+        o = _Operator()
         o.opcodeIndex = self.opcodes[key]
         o.inputs = [int(i) for i in inputs]
         o.outputs = [int(i) for i in outputs]
@@ -216,8 +320,16 @@ class ModelWriter:
         model = fb.ModelT()
         model.version = 3
         model.description = self.description
+        # the most used operator code first: index 0 is the field's default, not written
+        uses = [0] * len(self.opcodes)
+        for o in self.operators:
+            uses[o.opcodeIndex] += 1
+        order = sorted(range(len(uses)), key=lambda k: (-uses[k], k))
+        new = {old: k for k, old in enumerate(order)}
+        for o in self.operators:
+            o.opcodeIndex = new[o.opcodeIndex]
         codes = []
-        for (code, version), _ in sorted(self.opcodes.items(), key=lambda kv: kv[1]):
+        for (code, version), _ in sorted(self.opcodes.items(), key=lambda kv: new[kv[1]]):
             c = fb.OperatorCodeT()
             c.builtinCode = code
             c.deprecatedBuiltinCode = min(code, 127)
@@ -227,7 +339,7 @@ class ModelWriter:
         model.subgraphs = [sg]
         buffers = list(self.buffers)
         if metadata is not None:
-            b = _AlignedBuffer()
+            b = _Buffer()
             b.data = json.dumps(metadata, sort_keys=True, separators=(",", ":")).encode()
             buffers.append(b)
             m = fb.MetadataT()
@@ -241,16 +353,23 @@ class ModelWriter:
         sig.inputs = [self._tensor_map(i) for i in inputs]
         sig.outputs = [self._tensor_map(i) for i in outputs]
         model.signatureDefs = [sig]
-        cache: dict = {}
-        for t in self.tensors:
-            if t.quantization is not None:
-                t.quantization.cache = cache
         builder = flatbuffers.Builder(1 << 16)
+        shared = _Shared(builder)
+        io = set(inputs) | set(outputs)
+        for k, t in enumerate(self.tensors):
+            t.shared = shared
+            t.show_name = self.all_names or k in io
+            if t.quantization is not None:
+                t.quantization.shared = shared
+        for o in self.operators:
+            o.shared = shared
+        for m in sig.inputs + sig.outputs:
+            m.shared = shared
         builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
         return bytes(builder.Output())
 
     def _tensor_map(self, index: int):
-        m = fb.TensorMapT()
+        m = _TensorMap()
         m.name = self.tensors[index].name
         m.tensorIndex = int(index)
         return m
