@@ -16,6 +16,13 @@ given, ``--real``):
   model (``ort`` target: uint8 activations, the target qdeploy recommends for
   onnxruntime) on onnxruntime, same settings.
 
+A second table splits each file (qdeploy/emit/tflite/bytemap.py): the int8
+weights, the per-channel data the TFLite int8 specification requires (int32
+bias, float32 weight scale and bias scale per output channel, int64 zero points
+per distinct channel count) and the rest (tensor and operator tables,
+quantization tables, buffers, padding, metadata, SignatureDef), against the
+0.27x budget. ``--bytes`` also prints every part of every file.
+
 ``--write`` replaces the "TFLite" section of bench/RESULTS.md (other sections
 are kept as they are). Other jobs on the machine skew latencies: run it alone.
 """
@@ -37,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 from bench.results import write_section  # noqa: E402
 
 from qdeploy.corpus import CORPUS, save  # noqa: E402
+from qdeploy.emit.tflite.bytemap import PER_CHANNEL, breakdown, graph_bytes, show  # noqa: E402
 from qdeploy.pipeline import QuantizeOptions, quantize_model  # noqa: E402
 
 GOAL = 0.27
@@ -110,6 +118,7 @@ def measure(name: str, src: Path, d: Path, runs: int, shape=None, calib=None) ->
     x = np.ascontiguousarray(arm.calib_x[:1], np.float32)
     row = {"model": name, "params": params(src), "float": src.stat().st_size, "tflite": len(blob)}
     row["ratio"] = row["tflite"] / row["float"]
+    row["parts"] = breakdown(blob)
     row["litert"] = litert_ms(blob, runs)
     row["ort_float"] = ort_ms(d / f"{name}_arm" / "model.float.onnx", x, runs)
     row["ort_qdq"] = ort_ms(ort_out / "model.qdq.onnx", x, runs)
@@ -127,12 +136,29 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def bytes_table(rows: list[dict]) -> str:
+    lines = ["| model | channels | tensors + operators | int8 weights (B) | per channel (B) | graph (B) | "
+             "budget 0.27x (B) | room for the graph (B) | over (B) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        p = r["parts"]
+        per_channel = sum(p.get(k, 0) for k in PER_CHANNEL)
+        items = sum(v for k, v in p.items() if k.endswith(" tensors")) + p["#operators"]
+        budget = int(GOAL * r["float"])
+        room = budget - p.get("weights", 0) - per_channel
+        lines.append(f"| {r['model']} | {p.get('#channels', 0):,} | {items} | {p.get('weights', 0):,} | "
+                     f"{per_channel:,} | {graph_bytes(p):,} | {budget:,} | {room:,} | "
+                     f"{max(0, r['tflite'] - budget):,} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", help="comma-separated subset of the corpus (default: all)")
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--real", action="store_true", help="also the real models of QDEPLOY_REALMODELS")
     ap.add_argument("--write", action="store_true", help="update the TFLite section of bench/RESULTS.md")
+    ap.add_argument("--bytes", action="store_true", help="print every part of every file")
     args = ap.parse_args(argv)
     names = args.models.split(",") if args.models else list(CORPUS)
     rows = []
@@ -153,7 +179,12 @@ def main(argv=None) -> int:
             f"1 thread, batch 1, median of {args.runs}). Goal: int8 TFLite <= {GOAL}x the float ONNX for "
             f"every model with more than 100k parameters: "
             f"{'met on every one' if not over else 'missed on ' + ', '.join(over)}.\n\n" + table(rows) + "\n\n"
+            + "Where the bytes go (`qdeploy/emit/tflite/bytemap.py`; per channel: int32 bias, float32 weight "
+            "and bias scales, int64 zero points; graph: everything else):\n\n" + bytes_table(rows) + "\n\n"
             + NOTES)
+    if args.bytes:
+        for r in rows:
+            print(show(r["model"], r["parts"]))
     print(body)
     if args.write:
         write_section('TFLite', body)
