@@ -12,6 +12,8 @@ model (qdeploy/emit/tflite/bytemap.py names the owner of every byte).
 * Every corpus model above 100k parameters whose weights and per-channel data
   leave room for its graph within 0.27x the float ONNX is at most 0.27x; the
   others are at most their measured ratio (+0.002).
+* LiteRT's XNNPACK delegate still takes every convolution (what the per-channel
+  bias scales are kept for).
 """
 from __future__ import annotations
 
@@ -80,3 +82,22 @@ def test_float_onnx_size_is_what_the_bench_measures(tmp_path):
     save("resnet", tmp_path / "m.onnx")
     assert (tmp_path / "m.onnx").stat().st_size == _float_size("resnet")[0]
     assert onnx.load(str(tmp_path / "m.onnx")).graph.node
+
+
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_xnnpack_still_takes_every_convolution(name):
+    """What the per-channel bytes buy: a bias with one scale makes the XNNPACK delegate fail
+    to prepare, a bias without quantization leaves every convolution to the builtin kernels
+    (bench/RESULTS.md "TFLite"). A convolution is delegated when its filter is an input of
+    a DELEGATE node (LiteRT lists the original nodes and the delegate's)."""
+    pytest.importorskip("ai_edge_litert")
+    from qdeploy.emit.tflite.runners import _native_stderr_quiet, litert_interpreter_class
+    mod = litert_interpreter_class()
+    with _native_stderr_quiet():
+        it = mod.Interpreter(model_content=_file(name), num_threads=1)
+        it.allocate_tensors()
+    ops = it._get_ops_details()
+    delegated = {int(t) for o in ops if o["op_name"] == "DELEGATE" for t in o["inputs"]}
+    convs = [o for o in ops if o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    left = [o["index"] for o in convs if int(o["inputs"][1]) not in delegated]
+    assert convs and not left, f"{name}: XNNPACK leaves operators {left} of {len(convs)} convolutions"
