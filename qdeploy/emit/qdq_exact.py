@@ -9,26 +9,32 @@ away from zero): whenever the first rounding lands on a tie of the second, the
 two differ by 1 LSB (measured: 0.06-0.4 % of every conv's outputs, 13 % of
 QLinearGlobalAveragePool's, 2.8 % of the bilinear Resize's). In the random-weight
 corpus nets those differences grow to 27-100 % within 1 LSB end to end, max
-21 LSB. So on arm every op with its own rounding is emitted as int32/int64
-ONNX arithmetic that computes the reference's integers, and ends in the
-QGraph's int8 tensor (which the next node reads directly or through its own
+21 LSB. So on arm every op with its own rounding is emitted as ONNX
+arithmetic on exact integers (int32/int64, or float32/float64 where every
+value and every partial sum is an integer the type holds exactly) that
+computes the reference's integers, and ends in the QGraph's int8 tensor (which the next node reads directly or through its own
 DequantizeLinear):
 
-* ``Conv2D``: ``ConvInteger`` (int8 x with its zero point, int8 weights: exact
-  int32 sums, padding contributes 0); ``FullyConnected``: ``MatMulInteger``;
-  ``TransposeConv2D``: float ``ConvTranspose`` of ``x - zp`` (exact: every
-  partial sum is an integer below 2**24, checked from the weights), then
-  :func:`requant` (the bias folds into its additive constant);
-* :func:`requant` is ``MultiplyByQuantizedMultiplier`` in int64:
-  ``srdhm(x, m)`` is ``floor((x * m + 2**30) / 2**31)`` (half up), computed as
-  a truncating ``Div`` of a value made non-negative by ``K * 2**31``;
-  ``RoundingDivideByPOT(y, r)`` is ``floor((y + 2**(r-1) - [y < 0]) / 2**r)``,
-  again on the non-negative shifted value; then ``+ zp``, ``Clip``, ``Cast``;
-* ``Add``/``Sub``: each input's ``mbqm((q - zp) << 20, m_i, s_i)`` is a
-  256-entry int64 table (Gather), the sum goes through :func:`requant`;
-  ``Mul``: ``(a - zp_a) * (b - zp_b)`` then :func:`requant`; ``Mean``:
-  ``ReduceSum`` then :func:`requant`; ``AvgPool``: window sums by a ones
-  ``ConvInteger``, then the rounded division by the valid count;
+* ``Conv2D``: the integer sums by a float32 ``Conv`` of ``x - zp`` (a
+  DequantizeLinear with scale 1) and the int8 weights, exact because no sum
+  can reach 2**24 (bounded from the weights; MLAS's float conv is several
+  times faster than its ConvInteger), else ``ConvInteger``;
+  ``FullyConnected``: ``MatMulInteger``; ``TransposeConv2D``: float
+  ``ConvTranspose`` (same bound, checked); then :func:`requant` (the bias
+  folds into its constants);
+* :func:`requant` is ``MultiplyByQuantizedMultiplier``: srdhm is ``floor((x *
+  m + 2**30) / 2**31)`` (half up), RoundingDivideByPOT by ``r`` is ``floor((y +
+  2**(r-1) - [y < 0]) / 2**r)``, and the two nested power-of-two floors merge
+  into one. In float64 (:func:`mbqm_double`: the multiplier split in 16-bit
+  halves so that every product and sum is an exact double below 2**52) where
+  the accumulator's bound allows, else in int64 (:func:`requant_int64`: one
+  truncating ``Div`` of a value made non-negative); then ``+ zp``, ``Clip``,
+  ``Cast``;
+* ``Add``/``Sub``: each input's ``mbqm((q - zp) << 20, m_i, s_i)`` by
+  :func:`mbqm_double`, the sum through :func:`requant`; ``Mul``: ``(a - zp_a)
+  * (b - zp_b)`` then :func:`requant`; ``Mean``: ``ReduceSum`` then
+  :func:`requant`; ``AvgPool``: window sums by a ones ``ConvInteger``, then
+  the rounded division by the valid count;
   ``Requantize``: a 256-entry int8 table built by the reference kernel itself;
   the input ``Quantize``: ``x / scale`` in float32, rounded half away from zero
   in float64 (onnxruntime's QuantizeLinear rounds ties to even);
@@ -38,8 +44,9 @@ DequantizeLinear):
   Gathers of the two source rows (float64; every value an exact integer),
   ``acc / 2**20`` rounded half away from zero.
 
-int8 x int8 ``ConvInteger``/``MatMulInteger`` run on MLAS's S8S8 kernels, which
-widen to 16 bits before multiplying (no saturation on AVX2, unlike U8S8).
+The ``ConvInteger``/``MatMulInteger`` fallbacks take int8 x int8 (MLAS's S8S8
+kernels, not the U8S8 ones that can saturate on AVX2 without VNNI; measured
+here only on AVX-512 VNNI); the default float32 Conv path has no such caveat.
 Softmax and PRelu keep the float form (within 1 LSB per op; no corpus model
 has them).
 """
@@ -57,6 +64,7 @@ _NP = {"int8": np.int8, "uint8": np.uint8}
 _SAFE = 1 << 63     # every int64 intermediate stays below this
 FLOAT_EXACT = 1 << 24   # integers below this are exact in float32, and so are their sums
 FLOAT_CONV = True       # Conv2D sums by float32 Conv where exact (False: always ConvInteger)
+DOUBLE_REQUANT = True   # requantisation in float64 where exact (False: always int64)
 
 
 def _range(b, name: str) -> tuple[int, int]:
@@ -105,7 +113,84 @@ def all_values(dtype: str) -> np.ndarray:
     return np.arange(info.min, info.max + 1).astype(_NP[dtype])
 
 
+def _channels(multiplier, shift, add):
+    """Per-channel Python ints: (m * 2**left, right shift, add)."""
+    m, s, a = (_i64(v).reshape(-1) for v in (multiplier, shift, add))
+    n_ch = max(len(m), len(s), len(a))
+    m, s, a = (np.resize(v, n_ch) for v in (m, s, a))
+    return ([int(v) << max(int(sh), 0) for v, sh in zip(m, s)], [max(-int(v), 0) for v in s], [int(v) for v in a])
+
+
+def _double_plan(bound: int, mp: list, right: list, zp: int):
+    """Whether :func:`mbqm_double` is exact for ``|y| <= bound`` (every sum below
+    2**52), and whether ``zp`` folds into its constants."""
+    t = max(((1 << (r - 1 + 15)) if r else 0) for r in right)
+    fold = max(abs(zp) << (15 + r) for r in right) + t
+    s_max = bound + (1 << 14) + t
+    ok = bound << 16 < 1 << 52 and bound * max(v >> 16 for v in mp) + s_max < 1 << 52
+    return ok, ok and bound * max(v >> 16 for v in mp) + s_max + fold < 1 << 52
+
+
+def mbqm_double(b, y: str, mp: list, right: list, name: str, shape=(), zp: int = 0) -> str:
+    """``mbqm(y) + zp`` of float64 ``y`` (exact integers) with per-channel ``mp``
+    (the Q31 multiplier times 2**left) and right shifts, in float64, exactly
+    (:func:`_double_plan` says when). With ``mp = mh * 2**16 + ml`` and ``h =
+    2**(r-1)`` (0 when r = 0), the merged floors of :func:`requant` split into
+    ``Bf = floor(y * ml / 2**16 + 2**14)`` and ``floor((y * mh + Bf + (h - [V <
+    0]) * 2**15) / 2**(15 + r))``: every product and sum an exact double."""
+    def c(tag, vals):
+        return b.const(f"{name}_{tag}", np.asarray(vals, np.float64).reshape(shape if len(vals) > 1 else ()))
+
+    mh, ml = [v >> 16 for v in mp], [v & 0xFFFF for v in mp]
+    theta = [-((1 << 30) // v) if v else -2.0 ** 62 for v in mp]          # V < 0  <=>  y < theta
+    tpos = [((1 << (r - 1 + 15)) if r else 0) + (zp << (15 + r)) for r in right]
+    tneg = [((((1 << (r - 1)) - 1) << 15) if r else 0) + (zp << (15 + r)) for r in right]
+    lo, lo1, bf, neg, t, ssum, hi, ss, z, zf = (b.unique(f"{name}_{k}") for k in (
+        "low", "low_nudged", "low_floor", "negative", "tie", "sum", "high", "sum_scaled", "total", "floor"))
+    b.node("Mul", [y, c("ml", [v / 65536.0 for v in ml])], [lo], lo)
+    b.node("Add", [lo, b.const(f"{name}_two14", np.float64(1 << 14))], [lo1], lo1)
+    b.node("Floor", [lo1], [bf], bf)
+    b.node("Less", [y, c("theta", theta)], [neg], neg)
+    b.node("Where", [neg, c("tie_neg", tneg), c("tie_pos", tpos)], [t], t)
+    b.node("Add", [bf, t], [ssum], ssum)
+    b.node("Mul", [y, c("mh", [v * 2.0 ** -(15 + r) for v, r in zip(mh, right)])], [hi], hi)
+    b.node("Mul", [ssum, c("pot", [2.0 ** -(15 + r) for r in right])], [ss], ss)
+    b.node("Add", [hi, ss], [z], z)
+    b.node("Floor", [z], [zf], zf)
+    return zf
+
+
 def requant(b, acc: str, bound: int, multiplier, shift, out: str, dtype: str, zp_out: int, lo: int, hi: int,
+            axis_shape=(), add=0, name: str = "", is_double: bool = False) -> None:
+    """``out = clamp(mbqm(acc + add, multiplier, shift) + zp_out, lo, hi)``, bit for
+    bit ``fixedpoint.mbqm``; ``acc`` holds exact integers (any numeric type;
+    ``is_double``: already float64) with ``|acc + add| <= bound``; per-channel
+    ``multiplier``/``shift``/``add`` are shaped ``axis_shape``; ``out`` is
+    written as ``dtype`` (int8/uint8). In float64 (:func:`mbqm_double`) when
+    every sum stays below 2**52, else in int64 (:func:`requant_int64`)."""
+    mp, right, a = _channels(multiplier, shift, add)
+    ok, fold = _double_plan(bound, mp, right, zp_out)
+    if not (ok and DOUBLE_REQUANT):
+        wide64 = cast(b, acc, INT64, f"{name}_acc_int64")
+        return requant_int64(b, wide64, bound, multiplier, shift, out, dtype, zp_out, lo, hi, axis_shape, add, name)
+    shape = axis_shape if len(mp) > 1 else ()
+    y = acc if is_double else cast(b, acc, DOUBLE, f"{name}_acc_double")
+    if any(a):
+        ya = b.unique(f"{name}_biased")
+        b.node("Add", [y, b.const(f"{name}_bias", np.asarray(a, np.float64).reshape(shape if len(a) > 1 else ()))],
+               [ya], ya)
+        y = ya
+    z = mbqm_double(b, y, mp, right, name, shape, zp_out if fold else 0)
+    if not fold:
+        zz = b.unique(f"{name}_offset")
+        b.node("Add", [z, b.const(f"{name}_zp", np.float64(zp_out))], [zz], zz)
+        z = zz
+    zc = b.unique(f"{name}_clamped")
+    b.node("Clip", [z, b.const(f"{name}_lo", np.float64(lo)), b.const(f"{name}_hi", np.float64(hi))], [zc], zc)
+    b.node("Cast", [zc], [out], f"{name}_cast", to=_ONNX_OF[dtype])
+
+
+def requant_int64(b, acc: str, bound: int, multiplier, shift, out: str, dtype: str, zp_out: int, lo: int, hi: int,
             axis_shape=(), add=0, name: str = "") -> None:
     """``out = clamp(mbqm(acc + add, multiplier, shift) + zp_out, lo, hi)`` as
     int64 ONNX arithmetic, bit for bit ``fixedpoint.mbqm``; ``acc`` is int64
@@ -156,11 +241,11 @@ def _act(n, b) -> tuple[int, int]:
     return int(n.params.get("act_min", lo)), int(n.params.get("act_max", hi))
 
 
-def _out_requant(b, n, acc, bound, axis_shape=(), add=0, m=None, s=None, out=None) -> None:
+def _out_requant(b, n, acc, bound, axis_shape=(), add=0, m=None, s=None, out=None, is_double=False) -> None:
     lo, hi = _act(n, b)
     t = b.qg.tensors[n.outputs[0]]
     requant(b, acc, bound, n.params["multiplier"] if m is None else m, n.params["shift"] if s is None else s,
-            out or n.outputs[0], t.dtype, t.zp, lo, hi, axis_shape, add, n.name)
+            out or n.outputs[0], t.dtype, t.zp, lo, hi, axis_shape, add, n.name, is_double)
 
 
 def _weight_bound(w: np.ndarray) -> int:
@@ -190,25 +275,23 @@ def conv(b, n) -> None:
     sums = _weight_bound(w.data) * _maxabs(b, x)
     geo = dict(kernel_shape=list(w.shape[2:]), strides=list(a["strides"]), pads=list(a["pads"]),
                dilations=list(a["dilations"]), group=int(a["group"]))
-    part, acc = b.unique(f"{n.outputs[0]}_sums"), b.unique(f"{n.outputs[0]}_acc")
+    part = b.unique(f"{n.outputs[0]}_sums")
     if FLOAT_CONV and sums < FLOAT_EXACT:
         b.node("Conv", [_centred_float(b, x, n.name), b.const(f"{w.name}_float", w.data.astype(np.float32))],
                [part], n.name, **geo)
     else:
         b.node("ConvInteger", [x, b.const(w.name, w.data.astype(np.int8)),
                                b.const(f"{x}_zero_point_{n.name}", _NP[t.dtype](t.zp))], [part], n.name, **geo)
-    b.node("Cast", [part], [acc], f"{n.name}_acc", to=INT64)
-    _out_requant(b, n, acc, sums + int(np.abs(bb).max(initial=0)), (1, -1, 1, 1), add=bb)
+    _out_requant(b, n, part, sums + int(np.abs(bb).max(initial=0)), (1, -1, 1, 1), add=bb)
 
 
 def fully_connected(b, n) -> None:
     x = n.inputs[0]
     w, bias = b.qg.tensors[n.inputs[1]], b.qg.tensors[n.inputs[2]]
     t = b.qg.tensors[x]
-    acc32, acc = b.unique(f"{n.outputs[0]}_acc32"), b.unique(f"{n.outputs[0]}_acc")
+    acc = b.unique(f"{n.outputs[0]}_acc32")
     b.node("MatMulInteger", [x, b.const(f"{w.name}_t", np.ascontiguousarray(w.data.astype(np.int8).T)),
-                             b.const(f"{x}_zero_point_{n.name}", _NP[t.dtype](t.zp))], [acc32], n.name)
-    b.node("Cast", [acc32], [acc], f"{n.name}_acc", to=INT64)
+                             b.const(f"{x}_zero_point_{n.name}", _NP[t.dtype](t.zp))], [acc], n.name)
     bb = _i64(bias.data)
     bound = _weight_bound(w.data) * _maxabs(b, x) + int(np.abs(bb).max(initial=0))
     _out_requant(b, n, acc, bound, (1, -1), add=bb)
@@ -226,38 +309,39 @@ def conv_transpose(b, n) -> None:
         raise QDeployError(f"node '{n.name}' (TransposeConv2D): its sums may reach {bound} >= 2**24, beyond "
                            "float32's exact integers; emit the qdq artefact with exact=False")
     onnx_w = w.data.reshape(g, o // g, cg, kh, kw).transpose(0, 2, 1, 3, 4).reshape(g * cg, o // g, kh, kw)
-    accf, acc = (b.unique(f"{n.outputs[0]}_{k}") for k in ("accf", "acc"))
+    accf = b.unique(f"{n.outputs[0]}_accf")
     b.node("ConvTranspose", [_centred_float(b, x, n.name), b.const(f"{w.name}_float", onnx_w.astype(np.float32))], [accf], n.name,
            kernel_shape=[kh, kw], strides=list(a["strides"]), pads=list(a["pads"]),
            dilations=list(a["dilations"]), group=g, output_padding=list(a.get("output_padding", [0, 0])))
-    b.node("Cast", [accf], [acc], f"{n.name}_acc", to=INT64)
     bb = _i64(bias.data)
-    _out_requant(b, n, acc, bound + int(np.abs(bb).max(initial=0)), (1, -1, 1, 1), add=bb)
+    _out_requant(b, n, accf, bound + int(np.abs(bb).max(initial=0)), (1, -1, 1, 1), add=bb)
 
 
-def _scaled_table(b, name: str, reader: str, m: int, s: int, zp: int, left: int) -> tuple[str, int]:
+def _scaled(b, name: str, reader: str, m: int, s: int, zp: int, left: int) -> tuple[str, int]:
     """``mbqm_smaller_than_one((q - zp) << left, m, s)`` of int tensor ``name``
-    as an int64 tensor (a Gather on the 256-entry table; a constant directly)."""
+    (ADD's scaled input) as a float64 tensor: :func:`mbqm_double` of ``q - zp``
+    (exact: |q - zp| <= 255), or a constant."""
     from ..quant import fixedpoint as fp
     t = b.qg.tensors[name]
-    f = lambda q: fp.mbqm_smaller_than_one((_i64(q) - zp) * (1 << left), m, s)   # noqa: E731
     if t.is_const:
-        v = _i64(f(t.data))
-        return b.const(f"{name}_scaled_{reader}", v), int(np.abs(v).max(initial=0))
-    table = _i64(f(all_values(t.dtype)))
-    idx = table_index(b, name, reader)
-    y = b.unique(f"{name}_scaled_{reader}")
-    b.node("Gather", [b.const(f"{reader}_{name}_table", rotate(table, t.dtype)), idx], [y], y, axis=0)
-    return y, int(np.abs(table).max())
+        v = fp.mbqm_smaller_than_one((_i64(t.data) - zp) * (1 << left), m, s)
+        return b.const(f"{name}_scaled_{reader}", np.asarray(v, np.float64)), int(np.abs(v).max(initial=0))
+    x, y = cast(b, name, DOUBLE, f"{name}_double_{reader}"), b.unique(f"{name}_centred_{reader}")
+    b.node("Sub", [x, b.const(f"{reader}_{name}_zp", np.float64(zp))], [y], y)
+    mp, right = int(m) << left, -int(s)
+    bound = max(abs(v - zp) for v in _range(b, name))
+    assert _double_plan(bound, [mp], [right], 0)[0]
+    table = fp.mbqm_smaller_than_one((all_values(t.dtype).astype(np.int64) - zp) * (1 << left), m, s)
+    return mbqm_double(b, y, [mp], [right], f"{reader}_{name}_scaled"), int(np.abs(table).max())
 
 
 def add_sub(b, n) -> None:
     p = n.params
-    a, ba = _scaled_table(b, n.inputs[0], n.name, p["multiplier1"], p["shift1"], p["zp1"], p["left_shift"])
-    c, bc = _scaled_table(b, n.inputs[1], n.name, p["multiplier2"], p["shift2"], p["zp2"], p["left_shift"])
+    a, ba = _scaled(b, n.inputs[0], n.name, p["multiplier1"], p["shift1"], p["zp1"], p["left_shift"])
+    c, bc = _scaled(b, n.inputs[1], n.name, p["multiplier2"], p["shift2"], p["zp2"], p["left_shift"])
     raw = b.unique(f"{n.outputs[0]}_raw")
     b.node(n.op, [a, c], [raw], f"{n.name}_raw")
-    _out_requant(b, n, raw, ba + bc, m=p["multiplier_out"], s=p["shift_out"])
+    _out_requant(b, n, raw, ba + bc, m=p["multiplier_out"], s=p["shift_out"], is_double=True)
 
 
 def mul(b, n) -> None:

@@ -54,9 +54,21 @@ def _ties(m: int, s: int, count: int) -> np.ndarray:
 
 @settings(max_examples=40, deadline=None)
 @given(m=st.integers(1 << 30, (1 << 31) - 1), s=st.integers(-31, 8), zp=st.integers(-128, 127),
-       channels=st.integers(1, 3), seed=st.integers(0, 2 ** 16))
-def test_requant_subgraph_is_mbqm(m, s, zp, channels, seed):
+       channels=st.integers(1, 3), seed=st.integers(0, 2 ** 16), in_double=st.booleans())
+def test_requant_subgraph_is_mbqm(m, s, zp, channels, seed, in_double):
+    """Both forms: float64 (where every sum stays below 2**52) and int64."""
+    qdq_exact.DOUBLE_REQUANT = in_double
+    try:
+        _check_requant(m, s, zp, channels, seed)
+    finally:
+        qdq_exact.DOUBLE_REQUANT = True
+
+
+def _check_requant(m, s, zp, channels, seed):
     rng = np.random.default_rng(seed)
+    if seed % 7 == 0:
+        m = 1 << 30           # an exact power of two: srdhm's tie at -1 * 2**30
+
     ms = np.array([m] + list(rng.integers(1 << 30, 1 << 31, channels - 1)), np.int64)
     ss = np.array([s] + list(rng.integers(max(s - 3, -31), min(s + 3, 8) + 1, channels - 1)), np.int64)
     add = rng.integers(-5000, 5000, channels)
@@ -70,6 +82,25 @@ def test_requant_subgraph_is_mbqm(m, s, zp, channels, seed):
     got = sess.run(None, {"acc": acc})[0]
     want = np.clip(fp.mbqm(acc + add, ms, ss) + zp, lo, hi)
     np.testing.assert_array_equal(got.astype(np.int64), want)
+
+
+@pytest.mark.parametrize("in_double", [True, False])
+def test_requant_every_shift(in_double, monkeypatch):
+    """Every shift from -31 to +4, an exact power-of-two multiplier and a random
+    one, per-channel zero-point folding: both forms equal fixedpoint.mbqm."""
+    monkeypatch.setattr(qdq_exact, "DOUBLE_REQUANT", in_double)
+    rng = np.random.default_rng(5)
+    for s in range(-31, 5):
+        ms = np.array([1 << 30, int(rng.integers(1 << 30, 1 << 31))], np.int64)
+        ss = np.array([s, s], np.int64)
+        bound = 1 << min(24, 27 - max(s, 0))
+        acc = np.concatenate([rng.integers(-bound, bound + 1, 300), [0, 1, -1, -2, bound, -bound],
+                              _ties(int(ms[0]), s, 20), _ties(int(ms[1]), s, 20)])
+        acc = np.repeat(acc[np.abs(acc) <= bound][:, None], 2, axis=1)
+        for zp in (-128, 5):
+            got = _requant_model(bound, ms, ss, 0, zp, -128, 127, (1, -1)).run(None, {"acc": acc})[0]
+            np.testing.assert_array_equal(got.astype(np.int64), np.clip(fp.mbqm(acc, ms, ss) + zp, -128, 127),
+                                          err_msg=f"shift {s}, zp {zp}")
 
 
 def test_requant_refuses_more_than_63_bits():
