@@ -8,7 +8,9 @@ names: the node of its ``--keep-float`` advice when it gives one, else the worst
 conv/FC layer of its layer table (lowest layer-local SQNR). Columns: that layer, its
 layer-local SQNR as int8 and in float (report.json ``layers``), the output SQNR of the
 QDQ model against the original model on the evaluation set (report.json ``metrics``),
-the QDQ-vs-reference verification status, and onnxruntime's latency (1 thread, batch 1,
+the QDQ-vs-reference verification status, the float layer's own agreement (onnxruntime's
+float op fed the reference's integers vs the reference interpreter's ``Float`` node, on 4
+evaluation samples: ``qdeploy.emit.qdq_compare.per_op``), and onnxruntime's latency (1 thread, batch 1,
 default optimisations; the sessions run interleaved ``--runs`` rounds after 3 warm-ups,
 the smallest of 3 such medians, ms) of the float model and of both QDQ models.
 
@@ -108,6 +110,16 @@ def _medians(paths: list[Path], runs: int, x: np.ndarray) -> list[float]:
     return [float(np.median(t)) for t in times]
 
 
+def float_layer_agreement(out: Path, x: np.ndarray):
+    """onnxruntime's float layer against the reference's ``Float`` node, fed the reference's
+    integers (qdq_compare.per_op)."""
+    from qdeploy.emit.qdq_compare import per_op
+    from qdeploy.quant.qgraph import load_qgraph
+    qg = load_qgraph(out / "model.qgraph")
+    diffs = per_op(qg, onnx.load(str(out / "model.qdq.onnx")), {qg.inputs[0]: x})
+    return next(d for d in diffs if d.op == "Float")
+
+
 def sqnr(rep: dict, backend: str = "qdq") -> float:
     return min(o["sqnr_db"] for o in rep["metrics"][backend]["outputs"].values())
 
@@ -123,13 +135,16 @@ def measure(name: str, runs: int, log) -> dict:
         base = quantize(model, calib, ev, d / "int8")
         node, how = chosen(base)
         kept = quantize(model, calib, ev, d / "kept", keep=(node,))
-        x = np.load(ev)["x"] if ev else np.zeros([1] + base["_input_shape"], np.float32)
+        x = np.load(ev)["x"] if ev else np.random.default_rng(0).normal(0, 1, [4] + base["_input_shape"])
+        x = np.asarray(x, np.float32)
+        island = float_layer_agreement(d / "kept", x[:4])
         ms = latency([model, d / "int8" / "model.qdq.onnx", d / "kept" / "model.qdq.onnx"], runs, x)
         row = {"model": name, "node": node, "how": how, "worst_layers": base["worst_layers"],
                "local_int8": local(base, node), "local_float": local(kept, node),
                "sqnr_int8": sqnr(base), "sqnr_float": sqnr(kept),
                "verify_int8": base["verification"][0]["status"], "verify_float": kept["verification"][0]["status"],
                "ms_float": ms[0], "ms_int8": ms[1], "ms_kept": ms[2], "samples": base["eval"]["samples"],
+               "island_exact_pct": island.frac_exact * 100, "island_max_lsb": island.max,
                "acc": {k: r["metrics"]["qdq"].get("accuracy") for k, r in (("int8", base), ("kept", kept))}}
         log(json.dumps(row))
         return row
@@ -138,8 +153,9 @@ def measure(name: str, runs: int, log) -> dict:
 def table(rows: list[dict], argv: str) -> str:
     lines = [f"`{argv}` (onnxruntime {__import__('onnxruntime').__version__}, 1 thread, batch 1)", "",
              "| model | layer kept in float (chosen by) | layer-local SQNR int8 -> float | output SQNR int8 -> "
-             "float (QDQ vs original) | QDQ vs reference | latency float / int8 / int8 + float layer (ms) |",
-             "|---|---|---|---|---|---|"]
+             "float (QDQ vs original) | QDQ vs reference (int8 / with the float layer) | the float layer on "
+             "onnxruntime vs the reference's, per op | latency float / int8 / int8 + float layer (ms) |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         acc = ""
         if r["acc"]["int8"] is not None:
@@ -147,6 +163,7 @@ def table(rows: list[dict], argv: str) -> str:
         lines.append(f"| {r['model']} ({r['samples']} eval samples) | `{r['node']}` ({r['how']}) | "
                      f"{r['local_int8']:.1f} -> {r['local_float']:.1f} dB | {r['sqnr_int8']:.1f} -> "
                      f"{r['sqnr_float']:.1f} dB{acc} | {r['verify_int8']} / {r['verify_float']} | "
+                     f"{r['island_exact_pct']:.2f} % exact, max {r['island_max_lsb']} LSB | "
                      f"{r['ms_float']:.3g} / {r['ms_int8']:.3g} / {r['ms_kept']:.3g} |")
     return "\n".join(lines)
 

@@ -188,6 +188,10 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     from .quant.targets import load_target
 
     opts = opts or QuantizeOptions()
+    if opts.keep_float:   # "a,b", ["a", "b,c"] -> ("a", "b", "c"), as the CLI gives it
+        from dataclasses import replace
+        from .quant.float_island import split_names
+        opts = replace(opts, keep_float=split_names(opts.keep_float))
     _check_options(opts)
     if not str(out).strip():
         raise QDeployError("-o is empty; give the output folder's name, such as out/")

@@ -142,3 +142,15 @@ def test_corpus_transposed_conv_kept_in_float(tmp_path):
     diffs = per_op(qg, onnx.load(str(out / "model.qdq.onnx")), {qg.inputs[0]: x})
     print("; ".join(d.line() for d in diffs if d.op == "Float"))
     assert all(d.max <= 1 for d in diffs)
+
+
+def test_python_api_and_json_summary_take_the_same_names(outs, tmp_path):
+    import qdeploy
+    res = qdeploy.quantize(outs / "outlier.onnx", target="ort", out=tmp_path / "api", keep_float="relu2, fc",
+                           limit=16, verify=False)
+    m = json.loads((res.out / "manifest.json").read_text())
+    assert m["options"]["keep_float"] == ["relu2", "fc"] and [f["node"] for f in m["float_nodes"]] == ["conv2", "fc"]
+    r = cli("quantize", outs / "outlier.onnx", "--target", "ort", "--limit", "16", "--no-verify",
+            "--keep-float", "relu2,fc", "--json", "-o", tmp_path / "cli")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["float_nodes"] == ["conv2", "fc"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from ..pipeline import METHODS, QuantizeOptions, quantize_model
-from ..quant.float_island import split_names
+from ..quant.float_island import float_nodes, split_names
 from .types import DECIBELS, POINTS, POSITIVE
 
 
@@ -102,6 +102,7 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
                "widened_outputs": sum(1 for kind, _ in res.log if kind == "output_range"),
                "folded_pools": sum(1 for kind, _ in res.log if kind == "fold_gap"),
                "warnings": res.warnings,
+               "float_nodes": [f["node"] for f in float_nodes(res.qgraph)],
                "verdict": res.report["verdict"] if res.report else None,
                "verification": {v["backend"]: v["status"] for v in (res.report or {}).get("verification", [])}}
     memory = json.loads((res.out / "manifest.json").read_text()).get("memory")
