@@ -163,7 +163,7 @@ def table(rows: list[dict], argv: str) -> str:
         lines.append(f"| {r['model']} ({r['samples']} eval samples) | `{r['node']}` ({r['how']}) | "
                      f"{r['local_int8']:.1f} -> {r['local_float']:.1f} dB | {r['sqnr_int8']:.1f} -> "
                      f"{r['sqnr_float']:.1f} dB{acc} | {r['verify_int8']} / {r['verify_float']} | "
-                     f"{r['island_exact_pct']:.2f} % exact, max {r['island_max_lsb']} LSB | "
+                     f"{r['island_exact_pct']:.4f} % exact, max {r['island_max_lsb']} LSB | "
                      f"{r['ms_float']:.3g} / {r['ms_int8']:.3g} / {r['ms_kept']:.3g} |")
     return "\n".join(lines)
 

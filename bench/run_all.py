@@ -34,6 +34,8 @@ BENCHES = {
                   ["--models", "mobilenet_v2,resnet", "--runs", "5", "--repeats", "1"]),
     "c_bundle": (["--repeats", "20"], ["--models", "mobilenet_v1,resnet", "--repeats", "5"]),
     "c_firmware": (["--samples", "4"], ["--models", "mobilenet_v1", "--samples", "1"]),
+    "keep_float": ([] if os.environ.get("QDEPLOY_REALMODELS") else ["--models", "outlier,digits"],
+                   ["--models", "outlier,digits", "--runs", "5"]),
     "e2e_time": (["--models", "digits,mobilenet_v2,resnet", "--calib", "64", "--repeats", "3"],
                  ["--models", "digits", "--repeats", "1"]),
 }
