@@ -78,8 +78,8 @@ def table(rows: list[dict], key: str) -> str:
 
 
 def resize_table(rows: list[dict]) -> str:
-    lines = ["| model | ort, onnxruntime's Resize ms | ort, exact Resize ms | (default threads) | |",
-             "|---|---:|---:|---:|---:|"]
+    lines = ["| model | onnxruntime's Resize ms, 1 thread | exact Resize ms, 1 thread | onnxruntime's Resize ms, "
+             "default threads | exact Resize ms, default threads |", "|---|---:|---:|---:|---:|"]
     for r in rows:
         if "ort" in r["t1"]:
             a, b = r["t1"], r["tN"]
@@ -105,14 +105,19 @@ def main(argv=None) -> int:
         f"{onnxruntime.__version__}, 2 cores shared with other jobs: load average {load0} at the start, {load1} "
         "at the end; ms of one batch-1 inference, the smallest median of the interleaved blocks). The `arm` "
         "QDQ model is emitted with every op that has its own rounding as an integer-exact subgraph "
-        "(qdeploy/emit/qdq_exact.py: ConvInteger/MatMulInteger + int64 Q31 requantisation, tables, "
-        "ReduceSum), bit-exact with the reference (and so with TFLite Micro and the C bundle); `arm fused` is "
+        "(qdeploy/emit/qdq_exact.py: conv sums by a float32 Conv bounded below 2**24, MatMulInteger, the Q31 "
+        "requantisation in float64, ReduceSum, a Q10 bilinear Resize), bit-exact with the reference (and so "
+        "with TFLite Micro and the C bundle); `arm fused` is "
         "the same QGraph in the form onnxruntime fuses into QLinearConv & co. (`exact=False`), within 1 LSB "
         "per op only. The arm QDQ model is the portable check of the TFLite/C numerics; the fast onnxruntime "
-        "path is the `ort` target (section above).",
+        "path is the `ort` target (section above). Where the time goes (onnxruntime's profiler, resnext, 1 "
+        "thread): the element-wise float64 requantisation chain (Mul, Add, Floor, Where, Less, Clip, Cast: "
+        "about 75 %), not the sums (float Conv about 11 %). With default threads the many small element-wise "
+        "ops of the exact form pay onnxruntime's per-op threading on this loaded 2-core machine: run the arm "
+        "check at 1 thread where it matters.",
         "### arm, 1 thread\n\n" + table(rows, "t1"),
         "### arm, default threads\n\n" + table(rows, "tN"),
-        "### ort: the bilinear Resize as the exact subgraph vs onnxruntime's own (1 thread, default threads)\n\n"
+        "### ort: the bilinear Resize as the exact subgraph vs onnxruntime's own\n\n"
         + resize_table(rows),
     ])
     print(body)

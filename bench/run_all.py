@@ -32,6 +32,7 @@ BENCHES = {
                     ["--models", "mobilenet_v2,resnet", "--runs", "5"]),
     "qdq_speed": (["--real", "--runs", "20"] if os.environ.get("QDEPLOY_REALMODELS") else ["--runs", "20"],
                   ["--models", "mobilenet_v2,resnet", "--runs", "5", "--repeats", "1"]),
+    "qdq_exact_speed": (["--runs", "20"], ["--models", "mobilenet_v2,seg_head", "--runs", "5", "--repeats", "1"]),
     "c_bundle": (["--repeats", "20"], ["--models", "mobilenet_v1,resnet", "--repeats", "5"]),
     "c_firmware": (["--samples", "4"], ["--models", "mobilenet_v1", "--samples", "1"]),
     "keep_float": ([] if os.environ.get("QDEPLOY_REALMODELS") else ["--models", "outlier,digits"],
