@@ -176,7 +176,8 @@ def latencies(models: dict[str, bytes], x: np.ndarray, threads: int, runs: int, 
 def op_times(data: bytes, x: np.ndarray, tmp: Path, runs: int = 10) -> dict[str, float]:
     """ms per inference by op type (onnxruntime's profiler, 1 thread): the median over
     ``runs`` runs of each op type's summed node time, after one warm-up run. Grouped
-    convolutions (depthwise) count apart, as ``<op> dw``."""
+    convolutions (depthwise) count apart, as ``<op> dw``; ``session overhead`` is the
+    median run's time (the profiler's ``model_run``) outside the kernels."""
     s = session(data, 1, profile=str(tmp / "prof"), optimized=tmp / "prof_opt.onnx")
     grouped = {n.name for n in onnx.load(str(tmp / "prof_opt.onnx")).graph.node
                if any(a.name == "group" and a.i > 1 for a in n.attribute)}
@@ -184,7 +185,8 @@ def op_times(data: bytes, x: np.ndarray, tmp: Path, runs: int = 10) -> dict[str,
     for _ in range(runs + 1):
         s.run(None, feed)
     trace = json.loads(Path(s.end_profiling()).read_text())
-    starts = sorted(ev["ts"] for ev in trace if ev.get("name") == "model_run")
+    runs_ = sorted((ev["ts"], ev["dur"] / 1000.0) for ev in trace if ev.get("name") == "model_run")
+    starts = [ts for ts, _ in runs_]
     per_run: list[dict[str, float]] = [{} for _ in starts]
     for ev in trace:
         if ev.get("cat") == "Node" and ev.get("name", "").endswith("_kernel_time"):
@@ -192,6 +194,8 @@ def op_times(data: bytes, x: np.ndarray, tmp: Path, runs: int = 10) -> dict[str,
             op = ev.get("args", {}).get("op_name", "?")
             op += " dw" if ev["name"][:-len("_kernel_time")] in grouped else ""
             per_run[k][op] = per_run[k].get(op, 0.0) + ev.get("dur", 0) / 1000.0
+    for r, (_, dur) in zip(per_run, runs_):
+        r["session overhead"] = max(0.0, dur - sum(r.values()))
     per_run = per_run[1:] or per_run
     ops = {op for r in per_run for op in r}
     return {op: float(np.median([r.get(op, 0.0) for r in per_run])) for op in ops}
@@ -199,9 +203,10 @@ def op_times(data: bytes, x: np.ndarray, tmp: Path, runs: int = 10) -> dict[str,
 
 def unfused(times: dict[str, float]) -> str:
     """Op types of the optimized model that are not int8 kernels, by share of node time."""
+    times = {op: t for op, t in times.items() if op != "session overhead"}
     total = sum(times.values()) or 1.0
     parts = [f"{op} {100 * t / total:.0f} %" for op, t in sorted(times.items(), key=lambda kv: -kv[1])
-             if op not in INT8_KERNELS and t / total >= 0.03]
+             if op.removesuffix(" dw") not in INT8_KERNELS and t / total >= 0.03]
     return ", ".join(parts) or "-"
 
 
@@ -210,28 +215,30 @@ def _conv(op: str) -> bool:
 
 
 def conv_share(times: dict[str, float]) -> float:
-    return sum(t for op, t in times.items() if _conv(op)) / (sum(times.values()) or 1.0)
+    """Share of the node time (the session overhead left out) in Conv/Gemm kernels."""
+    return sum(t for op, t in times.items() if _conv(op)) / (sum(t for op, t in times.items()
+                                                             if op != "session overhead") or 1.0)
 
 
-def _grouped(times: dict[str, float], latency: float) -> dict[str, float]:
+def _grouped(times: dict[str, float]) -> dict[str, float]:
     """Op types with the Conv/Gemm kernels as two groups (depthwise, the rest), and the
-    session overhead."""
+    session overhead (all in the profiler's time base: the overhead includes the profiler's own)."""
     g = {"depthwise convs": sum(t for op, t in times.items() if _conv(op) and op.endswith(" dw")),
          "Conv/Gemm kernels": sum(t for op, t in times.items() if _conv(op) and not op.endswith(" dw"))}
     g.update({op: t for op, t in times.items() if not _conv(op)})
-    g["session overhead"] = max(0.0, latency - sum(times.values()))
+    g.setdefault("session overhead", 0.0)
     return g
 
 
-def over_float(q: dict[str, float], lat_q: float, f: dict[str, float], lat_f: float) -> list[tuple[str, float]]:
+def over_float(q: dict[str, float], f: dict[str, float]) -> list[tuple[str, float]]:
     """(op type, ms over budget): qdeploy's time minus the float model's / GOAL, per group."""
-    gq, gf = _grouped(q, lat_q), _grouped(f, lat_f)
+    gq, gf = _grouped(q), _grouped(f)
     over = [(k, v - gf.get(k, 0.0) / GOAL) for k, v in gq.items()]
     return sorted((kv for kv in over if kv[1] > 0.0005), key=lambda kv: -kv[1])
 
 
-def over_ort(q: dict[str, float], lat_q: float, o: dict[str, float], lat_o: float) -> list[tuple[str, float]]:
-    gq, go = _grouped(q, lat_q), _grouped(o, lat_o)
+def over_ort(q: dict[str, float], o: dict[str, float]) -> list[tuple[str, float]]:
+    gq, go = _grouped(q), _grouped(o)
     over = [(k, gq.get(k, 0.0) - go.get(k, 0.0)) for k in set(gq) | set(go)]
     return sorted((kv for kv in over if kv[1] > 0.0005), key=lambda kv: -kv[1])
 
@@ -300,8 +307,8 @@ def cost_table(rows: list[dict]) -> str:
         vs = t[best] / t["qdeploy"] if best else float("nan")
         if sp >= GOAL and not vs < 1.0:
             continue
-        a = over_float(p["qdeploy"], t["qdeploy"], p["float"], t["float"]) if sp < GOAL else []
-        b = over_ort(p["qdeploy"], t["qdeploy"], p[best], t[best]) if best and vs < 1.0 else []
+        a = over_float(p["qdeploy"], p["float"]) if sp < GOAL else []
+        b = over_ort(p["qdeploy"], p[best]) if best and vs < 1.0 else []
         lines.append(f"| {r['model']} | {100 * r['conv_share']:.0f} % | {sp:.2f}x | {vs:.2f}x ({best}) | "
                      f"{fmt(a) if sp < GOAL else 'met'} | {fmt(b) if vs < 1.0 else 'met'} |")
     return "\n".join(lines)
@@ -314,7 +321,7 @@ def time_split(rows: list[dict]) -> str:
              "other / overhead ms | int8 speed-up: depthwise, conv+gemm |", "|---|---|---|---|"]
     for r in rows:
         t, p = r["t1"], r["prof"]
-        gf, gq = _grouped(p["float"], t["float"]), _grouped(p["qdeploy"], t["qdeploy"])
+        gf, gq = _grouped(p["float"]), _grouped(p["qdeploy"])
         parts = []
         for g in (gf, gq):
             d, c, o = g.pop("depthwise convs"), g.pop("Conv/Gemm kernels"), g.pop("session overhead")
