@@ -154,3 +154,23 @@ def test_python_api_and_json_summary_take_the_same_names(outs, tmp_path):
             "--keep-float", "relu2,fc", "--json", "-o", tmp_path / "cli")
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["float_nodes"] == ["conv2", "fc"]
+
+
+def test_corpus_depthwise_conv_kept_in_float(tmp_path):
+    """mobilenet_v1's first depthwise conv kept in float: a float Conv in onnxruntime's
+    graph, the reference's Float node within 1 LSB of it per op."""
+    save("mobilenet_v1", tmp_path / "m.onnx")
+    g = onnx.load(str(tmp_path / "m.onnx")).graph
+    dw = next(n.name for n in g.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute))
+    res = cli("quantize", tmp_path / "m.onnx", "--target", "ort", "--limit", "8", "--keep-float", dw,
+              "-o", tmp_path / "o", "-q")
+    assert res.exit_code == 0, res.stderr
+    qg = load_qgraph(tmp_path / "o" / "model.qgraph")
+    node = next(n for n in qg.nodes if n.op == "Float")
+    assert node.name == dw and node.attrs["depthwise"]
+    ops = optimized_ops((tmp_path / "o" / "model.qdq.onnx").read_bytes(), tmp_path / "opt.onnx")
+    assert ops.get("Conv", 0) + ops.get("FusedConv", 0) == 1, ops
+    x = np.random.default_rng(4).normal(0, 1, (2,) + tuple(qg.tensors[qg.inputs[0]].shape[1:])).astype(np.float32)
+    diffs = per_op(qg, onnx.load(str(tmp_path / "o" / "model.qdq.onnx")), {qg.inputs[0]: x})
+    print("; ".join(d.line() for d in diffs if d.op == "Float"))
+    assert all(d.max <= 1 for d in diffs)
