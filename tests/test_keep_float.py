@@ -174,3 +174,26 @@ def test_corpus_depthwise_conv_kept_in_float(tmp_path):
     diffs = per_op(qg, onnx.load(str(tmp_path / "o" / "model.qdq.onnx")), {qg.inputs[0]: x})
     print("; ".join(d.line() for d in diffs if d.op == "Float"))
     assert all(d.max <= 1 for d in diffs)
+
+
+def test_names_resolve_through_the_passes(tmp_path):
+    """A BatchNorm and a Relu folded into a conv name that conv; a Relu fused into an Add
+    names the Add, which has no weights to keep: one line saying so."""
+    from qdeploy.errors import QDeployError
+    from qdeploy.pipeline import prepare_float
+    from qdeploy.quant.float_island import resolve
+    rng = np.random.default_rng(0)
+    c = 4
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["n"], name="bn"),
+             helper.make_node("Relu", ["n"], ["r"], name="relu"),
+             helper.make_node("Add", ["r", "x"], ["a"], name="add"),
+             helper.make_node("Relu", ["a"], ["y"], name="relu_after_add"),
+             helper.make_node("Relu", ["y"], ["z"], name="last")]
+    inits = {"w": rng.normal(0, 0.3, (c, c, 3, 3)).astype(np.float32), "g": np.ones(c, np.float32),
+             "b": np.zeros(c, np.float32), "m": np.zeros(c, np.float32), "v": np.ones(c, np.float32)}
+    onnx.save(model(nodes, {"x": [1, c, 8, 8]}, ["z"], inits), str(tmp_path / "m.onnx"))
+    g = prepare_float(tmp_path / "m.onnx")
+    assert resolve(g, ["bn", "relu,conv"]) == ["conv"]
+    with pytest.raises(QDeployError, match=r"relu_after_add: it was folded into Add 'add', which cannot be kept"):
+        resolve(g, ["relu_after_add"])

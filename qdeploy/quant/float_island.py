@@ -68,10 +68,11 @@ def resolve(g: Graph, names, model: "str | Path | None" = None) -> list[str]:
         if n is None:
             raise QDeployError(_unknown(g, req, model))
         if n.op not in KEEPABLE:
-            via = f" (it was folded into {n.op} '{n.name}')" if name != req else ""
-            raise QDeployError(f"{OPTION} {req}: node '{n.name}' ({n.op}){via} cannot be kept in float: only "
-                               "Conv, ConvTranspose and Gemm layers can (their float weights are what it keeps; "
-                               "any other node's output is quantized at the same scale either way)")
+            what = (f"it was folded into {n.op} '{n.name}', which" if name != req else
+                    f"node '{n.name}' ({n.op})")
+            raise QDeployError(f"{OPTION} {req}: {what} cannot be kept in float: only Conv, ConvTranspose and "
+                               "Gemm layers can (their float weights are what it keeps; any other node's output "
+                               "is quantized at the same scale either way)")
         if name not in out:
             out.append(name)
     return out
