@@ -95,19 +95,22 @@ def test_signal_between_two_artefact_files(w, monkeypatch):
     assert sorted(p.name for p in w.iterdir() if p.name.startswith(".")) == []
 
 
-def test_ctrl_c_during_startup_imports(tmp_path):
-    """SIGINT while `import onnx` runs inside `import qdeploy.cli` (the console
-    script's start-up): one line `interrupted`, exit 130."""
+@pytest.mark.parametrize("argv, module", [(["targets"], "numpy"), (["inspect", "m.onnx"], "onnx")])
+def test_ctrl_c_during_startup_imports(tmp_path, argv, module):
+    """SIGINT while a heavy module is imported: ``numpy`` inside ``import
+    qdeploy.cli`` (the console script's start-up), ``onnx`` where ``inspect``
+    imports it lazily: one line `interrupted`, exit 130."""
     code = ("import builtins, os, signal, sys\n"
-            "sys.argv = ['qdeploy', 'targets']\n"
+            f"sys.argv = ['qdeploy', *{argv!r}]\n"
             "real = builtins.__import__\n"
             "def imp(name, *a, **k):\n"
-            "    if name == 'onnx':\n"
+            f"    if name == {module!r}:\n"
             "        os.kill(os.getpid(), signal.SIGINT)\n"
             "    return real(name, *a, **k)\n"
             "builtins.__import__ = imp\n"
             "from qdeploy.cli import main\n"
             "main()\n")
+    (tmp_path / "m.onnx").write_bytes(b"")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
                          timeout=120, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
