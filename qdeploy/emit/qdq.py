@@ -48,7 +48,7 @@ QLinearConv/QGemm, QLinearMul, QLinearGlobalAveragePool, Quantize/
 DequantizeLinear), so ``--backend ref`` predicts this model bit for bit; its
 bilinear ``Resize`` (the reference keeps TFLite's Q10 recipe, onnxruntime's
 uint8 Resize interpolates its own way: 2.4 % of seg_head's elements were 1 LSB
-off) is the integer subgraph of qdeploy.emit.qdq_exact. All 11 corpus models
+off) is the exact subgraph of qdeploy.emit.qdq_exact. All 11 corpus models
 bit-exact end to end.
 
 The ``arm`` profile (``arm`` and ``cortex-m`` targets) is TFLite's arithmetic:
@@ -60,12 +60,14 @@ random-weight corpus nets that grew to 27-100 % within 1 LSB end to end (max
 21 LSB). Design decision: the arm QDQ model is the portable *check* of the
 TFLite/C numerics (the fast onnxruntime path is the ``ort`` target), so on arm
 every op with its own rounding is an integer-exact subgraph
-(:mod:`qdeploy.emit.qdq_exact`: ConvInteger/MatMulInteger + int64
-requantisation, tables, ReduceSum) that ends in the QGraph's int8 tensor:
-bit-exact end to end on all 11 corpus models, at the latency cost stated in
-bench/RESULTS.md "QDQ speed: arm integer-exact". ``options["exact"] = "0"``
-(``build(exact=False)``) gives the fused form back. Softmax and PRelu keep the
-fused/float form on arm (within 1 LSB per op).
+(:mod:`qdeploy.emit.qdq_exact`: exact integer sums by float32 Conv /
+MatMulInteger, the Q31 requantisation in float64, ReduceSum) that ends in the
+QGraph's int8 tensor: bit-exact end to end on all 11 corpus models, at 1.4-7x
+the fused form's latency (bench/RESULTS.md "QDQ speed: integer-exact
+subgraphs"; the ort bilinear Resize costs about 0.15 ms on seg_head).
+``options["exact"] = "0"``
+(``build(exact=False)``) gives the fused form back. Softmax keeps the fused
+form on arm (QLinearSoftmax, within 1 LSB per op).
 
 The model has batch 1 (like the TFLite artefact); :func:`run` feeds N samples
 one by one.

@@ -47,8 +47,9 @@ DequantizeLinear):
 The ``ConvInteger``/``MatMulInteger`` fallbacks take int8 x int8 (MLAS's S8S8
 kernels, not the U8S8 ones that can saturate on AVX2 without VNNI; measured
 here only on AVX-512 VNNI); the default float32 Conv path has no such caveat.
-Softmax and PRelu keep the float form (within 1 LSB per op; no corpus model
-has them).
+``PRelu``: both of TFLite's branches by :func:`mbqm_double`, a ``Where`` on
+the sign. Softmax keeps the fused form (QLinearSoftmax, within 1 LSB per op;
+no corpus model has one).
 """
 from __future__ import annotations
 
@@ -363,6 +364,31 @@ def _centred(b, name: str, zp: int, reader: str) -> tuple[str, int]:
     return y, max(abs(v - zp) for v in _range(b, name))
 
 
+def prelu(b, n) -> None:
+    """TFLite's PRELU: ``x = q - zp_in``; ``x >= 0``: ``mbqm(x, m1, s1)``, else
+    ``mbqm(x * (alpha - zp_alpha), m2, s2)``; ``+ zp_out``, clamped (float64, exact)."""
+    p, x = n.params, n.inputs[0]
+    t_out = b.qg.tensors[n.outputs[0]]
+    xd, xc = cast(b, x, DOUBLE, f"{x}_double_{n.name}"), b.unique(f"{x}_centred_{n.name}")
+    b.node("Sub", [xd, b.const(f"{n.name}_zp_in", np.float64(p["zp_in"]))], [xc], xc)
+    alpha = b.qg.tensors[n.inputs[1]]
+    slope, xa = np.asarray(alpha.data, np.float64) - p["zp_alpha"], b.unique(f"{n.outputs[0]}_slope_product")
+    b.node("Mul", [xc, b.const(f"{n.name}_slope", slope)], [xa], xa)
+    bound = max(abs(v - p["zp_in"]) for v in _range(b, x))
+    branches = []
+    for tag, src, bnd, k in (("pos", xc, bound, "1"), ("neg", xa, bound * int(np.abs(slope).max(initial=1)), "2")):
+        mp, right, _ = _channels(p[f"multiplier_{k}"], p[f"shift_{k}"], 0)
+        assert _double_plan(bnd, mp, right, 0)[0]
+        branches.append(mbqm_double(b, src, mp, right, f"{n.name}_{tag}", zp=0))
+    neg, y, yz, yc = (b.unique(f"{n.outputs[0]}_{k}") for k in ("negative", "selected", "offset", "clamped"))
+    b.node("Less", [xc, b.const(f"{n.name}_zero", np.float64(0))], [neg], neg)
+    b.node("Where", [neg, branches[1], branches[0]], [y], y)
+    b.node("Add", [y, b.const(f"{n.name}_zp_out", np.float64(p["zp_out"]))], [yz], yz)
+    lo, hi = _act(n, b)
+    b.node("Clip", [yz, b.const(f"{n.name}_lo", np.float64(lo)), b.const(f"{n.name}_hi", np.float64(hi))], [yc], yc)
+    b.node("Cast", [yc], [n.outputs[0]], f"{n.name}_cast", to=_ONNX_OF[t_out.dtype])
+
+
 def mean(b, n) -> None:
     p, x = n.params, n.inputs[0]
     axes = list(n.attrs.get("axes", [2, 3]))
@@ -480,6 +506,6 @@ def quantize(b, n) -> None:
 # QGraph op -> exact handler on the arm profile (qdq.HANDLERS keeps the float form for the others)
 HANDLERS = {
     "Conv2D": conv, "FullyConnected": fully_connected, "TransposeConv2D": conv_transpose,
-    "Add": add_sub, "Sub": add_sub, "Mul": mul, "Mean": mean, "AvgPool": avg_pool,
+    "Add": add_sub, "Sub": add_sub, "Mul": mul, "PRelu": prelu, "Mean": mean, "AvgPool": avg_pool,
     "Requantize": unary_table, "Quantize": quantize,
 }

@@ -14,8 +14,9 @@ What holds, measured (onnxruntime 1.32; the test prints every number):
   while onnxruntime interpolated uint8 its own way);
 * arm target (TFLite numerics: Q31 multiplier with double rounding, TFLite's
   Add/Mul/Mean/AvgPool/Resize recipes), emitted as integer-exact subgraphs
-  (ConvInteger/MatMulInteger + int64 requantisation, tables for Add and
-  Requantize, ReduceSum for Mean): end to end 100 % bit-exact on all 11 models,
+  (qdeploy/emit/qdq_exact.py: exact integer sums, the Q31 requantisation in
+  float64/int64, a table for Requantize, ReduceSum for Mean): end to end 100 %
+  bit-exact on all 11 models,
   and per op (each node fed the reference's integer inputs,
   qdq_compare.per_op) 100 % bit-exact. Before (QLinearConv & co.: float32
   scale, half to even) 0.06-0.4 % of each conv's elements, 13 % of Mean's and

@@ -121,7 +121,7 @@ def _awkward(shape, dtype, rng) -> np.ndarray:
 
 
 EXACT_CASES = ["conv", "conv_relu", "depthwise", "grouped", "conv_transpose", "gemm", "add", "add_broadcast",
-               "sub", "mul", "div_const", "avgpool", "global_avgpool", "reduce_mean", "concat", "resize_linear"]
+               "sub", "mul", "div_const", "prelu", "avgpool", "global_avgpool", "reduce_mean", "concat", "resize_linear"]
 
 
 @pytest.mark.parametrize("float_sums", [True, False])
@@ -155,7 +155,7 @@ def test_exact_nodes_on_awkward_inputs(float_sums, monkeypatch):
                 want = run_node(qg, n, [ints.get(i) for i in n.inputs])[0]
                 np.testing.assert_array_equal(got[n.outputs[0]], want, err_msg=f"{case}: {n.name} ({n.op})")
                 seen.add(n.op)
-    assert seen >= {"Conv2D", "FullyConnected", "TransposeConv2D", "Add", "Sub", "Mul", "Mean", "AvgPool",
+    assert seen >= {"Conv2D", "FullyConnected", "TransposeConv2D", "Add", "Sub", "Mul", "PRelu", "Mean", "AvgPool",
                     "Requantize", "Resize"}, seen
 
 

@@ -20,7 +20,7 @@ ORT_EXACT = {"conv", "conv_relu", "conv_clip_narrow", "conv_dilated", "depthwise
              "resize_nearest", "resize_linear"}
 # arm cases in the float form (within 1 LSB per op); every other arm case is an integer-exact subgraph
 # (qdeploy/emit/qdq_exact.py) or only moves integers, so bit-exact
-ARM_FLOAT = {"prelu", "softmax"}
+ARM_FLOAT = {"softmax"}
 
 
 @pytest.mark.parametrize("target", ["ort", "arm"])
