@@ -66,8 +66,7 @@ QGraph's int8 tensor: bit-exact end to end on all 11 corpus models, at 1.4-7x
 the fused form's latency (bench/RESULTS.md "QDQ speed: integer-exact
 subgraphs"; the ort bilinear Resize costs about 0.15 ms on seg_head).
 ``options["exact"] = "0"``
-(``build(exact=False)``) gives the fused form back. Softmax keeps the fused
-form on arm (QLinearSoftmax, within 1 LSB per op).
+(``build(exact=False)``) gives the fused form back.
 
 The model has batch 1 (like the TFLite artefact); :func:`run` feeds N samples
 one by one.

@@ -1,6 +1,6 @@
 """Integer-exact ONNX subgraphs of the reference's integer recipes, for the QDQ
 model of the ``arm`` profile (TFLite numerics: Q31 multipliers with double
-rounding, TFLite's Add/Sub/Mul/Mean/AvgPool/Resize recipes).
+rounding, TFLite's Add/Sub/Mul/PRelu/Mean/AvgPool/Softmax/Resize recipes).
 
 Why: onnxruntime's int8 kernels requantise with a float32 scale and round half
 to even. The arm reference rounds twice (``SaturatingRoundingDoublingHighMul``
@@ -48,8 +48,8 @@ The ``ConvInteger``/``MatMulInteger`` fallbacks take int8 x int8 (MLAS's S8S8
 kernels, not the U8S8 ones that can saturate on AVX2 without VNNI; measured
 here only on AVX-512 VNNI); the default float32 Conv path has no such caveat.
 ``PRelu``: both of TFLite's branches by :func:`mbqm_double`, a ``Where`` on
-the sign. Softmax keeps the fused form (QLinearSoftmax, within 1 LSB per op;
-no corpus model has one).
+the sign. ``Softmax`` (:func:`softmax`): tables of the row difference, the row
+sum, gemmlowp's Newton reciprocal per row in int64.
 """
 from __future__ import annotations
 
@@ -503,9 +503,106 @@ def quantize(b, n) -> None:
     b.node("Cast", [yc], [out], f"{n.name}_cast", to=_ONNX_OF[t.dtype])
 
 
+def _op(b, op: str, ins, tag: str, **attrs) -> str:
+    y = b.unique(tag)
+    b.node(op, list(ins), [y], y, **attrs)
+    return y
+
+
+def _srdhm_i64(b, a: str, c: str, tag: str) -> str:
+    """gemmlowp ``SaturatingRoundingDoublingHighMul`` of int64 tensors holding
+    int32 values: ``floor((a * c + 2**30) / 2**31)`` (the floor by Mod, for
+    either sign; the lone overflow a = c = INT32_MIN cannot occur where used)."""
+    v = _op(b, "Add", [_op(b, "Mul", [a, c], f"{tag}_product"), b.const(f"{tag}_nudge", _i64(1 << 30))],
+            f"{tag}_nudged")
+    two31 = b.const(f"{tag}_two31", _i64(1 << 31))
+    return _op(b, "Div", [_op(b, "Sub", [v, _op(b, "Mod", [v, two31], f"{tag}_rem")], f"{tag}_floored"), two31],
+               f"{tag}_high")
+
+
+def _wrap32(b, v: str, tag: str) -> str:
+    """Two's-complement int32 wrap-around (gemmlowp's int32 + and -) of an int64 tensor."""
+    two31 = b.const(f"{tag}_two31", _i64(1 << 31))
+    m = _op(b, "Mod", [_op(b, "Add", [v, two31], f"{tag}_lifted"), b.const(f"{tag}_two32", _i64(1 << 32))],
+            f"{tag}_mod")
+    return _op(b, "Sub", [m, two31], f"{tag}_wrapped")
+
+
+def _sat_shl(b, v: str, k: int, tag: str) -> str:
+    return _op(b, "Clip", [_op(b, "Mul", [v, b.const(f"{tag}_pot", _i64(1 << k))], f"{tag}_shifted"),
+                           b.const(f"{tag}_min", _i64(-(1 << 31))), b.const(f"{tag}_max", _i64((1 << 31) - 1))],
+               f"{tag}_saturated")
+
+
+def _reciprocal(b, total: str, tag: str) -> tuple[str, str]:
+    """``gemmlowp.get_reciprocal(total, 12)`` (recipes.gemmlowp) of a positive
+    int64 tensor, step by step: the F0 raw reciprocal and ``num_bits_over_unit``
+    (both of ``total``'s shape)."""
+    pot = b.const(f"{tag}_powers", _i64([1 << k for k in range(33)]))
+    below = _op(b, "Less", [_op(b, "Unsqueeze", [total, b.const(f"{tag}_last", _i64([-1]))], f"{tag}_col"),
+                            b.const(f"{tag}_powers32", _i64([1 << k for k in range(32)]))], f"{tag}_below")
+    hp1 = _op(b, "ReduceSum", [_op(b, "Cast", [below], f"{tag}_below_int", to=INT64),
+                               b.const(f"{tag}_axis", _i64([-1]))], f"{tag}_clz", keepdims=0)   # leading zeros
+    bits = _op(b, "Sub", [b.const(f"{tag}_twelve", _i64(12)), hp1], f"{tag}_bits_over_unit")
+    shifted = _op(b, "Mul", [total, _op(b, "Gather", [pot, hp1], f"{tag}_scale", axis=0)], f"{tag}_normalised")
+    half_den = _op(b, "Div", [shifted, b.const(f"{tag}_two", _i64(2))], f"{tag}_half_denominator")
+    x = _wrap32(b, _op(b, "Add", [b.const(f"{tag}_c48", _i64(1515870810)),
+                                  _srdhm_i64(b, half_den, b.const(f"{tag}_c32", _i64(-1010580540)), f"{tag}_x0")],
+                       f"{tag}_x0_sum"), f"{tag}_x0w")
+    for k in range(3):
+        one_minus = _wrap32(b, _op(b, "Sub", [b.const(f"{tag}_one_f2", _i64(1 << 29)),
+                                               _srdhm_i64(b, half_den, x, f"{tag}_d{k}")], f"{tag}_om{k}"),
+                            f"{tag}_om{k}w")
+        step = _sat_shl(b, _srdhm_i64(b, x, one_minus, f"{tag}_e{k}"), 2, f"{tag}_s{k}")
+        x = _wrap32(b, _op(b, "Add", [x, step], f"{tag}_x{k + 1}"), f"{tag}_x{k + 1}w")
+    return _sat_shl(b, x, 1, f"{tag}_f0"), bits
+
+
+def softmax(b, n) -> None:
+    """TFLite's int8 SOFTMAX (recipes.softmax): per-element tables of the row
+    difference ``q - max`` (the Q5.26 exp and its Q12.19 share, both from the
+    recipe's own functions), the row sum, gemmlowp's reciprocal per row (int64,
+    a few ops on a [rows] tensor), ``rdbpot(srdhm(reciprocal, exp), bits + 23)
+    - 128``. int8 output only; a row of 4096 or more would need the sum's int32
+    wrap-around, and keeps the fused form."""
+    from . import qdq
+    from ..quant import fixedpoint as fp
+    from ..quant.recipes import gemmlowp as gl
+    p, x, out = n.params, n.inputs[0], n.outputs[0]
+    shape = b.qg.tensors[x].shape
+    axis = int(n.attrs.get("axis", -1)) % len(shape)
+    if b.qg.tensors[out].dtype != "int8" or shape[axis] >= 4096:
+        return qdq.HANDLERS["Softmax"](b, n)
+    diff = np.arange(-255, 1, dtype=np.int64)                # index = diff + 255
+    used = diff >= p["diff_min"]
+    exps = gl.exp_on_negative_values(fp.mbqm_greater_than_one(np.where(used, diff, 0), p["multiplier"],
+                                                              p["left_shift"]), 5)
+    share = np.where(used, gl.rescale(exps, 0, 12), 0)
+    tag = n.name
+    xi = wide(b, x, n.name)
+    mx = _op(b, "ReduceMax", [xi], f"{tag}_max", axes=[axis], keepdims=1)
+    idx = _op(b, "Add", [_op(b, "Sub", [xi, mx], f"{tag}_diff"), b.const(f"{tag}_255", _i64(255))], f"{tag}_index")
+    e = _op(b, "Gather", [b.const(f"{tag}_exp_table", _i64(exps)), idx], f"{tag}_exp", axis=0)
+    a = _op(b, "Gather", [b.const(f"{tag}_share_table", _i64(share)), idx], f"{tag}_share", axis=0)
+    total = _op(b, "ReduceSum", [a, b.const(f"{tag}_axes", _i64([axis]))], f"{tag}_sum", keepdims=1)
+    rec, bits = _reciprocal(b, total, f"{tag}_rcp")
+    pot = b.const(f"{tag}_pot", _i64([1 << k for k in range(63)]))
+    expo = _op(b, "Add", [bits, b.const(f"{tag}_23", _i64(23))], f"{tag}_exponent")
+    hi = _op(b, "Div", [_op(b, "Add", [_op(b, "Mul", [rec, e], f"{tag}_re"), b.const(f"{tag}_n30", _i64(1 << 30))],
+                            f"{tag}_ren"), b.const(f"{tag}_t31", _i64(1 << 31))], f"{tag}_high")   # >= 0: Div floors
+    half = _op(b, "Gather", [pot, _op(b, "Sub", [expo, b.const(f"{tag}_1", _i64(1))], f"{tag}_em1")], f"{tag}_h",
+               axis=0)
+    q = _op(b, "Div", [_op(b, "Add", [hi, half], f"{tag}_hh"), _op(b, "Gather", [pot, expo], f"{tag}_d", axis=0)],
+            f"{tag}_q")                                        # RoundingDivideByPOT of a non-negative value
+    mask = _op(b, "Gather", [b.const(f"{tag}_used", used.astype(np.int64)), idx], f"{tag}_mask", axis=0)
+    y = _op(b, "Sub", [_op(b, "Mul", [q, mask], f"{tag}_masked"), b.const(f"{tag}_128", _i64(128))], f"{tag}_y")
+    yc = _op(b, "Clip", [y, b.const(f"{tag}_lo", _i64(-128)), b.const(f"{tag}_hi", _i64(127))], f"{tag}_clamped")
+    b.node("Cast", [yc], [out], f"{tag}_cast", to=_ONNX_OF["int8"])
+
+
 # QGraph op -> exact handler on the arm profile (qdq.HANDLERS keeps the float form for the others)
 HANDLERS = {
     "Conv2D": conv, "FullyConnected": fully_connected, "TransposeConv2D": conv_transpose,
     "Add": add_sub, "Sub": add_sub, "Mul": mul, "PRelu": prelu, "Mean": mean, "AvgPool": avg_pool,
-    "Requantize": unary_table, "Quantize": quantize,
+    "Requantize": unary_table, "Quantize": quantize, "Softmax": softmax,
 }

@@ -208,3 +208,32 @@ def test_input_quantize_rounds_ties_away_from_zero():
         got[exact] = qdq.session(forced.SerializeToString()).run([q.outputs[0]], feed)[0]
     np.testing.assert_array_equal(got[None], run_node(qg, q, [xs])[0])
     assert np.any(got[False] != got[None])     # onnxruntime's QuantizeLinear: ties to even
+
+
+@pytest.mark.parametrize("shape,axis", [((1, 10), -1), ((1, 1000), -1), ((1, 6, 5, 5), 1)])
+def test_softmax_on_awkward_inputs(shape, axis):
+    """TFLite's int8 SOFTMAX as the exact subgraph: random rows, constant rows,
+    rows whose maximum repeats, rows reaching below diff_min, long rows."""
+    from tests.helpers import model
+    rng = np.random.default_rng(11)
+    m = model([helper.make_node("Softmax", ["x"], ["y"], axis=axis)], {"x": shape}, ["y"])
+    x = {"x": (rng.standard_normal((6,) + shape[1:]) * 4).astype(np.float32)}
+    _, qg = pipeline(m, x, "arm")
+    n = next(n for n in qg.nodes if n.op == "Softmax")
+    assert qdq.handler_of(n, qdq.exact_ops("arm")) is qdq_exact.softmax
+    forced, fed = forced_model(qg, qdq.build(qg))
+    sess = qdq.session(forced.SerializeToString())
+    q_shape = qg.tensors[n.inputs[0]].shape
+    for trial in range(6):
+        q = _awkward(q_shape, np.int8, rng)
+        if trial == 1:
+            q[:] = 7                                            # every row constant
+        if trial == 2:
+            q = np.minimum(q, np.int8(100))                     # the maximum repeats
+        if trial == 3:
+            q = np.where(rng.random(q.shape) < 0.9, np.int8(-128), np.int8(127)).astype(np.int8)
+        feed = {k: v[:1] for k, v in x.items()}
+        feed.update({i + "__ref": (q if i == n.inputs[0] else np.zeros(qg.tensors[i].shape, qg.tensors[i].dtype))
+                     for i in fed})
+        got = sess.run([n.outputs[0]], feed)[0]
+        np.testing.assert_array_equal(got, run_node(qg, n, [q])[0], err_msg=f"trial {trial}")

@@ -18,9 +18,8 @@ ORT_EXACT = {"conv", "conv_relu", "conv_clip_narrow", "conv_dilated", "depthwise
              "div_const", "global_avgpool", "reduce_mean", "relu", "maxpool", "global_maxpool", "concat",
              "reshape", "transpose", "pad", "slice", "split", "depth_to_space", "space_to_depth",
              "resize_nearest", "resize_linear"}
-# arm cases in the float form (within 1 LSB per op); every other arm case is an integer-exact subgraph
-# (qdeploy/emit/qdq_exact.py) or only moves integers, so bit-exact
-ARM_FLOAT = {"softmax"}
+# every arm case is an integer-exact subgraph (qdeploy/emit/qdq_exact.py), a table, or only moves
+# integers: bit-exact
 
 
 @pytest.mark.parametrize("target", ["ort", "arm"])
@@ -32,7 +31,7 @@ def test_one_op_within_one_lsb(case, target, tmp_path):
         assert d.max <= 1, d.line()
     if target == "ort" and case in ORT_EXACT:   # requant = "float32": the reference computes what onnxruntime does
         assert all(d.exact == d.count for d in diffs), [d.line() for d in diffs]
-    if target == "arm" and case not in ARM_FLOAT:
+    if target == "arm":
         assert all(d.exact == d.count for d in diffs), [d.line() for d in diffs]
     kernel = CASES[case][1]
     if target == "ort" and kernel is not None:
