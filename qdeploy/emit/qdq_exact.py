@@ -66,6 +66,7 @@ _SAFE = 1 << 63     # every int64 intermediate stays below this
 FLOAT_EXACT = 1 << 24   # integers below this are exact in float32, and so are their sums
 FLOAT_CONV = True       # Conv2D sums by float32 Conv where exact (False: always ConvInteger)
 DOUBLE_REQUANT = True   # requantisation in float64 where exact (False: always int64)
+SINGLE_PRODUCT = True   # ... in one float64 product where that is exact (False: the split multiplier)
 
 
 def _range(b, name: str) -> tuple[int, int]:
@@ -132,6 +133,41 @@ def _double_plan(bound: int, mp: list, right: list, zp: int):
     return ok, ok and bound * max(v >> 16 for v in mp) + s_max + fold < 1 << 52
 
 
+def _single_constants(mp: list, right: list, add: list, zp: int) -> tuple[list, list]:
+    """:func:`mbqm_single`'s per-channel constants for ``V >= 0`` and ``V < 0``."""
+    pos = [a * m + (1 << 30) + (((1 << (r - 1)) << 31) if r else 0) + (zp << (31 + r))
+           for m, r, a in zip(mp, right, add)]
+    return pos, [c - ((1 << 31) if r else 0) for c, r in zip(pos, right)]
+
+
+def _single_plan(bound_x: int, mp: list, right: list, add: list, zp: int) -> bool:
+    """Whether :func:`mbqm_single` is exact for ``|x| <= bound_x``: ``x * m`` and
+    its sum with the constants stay below 2**53."""
+    pos, neg = _single_constants(mp, right, add, zp)
+    return bound_x * max(mp) + max(abs(c) for c in pos + neg) < 1 << 53
+
+
+def mbqm_single(b, x: str, mp: list, right: list, add: list, name: str, shape=(), zp: int = 0) -> str:
+    """``mbqm(x + add) + zp`` of float64 ``x`` in one product, where
+    :func:`_single_plan` holds: ``floor((x * m + C) / 2**(31 + r))``, ``C = add *
+    m + 2**30 + (h - [V < 0]) * 2**31 + zp * 2**(31 + r)`` (the merged floors of
+    :func:`requant_int64`), every value an exact double."""
+    def c(tag, vals):
+        return b.const(f"{name}_{tag}", np.asarray(vals, np.float64).reshape(shape if len(vals) > 1 else ()))
+
+    pos, neg_c = _single_constants(mp, right, add, zp)
+    theta = [(-((1 << 30) // m) if m else -2.0 ** 62) - a for m, a in zip(mp, add)]   # V < 0 <=> x < theta
+    p, neg, t, v, sc, z = (b.unique(f"{name}_{k}") for k in ("product", "negative", "constant", "sum", "scaled",
+                                                             "floor"))
+    b.node("Mul", [x, c("m", mp)], [p], p)
+    b.node("Less", [x, c("theta", theta)], [neg], neg)
+    b.node("Where", [neg, c("c_neg", neg_c), c("c_pos", pos)], [t], t)
+    b.node("Add", [p, t], [v], v)
+    b.node("Mul", [v, c("pot", [2.0 ** -(31 + r) for r in right])], [sc], sc)
+    b.node("Floor", [sc], [z], z)
+    return z
+
+
 def mbqm_double(b, y: str, mp: list, right: list, name: str, shape=(), zp: int = 0) -> str:
     """``mbqm(y) + zp`` of float64 ``y`` (exact integers) with per-channel ``mp``
     (the Q31 multiplier times 2**left) and right shifts, in float64, exactly
@@ -167,14 +203,24 @@ def requant(b, acc: str, bound: int, multiplier, shift, out: str, dtype: str, zp
     bit ``fixedpoint.mbqm``; ``acc`` holds exact integers (any numeric type;
     ``is_double``: already float64) with ``|acc + add| <= bound``; per-channel
     ``multiplier``/``shift``/``add`` are shaped ``axis_shape``; ``out`` is
-    written as ``dtype`` (int8/uint8). In float64 (:func:`mbqm_double`) when
-    every sum stays below 2**52, else in int64 (:func:`requant_int64`)."""
+    written as ``dtype`` (int8/uint8). In float64 with one product
+    (:func:`mbqm_single`) when ``|acc| * m`` stays below 2**53, else with the
+    multiplier split (:func:`mbqm_double`) when every sum stays below 2**52,
+    else in int64 (:func:`requant_int64`)."""
     mp, right, a = _channels(multiplier, shift, add)
+    shape = axis_shape if len(mp) > 1 else ()
+    bound_x = bound + max(abs(v) for v in a)
+    if DOUBLE_REQUANT and SINGLE_PRODUCT and _single_plan(bound_x, mp, right, a, zp_out):
+        y = acc if is_double else cast(b, acc, DOUBLE, f"{name}_acc_double")
+        z = mbqm_single(b, y, mp, right, a, name, shape, zp_out)
+        zc = b.unique(f"{name}_clamped")
+        b.node("Clip", [z, b.const(f"{name}_lo", np.float64(lo)), b.const(f"{name}_hi", np.float64(hi))], [zc], zc)
+        b.node("Cast", [zc], [out], f"{name}_cast", to=_ONNX_OF[dtype])
+        return
     ok, fold = _double_plan(bound, mp, right, zp_out)
     if not (ok and DOUBLE_REQUANT):
         wide64 = cast(b, acc, INT64, f"{name}_acc_int64")
         return requant_int64(b, wide64, bound, multiplier, shift, out, dtype, zp_out, lo, hi, axis_shape, add, name)
-    shape = axis_shape if len(mp) > 1 else ()
     y = acc if is_double else cast(b, acc, DOUBLE, f"{name}_acc_double")
     if any(a):
         ya = b.unique(f"{name}_biased")

@@ -38,7 +38,10 @@ def _requant_model(bound, m, s, add, zp, lo, hi, shape):
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", qdq.OPSET)])
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
-    return qdq.session(model.SerializeToString())
+    sess = qdq.session(model.SerializeToString())
+    outs = {o for nd in b.nodes for o in nd.output}
+    sess.form = "single" if "rq_product" in outs else "split" if "rq_high" in outs else "int64"
+    return sess
 
 
 def _ties(m: int, s: int, count: int) -> np.ndarray:
@@ -52,19 +55,28 @@ def _ties(m: int, s: int, count: int) -> np.ndarray:
     return np.concatenate([x + d for d in (-2, -1, 0, 1, 2)])
 
 
-@settings(max_examples=40, deadline=None)
+FORMS = {"single": (True, True), "split": (True, False), "int64": (False, False)}
+
+
+def _set_form(form: str) -> None:
+    qdq_exact.DOUBLE_REQUANT, qdq_exact.SINGLE_PRODUCT = FORMS[form]
+
+
+@settings(max_examples=60, deadline=None)
 @given(m=st.integers(1 << 30, (1 << 31) - 1), s=st.integers(-31, 8), zp=st.integers(-128, 127),
-       channels=st.integers(1, 3), seed=st.integers(0, 2 ** 16), in_double=st.booleans())
-def test_requant_subgraph_is_mbqm(m, s, zp, channels, seed, in_double):
-    """Both forms: float64 (where every sum stays below 2**52) and int64."""
-    qdq_exact.DOUBLE_REQUANT = in_double
+       channels=st.integers(1, 3), seed=st.integers(0, 2 ** 16), form=st.sampled_from(list(FORMS)),
+       bound_bits=st.integers(4, 24))
+def test_requant_subgraph_is_mbqm(m, s, zp, channels, seed, form, bound_bits):
+    """Every form: one float64 product, the split multiplier in float64, int64
+    (each where its exactness condition holds, else the next)."""
+    _set_form(form)
     try:
-        _check_requant(m, s, zp, channels, seed)
+        _check_requant(m, s, zp, channels, seed, bound_bits)
     finally:
-        qdq_exact.DOUBLE_REQUANT = True
+        _set_form("single")
 
 
-def _check_requant(m, s, zp, channels, seed):
+def _check_requant(m, s, zp, channels, seed, bound_bits=24):
     rng = np.random.default_rng(seed)
     if seed % 7 == 0:
         m = 1 << 30           # an exact power of two: srdhm's tie at -1 * 2**30
@@ -72,35 +84,40 @@ def _check_requant(m, s, zp, channels, seed):
     ms = np.array([m] + list(rng.integers(1 << 30, 1 << 31, channels - 1)), np.int64)
     ss = np.array([s] + list(rng.integers(max(s - 3, -31), min(s + 3, 8) + 1, channels - 1)), np.int64)
     add = rng.integers(-5000, 5000, channels)
-    bound = 1 << min(24, 28 - max(int(ss.max()), 0))   # |acc| * m * 2**left below 2**60
+    bound = 1 << min(bound_bits, 28 - max(int(ss.max()), 0))   # |acc| * m * 2**left below 2**60
     lo, hi = sorted(rng.integers(-128, 128, 2)) if seed % 4 == 0 else (-128, 127)
     acc = np.concatenate([rng.integers(-bound // 2, bound // 2, 500), [0, 1, -1, bound // 2, -(bound // 2)],
                           _ties(int(ms[0]), int(ss[0]), 40)])
     acc = acc[np.abs(acc) <= bound // 2]
     acc = np.repeat(acc[:, None], channels, axis=1)      # [N, C]: each channel its own constants
-    sess = _requant_model(bound, ms, ss, add, zp, int(lo), int(hi), (1, -1))
+    sess = _requant_model(bound + int(np.abs(add).max()), ms, ss, add, zp, int(lo), int(hi), (1, -1))
     got = sess.run(None, {"acc": acc})[0]
     want = np.clip(fp.mbqm(acc + add, ms, ss) + zp, lo, hi)
     np.testing.assert_array_equal(got.astype(np.int64), want)
 
 
-@pytest.mark.parametrize("in_double", [True, False])
-def test_requant_every_shift(in_double, monkeypatch):
+@pytest.mark.parametrize("form", list(FORMS))
+def test_requant_every_shift(form, monkeypatch):
     """Every shift from -31 to +4, an exact power-of-two multiplier and a random
-    one, per-channel zero-point folding: both forms equal fixedpoint.mbqm."""
-    monkeypatch.setattr(qdq_exact, "DOUBLE_REQUANT", in_double)
+    one, zero points folded or not: every form equals fixedpoint.mbqm."""
+    monkeypatch.setattr(qdq_exact, "DOUBLE_REQUANT", FORMS[form][0])
+    monkeypatch.setattr(qdq_exact, "SINGLE_PRODUCT", FORMS[form][1])
     rng = np.random.default_rng(5)
+    seen = set()
     for s in range(-31, 5):
         ms = np.array([1 << 30, int(rng.integers(1 << 30, 1 << 31))], np.int64)
         ss = np.array([s, s], np.int64)
-        bound = 1 << min(24, 27 - max(s, 0))
+        bound = 1 << min(24 if form != "single" else 16, 27 - max(s, 0))
         acc = np.concatenate([rng.integers(-bound, bound + 1, 300), [0, 1, -1, -2, bound, -bound],
                               _ties(int(ms[0]), s, 20), _ties(int(ms[1]), s, 20)])
         acc = np.repeat(acc[np.abs(acc) <= bound][:, None], 2, axis=1)
         for zp in (-128, 5):
-            got = _requant_model(bound, ms, ss, 0, zp, -128, 127, (1, -1)).run(None, {"acc": acc})[0]
+            sess = _requant_model(bound, ms, ss, 0, zp, -128, 127, (1, -1))
+            seen.add(sess.form)
+            got = sess.run(None, {"acc": acc})[0]
             np.testing.assert_array_equal(got.astype(np.int64), np.clip(fp.mbqm(acc, ms, ss) + zp, -128, 127),
                                           err_msg=f"shift {s}, zp {zp}")
+    assert form in seen, seen
 
 
 def test_requant_refuses_more_than_63_bits():
