@@ -111,10 +111,10 @@ def main(argv=None) -> int:
         "the same QGraph in the form onnxruntime fuses into QLinearConv & co. (`exact=False`), within 1 LSB "
         "per op only. The arm QDQ model is the portable check of the TFLite/C numerics; the fast onnxruntime "
         "path is the `ort` target (section above). Where the time goes (onnxruntime's profiler, resnext, 1 "
-        "thread): the element-wise float64 requantisation chain (Mul, Add, Floor, Where, Less, Clip, Cast: "
-        "about 75 %), not the sums (float Conv about 11 %). With default threads the many small element-wise "
-        "ops of the exact form pay onnxruntime's per-op threading on this loaded 2-core machine: run the arm "
-        "check at 1 thread where it matters.",
+        "thread): the element-wise float64 requantisation (Where, Floor, Mul, Add, Cast, Less, Clip: about "
+        "three quarters), not the sums (float Conv about 14 %). Under heavy load (load average 9-11 on the 2 "
+        "cores) an earlier run of this bench measured the exact form up to 37x the fused one at default "
+        "threads: its many small element-wise ops pay onnxruntime's per-op threading when the cores are busy.",
         "### arm, 1 thread\n\n" + table(rows, "t1"),
         "### arm, default threads\n\n" + table(rows, "tN"),
         "### ort: the bilinear Resize as the exact subgraph vs onnxruntime's own\n\n"

@@ -63,9 +63,10 @@ every op with its own rounding is an integer-exact subgraph
 (:mod:`qdeploy.emit.qdq_exact`: exact integer sums by float32 Conv /
 MatMulInteger, the Q31 requantisation in float64, ReduceSum) that ends in the
 QGraph's int8 tensor: bit-exact end to end on all 11 corpus models (and on
-the real ppocr_v5_cls, ppocr_v5_det, ddddocr_det, measured once), at 1.4-7x
-the fused form's latency (bench/RESULTS.md "QDQ speed: integer-exact
-subgraphs"; the ort bilinear Resize costs about 0.15 ms on seg_head).
+the real ppocr_v5_cls, ppocr_v5_det, ddddocr_det, measured once), at 1.3-5.3x
+the fused form's latency at 1 thread (bench/RESULTS.md "QDQ speed:
+integer-exact subgraphs"; the ort bilinear Resize costs about 0.12 ms on
+seg_head).
 ``options["exact"] = "0"``
 (``build(exact=False)``) gives the fused form back.
 
