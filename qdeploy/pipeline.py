@@ -74,7 +74,7 @@ from .schema import Key, check
 
 QGRAPH, FLOAT, RANGES, MANIFEST = "model.qgraph", "model.float.onnx", "ranges.json", "manifest.json"
 MANIFEST_FORMAT, MANIFEST_VERSION = "qdeploy-manifest", 1
-METHODS = ("minmax", "percentile", "entropy", "mse", "auto")
+METHODS = ("tailclip", "minmax", "percentile", "entropy", "mse", "auto")
 FILE_SUFFIXES = (".onnx", ".tflite", ".npz", ".npy", ".json", ".qgraph", ".toml", ".h", ".c", ".zip")
 
 
@@ -83,8 +83,10 @@ class QuantizeOptions:
     target: str = "arm"               # bundled target name, the path of a .toml, or a Target
     calib: str | None = None          # SET.npz, .npy, an image folder, or None: the bundled calib/ photos
     ranges: str | None = None         # a ranges.json to reuse instead of calibrating
-    # auto (output-aware, calibration/auto.py) is opt-in: within noise of minmax on the corpus
-    method: str = "minmax"            # minmax | percentile | entropy | mse | auto
+    # tailclip: minmax except where a tensor's tail is heavy (calibration/observers.py), chosen
+    # on trained models and the corpus (bench/RESULTS.md); auto (output-aware,
+    # calibration/auto.py) is opt-in: within noise of minmax on the corpus, 25x slower
+    method: str = "tailclip"          # tailclip | minmax | percentile | entropy | mse | auto
     per_tensor: bool = False
     preset: str = "imagenet"          # preprocessing of images (folder or bundled calib/)
     input_shape: tuple | dict | None = None

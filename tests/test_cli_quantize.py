@@ -263,7 +263,7 @@ def test_json_prints_only_json(work, tmp_path):
     assert res.exit_code == 0, res.stderr
     summary = json.loads(res.stdout)
     # 32 samples: 6 (20 %) held out for the report, 26 calibrate
-    assert summary["samples"] == 26 and summary["target"] == "arm" and summary["method"] == "minmax"
+    assert summary["samples"] == 26 and summary["target"] == "arm" and summary["method"] == "tailclip"
     assert summary["files"] == sorted(p.name for p in (tmp_path / "o").iterdir())
     assert summary["ops"]["Conv2D"] == 5 and summary["ops"]["FullyConnected"] == 1
     manifest = json.loads((tmp_path / "o" / MANIFEST).read_text())

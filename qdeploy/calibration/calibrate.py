@@ -98,6 +98,23 @@ def default_tensors(g: Graph) -> list[str]:
     return [t for t in g.activations() if np.dtype(g.tensor(t).dtype).kind == "f"]
 
 
+def unclipped(g: Graph, names, target) -> list[str]:
+    """The tensors of ``names`` whose range ``tailclip`` leaves covering: graph
+    outputs (their error is the model's, and samples beyond the calibration set
+    reach further: calibration/tails.py widens them instead) and tensors whose
+    scale does not come from their own range (tied to an input, fixed by the
+    op, shared by a Concat: ``prepare.out_rule``)."""
+    from ..quant.prepare import out_rule
+    from ..quant.targets import load_target
+    target = load_target(target)
+    keep = []
+    for t in names:
+        p = g.producer(t)
+        if t in g.outputs or (t not in g.inputs and (p is None or out_rule(p.op, target) != "range")):
+            keep.append(t)
+    return keep
+
+
 def _batches(calib_x, batch_size: int) -> Iterable[np.ndarray]:
     if hasattr(calib_x, "shape"):   # an array, or samples streamed from disk (stream.py)
         for i in range(0, len(calib_x), batch_size):
@@ -106,7 +123,7 @@ def _batches(calib_x, batch_size: int) -> Iterable[np.ndarray]:
         yield from calib_x
 
 
-def calibrate(graph: Graph, calib_x, method: str = "minmax", tensors=None, batch_size: int = 8,
+def calibrate(graph: Graph, calib_x, method: str = "tailclip", tensors=None, batch_size: int = 8,
               progress: bool = True, percentile: float = 99.99, recipe: dict | None = None,
               threads: int = 0, target="arm", per_tensor: bool = False) -> Ranges:
     """Observe ``tensors`` (default :func:`default_tensors`) of the float
@@ -131,6 +148,9 @@ def calibrate(graph: Graph, calib_x, method: str = "minmax", tensors=None, batch
     if missing:
         raise QDeployError(f"model '{graph.name}' has no tensor(s) {', '.join(missing[:5])} to calibrate")
     observers = {t: obs.make(method, percentile) for t in names}
+    if method == "tailclip":
+        for t in unclipped(graph, names, target):
+            observers[t].may_clip = False
     batch_size = max(1, int(batch_size))
     total = len(calib_x) if hasattr(calib_x, "shape") else None
 

@@ -44,6 +44,19 @@ Methods
                 so a window holding one value has divergence 0 (a sigmoid gate
                 whose values all lie in [0.15, 0.92] was clipped at 0.15). See
                 :class:`Entropy` for what the method still costs.
+``tailclip``    (the default) ``minmax``, except for a tensor whose distribution
+                has a heavy tail: when clipping lowers the tensor's own int8
+                error by more than ``HEAVY_DB`` (2 dB, a factor 1.6: the expected
+                quantize-dequantize error over the histogram, as ``mse`` computes it,
+                of the ``mse`` range against the covering range), the range is the
+                ``100 - p`` .. ``p`` percentiles with ``p = 99.999``
+                (``TAIL_PERCENTILE``, onnxruntime's Percentile default). A tensor
+                the quantizer must not clip (graph outputs, and tensors whose scale
+                does not come from their own range; the calibrator decides, see
+                ``calibrate.py``) is made with ``may_clip=False`` and keeps its
+                covering range. Why: trained networks have tensors whose few
+                largest values stretch the min/max range (a heavy tail), random-weight
+                ones do not (bench/RESULTS.md "SQNR" and "SQNR on trained models").
 ``mse``         the clip range ``[lo, hi]`` (lo <= 0 <= hi) minimising the expected
                 squared error of int8 asymmetric quantize-dequantize over the
                 histogram: in-range values cost ``step**2 / 12`` each
@@ -80,6 +93,8 @@ ATOM_RADIUS = 8          # atoms: a bin's neighbourhood is the 2 * 8 + 1 bins ar
 ATOM_FACTOR = 2.0        # atoms: a spike holds more than 2x the neighbourhood's median
 ATOM_SIGMAS = 4.0        # ... plus 4 Poisson standard deviations
 ATOM_MIN = 4.0           # ... plus 4 values
+HEAVY_DB = 2.0           # tailclip: a tail is heavy when clipping lowers the int8 error by > 2 dB
+TAIL_PERCENTILE = 99.999          # tailclip: where a heavy tail is clipped
 
 
 def _finite_minmax(x: np.ndarray) -> tuple[float, float]:
@@ -427,6 +442,14 @@ def mse_search(counts: np.ndarray, edges: np.ndarray, lo_c: np.ndarray,
                hi_c: np.ndarray, zeros: int = 0) -> tuple[float, float]:
     """argmin over (lo, hi) in lo_c x hi_c of the expected int8 asymmetric
     quantization error (see module docstring), with prefix sums: O(1) per pair."""
+    total = _pair_errors(counts, edges, lo_c, hi_c, zeros)
+    a, b = np.unravel_index(int(np.argmin(total)), total.shape)
+    return float(lo_c[a]), float(hi_c[b])
+
+
+def _pair_errors(counts: np.ndarray, edges: np.ndarray, lo_c: np.ndarray, hi_c: np.ndarray,
+                 zeros: int = 0) -> np.ndarray:
+    """The error of every pair (lo_c[i], hi_c[j]) (see :func:`mse_search`)."""
     h = counts.astype(np.float64)
     c = (edges[:-1] + edges[1:]) / 2
     s0 = np.concatenate([[0.0], np.cumsum(h)])
@@ -440,12 +463,62 @@ def mse_search(counts: np.ndarray, edges: np.ndarray, lo_c: np.ndarray,
     err_hi = (s2[-1] - s2[jh]) - 2 * hi_c * (s1[-1] - s1[jh]) + hi_c ** 2 * (n - s0[jh])
     inside = n - s0[jl][:, None] - (n - s0[jh])[None, :] - zeros    # exact zeros cost nothing
     step = (hi_c[None, :] - lo_c[:, None]) / 255.0
-    total = err_lo[:, None] + err_hi[None, :] + inside * step ** 2 / 12.0
-    a, b = np.unravel_index(int(np.argmin(total)), total.shape)
-    return float(lo_c[a]), float(hi_c[b])
+    return err_lo[:, None] + err_hi[None, :] + inside * step ** 2 / 12.0
 
 
-METHODS = {"minmax": MinMax, "percentile": Percentile, "entropy": Entropy, "mse": MSE}
+class TailClip(Histogram):
+    """``minmax`` unless the tail is heavy (module docstring, ``tailclip``)."""
+
+    method = "tailclip"
+
+    def __init__(self, may_clip: bool = True):
+        super().__init__()
+        self.may_clip = bool(may_clip)
+
+    def options(self) -> dict:
+        return {} if self.may_clip else {"may_clip": False}
+
+    def _load(self, d: dict) -> None:
+        super()._load(d)
+        self.may_clip = bool(d.get("may_clip", True))
+
+    def clip_gain_db(self) -> float:
+        """How much clipping lowers this tensor's int8 error: 10 log10 of the expected
+        quantize-dequantize error of the covering range over that of the ``mse``
+        range (0 when nothing was seen, or the data fit any range exactly)."""
+        if self.count == 0 or self.max == self.min:
+            return 0.0
+        e = self.edges()
+        kmin, kmax = self.occupied()
+        cover = MinMax.range(self)
+        lo_c = _candidates(e[kmin:B + 1], self.min, 0.0) if self.min < 0 else np.array([0.0])
+        hi_c = _candidates(e[B:kmax + 2], 0.0, self.max) if self.max > 0 else np.array([0.0])
+        best = mse_search(self.counts, e, lo_c, hi_c, self.zeros)
+        full = quantization_error(self.counts, e, *cover, self.zeros)
+        clipped = quantization_error(self.counts, e, *best, self.zeros)
+        if full <= 0.0 or clipped <= 0.0:
+            return 0.0
+        return 10.0 * math.log10(full / clipped)
+
+    def heavy(self) -> bool:
+        """Whether this tensor's tail is clipped (``may_clip`` and the gain above ``HEAVY_DB``)."""
+        return self.may_clip and self.clip_gain_db() > HEAVY_DB
+
+    def _choose(self) -> tuple[float, float]:
+        if not self.heavy():
+            return MinMax.range(self)
+        d = {**self.to_dict(), "method": "percentile", "percentile": TAIL_PERCENTILE}
+        return from_dict(d).range()
+
+
+def quantization_error(counts: np.ndarray, edges: np.ndarray, lo: float, hi: float,
+                       zeros: int = 0) -> float:
+    """The expected squared int8 quantize-dequantize error (summed over the values)
+    of the histogram with range ``[lo, hi]``, as :func:`mse_search` scores a pair."""
+    return float(_pair_errors(counts, edges, np.array([lo]), np.array([hi]), zeros)[0, 0])
+
+
+METHODS = {"minmax": MinMax, "percentile": Percentile, "entropy": Entropy, "mse": MSE, "tailclip": TailClip}
 
 
 def make(method: str, percentile: float = 99.99) -> MinMax:

@@ -6,7 +6,7 @@ Format ``qdeploy-ranges``, version 1 (stable JSON: sorted keys, 2-space indent):
       "format": "qdeploy-ranges", "version": 1,
       "model": "<graph name>",
       "fingerprint": "<sha256 hex of the graph's activation tensors>",
-      "method": "minmax" | "percentile" | "entropy" | "mse" | "auto",
+      "method": "tailclip" | "minmax" | "percentile" | "entropy" | "mse" | "auto",
       "options": {"percentile": 99.99},          # method options ({} for most; auto:
                                                  # choices per tensor, scores)
       "samples": <number of calibration samples>,

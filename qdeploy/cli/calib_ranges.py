@@ -22,7 +22,7 @@ from .types import PERCENTILE, POSITIVE
 TOP = 8
 
 
-def calibrate_model(model, set_path, method: str = "minmax", input_shape=None, batch_size: int = 8,
+def calibrate_model(model, set_path, method: str = "tailclip", input_shape=None, batch_size: int = 8,
                     percentile: float = 99.99, progress: bool = True) -> Ranges:
     """The Python form of ``qdeploy calib ranges`` (without writing)."""
     from ..calibration.calibrate import calibrate   # here: it loads onnx (``qdeploy --help`` needs none)
@@ -55,7 +55,7 @@ def _shape_from_set(proto, cs) -> list[int] | None:
 @click.argument("model", type=click.Path(path_type=str))
 @click.argument("calib_set", metavar="SET.npz", type=click.Path(path_type=str))
 @click.option("-o", "--output", required=True, help="ranges file to write (.json)")
-@click.option("--method", type=click.Choice(list(METHODS) + ["auto"]), default="minmax", show_default=True,
+@click.option("--method", type=click.Choice(list(METHODS) + ["auto"]), default="tailclip", show_default=True,
               help="auto: chosen by the output of the model quantized for the arm profile")
 @click.option("--percentile", type=PERCENTILE, default=99.99, show_default=True,
               help="for --method percentile: keep [100-p, p] of the values")

@@ -6,8 +6,8 @@ A layer **dominates** the error when its layer-local SQNR is at least
 - weights per tensor on a target with per-channel weights, worst layer a conv/FC
   -> drop ``--per-tensor``;
 - an activation range stretched by outliers (its calibration histogram holds 99.9 %
-  of the values inside a quarter of the chosen range) under ``--method minmax``
-  -> ``--method percentile``; an activation that clips more than 0.1 % of its values
+  of the values inside a quarter of the chosen range) under ``--method minmax`` or the
+  default ``tailclip`` (which left that tail alone) -> ``--method percentile``; an activation that clips more than 0.1 % of its values
   under another method -> ``--method minmax``;
 - a global average pool among them (or right before one) that ``--fold-gap`` can
   fold into the 1x1 conv after it -> ``--fold-gap``;
@@ -30,6 +30,7 @@ import numpy as np
 
 DOMINANT_DB = 6.0
 MIN_FLOAT_GAIN_DB = 1.0
+DEFAULT_METHOD = "tailclip"   # pipeline.QuantizeOptions.method: the command leaves it out
 _WEIGHTED = ("Conv2D", "FullyConnected", "TransposeConv2D")
 
 
@@ -42,7 +43,7 @@ def command(base: dict, **change) -> str:
     t = ["qdeploy", "quantize", o["model"], "--target", o["target"]]
     if o.get("calib"):
         t += ["--calib", o["calib"]]
-    if o.get("method", "minmax") != "minmax":
+    if o.get("method", DEFAULT_METHOD) != DEFAULT_METHOD:
         t += ["--method", o["method"]]
     t += ["--per-tensor"] if o.get("per_tensor") else []
     t += ["--cle"] if o.get("cle") is True else ["--no-cle"] if o.get("cle") is False else []
@@ -101,13 +102,13 @@ def advise(base: dict, layers: list[dict], hists: dict, target_per_channel: bool
         add(f"per-tensor weight scales on {named(weighted)}: one scale covers every output channel",
             "drop --per-tensor", per_tensor=False)
     if not ranges_given:
-        method = base.get("method", "minmax")
+        method = base.get("method", DEFAULT_METHOD)
         tails = [r for r in dom if r["tensor"] in hists and hists[r["tensor"]]["p999_of_range"] < 0.25]
         clips = [r for r in dom if r["tensor"] in hists and hists[r["tensor"]]["clipped_pct"] > 0.1]
-        if method == "minmax" and tails:
+        if method in ("minmax", "tailclip") and tails:
             add(f"outliers stretch the min/max range of {named(tails)}: 99.9% of the values use a "
                 "quarter of it", "--method percentile", method="percentile")
-        elif method != "minmax" and clips:
+        elif method not in ("minmax", "tailclip") and clips:
             add(f"the {method} range clips more than 0.1% of the values of {named(clips)}",
                 "--method minmax", method="minmax")
     pooled = [r for r in dom if r["node"] in gap_nodes]
