@@ -7,8 +7,9 @@ A layer **dominates** the error when its layer-local SQNR is at least
   -> drop ``--per-tensor``;
 - an activation range stretched by outliers (its calibration histogram holds 99.9 %
   of the values inside a quarter of the chosen range) under ``--method minmax`` or the
-  default ``tailclip`` (which left that tail alone) -> ``--method percentile``; an activation that clips more than 0.1 % of its values
-  under another method -> ``--method minmax``;
+  default ``tailclip`` (which left that tail alone) -> ``--method percentile``; an
+  activation that clips more than 0.1 % of its values under another method ->
+  ``--method minmax``;
 - a global average pool among them (or right before one) that ``--fold-gap`` can
   fold into the 1x1 conv after it -> ``--fold-gap``;
 - a depthwise conv -> ``--bias-correction`` (a weight-rounding mean shift is what
