@@ -329,6 +329,10 @@ def quantize_samples(g: Graph, x: np.ndarray, target, opts: QuantizeOptions, giv
     if tail is not None:
         g.records["float_tail"] = [tail]      # records hold lists of dicts
         g.log.append(("float_tail", describe(tail)))
+        for t in g.outputs:   # the branches are graph outputs now: tailclip leaves outputs unclipped
+            if getattr(ranges.observers.get(t), "may_clip", False) and t not in ranges.fixed:
+                ranges.observers[t].keep_cover()
+                bounds[t] = ranges.range(t)
     if widen:
         bounds, msgs = widen_outputs(g, x, bounds)
         g.log += [("output_range", msg) for msg in msgs]

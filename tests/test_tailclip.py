@@ -79,3 +79,26 @@ def test_calibrate_clips_inner_tensors_but_not_graph_outputs():
     assert r.observers[inp].heavy() and r[inp][1] < 8.0            # the input's tail is clipped
     assert r.observers[out].clip_gain_db() > O.HEAVY_DB            # the output's is as heavy,
     assert not r.observers[out].may_clip and r[out] == (2 * float(x.min()), 16.0)  # but keeps its range
+
+
+def test_float_tail_branches_keep_their_range():
+    """A float tail (quant/float_tail.py) makes a concat's branches graph outputs after
+    calibration: tailclip must not clip them either."""
+    from qdeploy.pipeline import QuantizeOptions, quantize_samples
+    nodes = [helper.make_node("Mul", ["x", "two"], ["box"], name="box"),
+             helper.make_node("Mul", ["x", "tiny"], ["score"], name="score"),
+             helper.make_node("Concat", ["box", "score"], ["y"], axis=1, name="cat")]
+    g = helper.make_graph(nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 100, 100])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 100, 100])],
+                          [numpy_helper.from_array(np.float32(300.0), "two"),
+                           numpy_helper.from_array(np.float32(0.01), "tiny")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    g = run_passes(import_onnx(m))
+    x = _heavy(n=100 * 100 * 100).reshape(100, 1, 100, 100)
+    qg, r, *_ = quantize_samples(g, x, "arm", QuantizeOptions(method="tailclip", progress=False), widen=False)
+    assert g.records.get("float_tail"), "the concat of a 0..2400 and a 0..0.08 branch runs in float"
+    assert set(g.outputs) == {"box", "score"}
+    assert r.observers["x"].heavy()                                   # the input is clipped,
+    for t in g.outputs:                                               # the branches are not
+        assert not r.observers[t].heavy() and r[t][1] == float(r.observers[t].max)

@@ -482,6 +482,10 @@ class TailClip(Histogram):
         super()._load(d)
         self.may_clip = bool(d.get("may_clip", True))
 
+    def keep_cover(self) -> None:
+        """Never clip this tensor (it became a graph output after calibration)."""
+        self.may_clip, self._range = False, None
+
     def clip_gain_db(self) -> float:
         """How much clipping lowers this tensor's int8 error: 10 log10 of the expected
         quantize-dequantize error of the covering range over that of the ``mse``
