@@ -37,7 +37,14 @@ Every integer comes from the QGraph, nothing is re-decided:
   weights itself);
 * ``Requantize`` is DQ -> Max (of one input, a no-op) -> Q with the two
   tensors' parameters (a bare DQ -> Q would be merged by onnxruntime's
-  DoubleQDQPairsRemover into one Q with other parameters);
+  DoubleQDQPairsRemover into one Q with other parameters). On the ``ort``
+  profile a Requantize read only by Concat nodes (the quantizer's
+  concat-branch requantisation) is not emitted: the Concat reads the branch's
+  own tensor through its own DequantizeLinear, and onnxruntime's QLinearConcat
+  requantises that input inside the kernel, by a 256-entry table built as
+  ``QuantizeLinear(float32(s_in * (q - zp_in)))`` with the Concat's output
+  parameters: the same float32 DQ -> Q the reference's ``requant = "float32"``
+  Requantize computes (bit-exact; :func:`concat_requantizes`);
 * 7-bit weights (onnxruntime's ``reduce_range``, for AVX2 CPUs without VNNI)
   are the quantizer's decision (target key ``weight_bits = 7``, recorded in the
   QGraph's metadata); the emitter writes the weights it is given.
@@ -93,6 +100,7 @@ class _Builder:
         self.qg, self.lut = qg, lut
         self.nodes, self.inits, self.names = [], {}, set(qg.tensors) | set(qg.inputs) | set(qg.outputs)
         self.edge = 0
+        self.alias: dict[str, str] = {}   # Requantize output -> its input (read through QLinearConcat)
 
     def unique(self, base: str) -> str:
         name, k = base, 0
@@ -125,6 +133,7 @@ class _Builder:
 
     def dq(self, name: str, reader: str) -> str:
         """A float view of QGraph tensor ``name`` for one reader (its own DQ)."""
+        name = self.alias.get(name, name)
         t = self.qg.tensors[name]
         if t.dtype == "float32":
             return name
@@ -328,7 +337,33 @@ def _movement(b: _Builder, n) -> None:
         b.q(n, y, k)
 
 
+def concat_requantizes(qg) -> dict[str, str]:
+    """The ort profile's Requantize nodes that QLinearConcat does itself:
+    ``requant = "float32"``, full dtype range, output read only by Concat
+    nodes and not a graph output. Returns {Requantize output: its input}."""
+    if qg.profile != "ort":
+        return {}
+    readers: dict[str, set] = {}
+    for n in qg.nodes:
+        for i in n.inputs:
+            readers.setdefault(i, set()).add(n.op)
+    out = {}
+    for n in qg.nodes:
+        if n.op != "Requantize" or n.params.get("requant") != "float32":
+            continue
+        y = n.outputs[0]
+        t = qg.tensors[y]
+        full = (n.params.get("act_min", np.iinfo(t.dtype).min) == np.iinfo(t.dtype).min
+                and n.params.get("act_max", np.iinfo(t.dtype).max) == np.iinfo(t.dtype).max)
+        if full and y not in qg.outputs and readers.get(y) == {"Concat"} \
+                and qg.tensors[n.inputs[0]].dtype == t.dtype:
+            out[y] = n.inputs[0]
+    return out
+
+
 def _requantize(b: _Builder, n) -> None:
+    if n.outputs[0] in b.alias:   # QLinearConcat requantises this input itself (concat_requantizes)
+        return
     if n.params.get("requant") == "shift":
         raise QDeployError(f"node '{n.name}' (Requantize): fpga shift requantisation has no QDQ form; "
                            "drop 'qdq' from --emit")
@@ -461,6 +496,7 @@ def build(qg, lut: str | None = None, doc: str = "", exact: bool | None = None) 
         raise QDeployError(f"the QDQ model cannot express the '{qg.profile}' profile's arithmetic "
                            f"(target '{qg.target}'); drop 'qdq' from --emit")
     b = _Builder(qg, lut)
+    b.alias = concat_requantizes(qg)
     for n in qg.nodes:
         handler = handler_of(n, exact)
         if handler is None:
