@@ -94,3 +94,21 @@ def test_optimized_graph_has_no_float_conv(tmp_path):
         qg = load_qgraph(out / "model.qgraph")
         assert ops.get("QLinearConv", 0) == qg.op_counts()["Conv2D"]
         assert ops.get("QGemm", 0) == qg.op_counts().get("FullyConnected", 0)
+
+
+def test_ghostnet_concat_branches_fuse_into_qlinearconcat(tmp_path):
+    """ghostnet's concat branches on the ort target: every Concat runs as
+    QLinearConcat fed straight by int8 kernels, no DQ -> Max -> Q left in front
+    (the QGraph's Requantize nodes are QLinearConcat's per-input tables)."""
+    model, out = tmp_path / "ghostnet.onnx", tmp_path / "out"
+    save("ghostnet", model)
+    quantize_model(model, out, QuantizeOptions(target="ort", limit=4, emit="qdq", progress=False))
+    qg = load_qgraph(out / "model.qgraph")
+    assert qg.op_counts().get("Requantize", 0) >= 1
+    ops = optimized_ops((out / qdq.FILE).read_bytes(), tmp_path / "opt.onnx")
+    print(ops)
+    assert ops.get("QLinearConcat") == qg.op_counts()["Concat"] and "Max" not in ops, ops
+    g = onnx.load(str(tmp_path / "opt.onnx")).graph
+    made_by = {o: n.op_type for n in g.node for o in n.output}
+    feeds = {made_by.get(i) for n in g.node if n.op_type == "QLinearConcat" for i in n.input[2::3]}
+    assert feeds <= {"QLinearConv", "QLinearAdd", "QLinearConcat"}, feeds

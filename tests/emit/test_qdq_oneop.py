@@ -166,3 +166,40 @@ def test_weight_bits_7_only_for_ort(tmp_path):
     p.write_text(text.replace("weight_bits = 7", "weight_bits = 6"))
     with pytest.raises(QDeployError, match="weight_bits"):
         load_target(str(p))
+
+
+def test_concat_branch_requantize_is_qlinearconcats_own(tmp_path):
+    """A Concat input that another node reads too gets a Requantize to the
+    Concat's parameters. On the ort profile it is not emitted: the Concat reads
+    the branch's own DequantizeLinear, onnxruntime's QLinearConcat requantises it
+    with its per-input table (no DQ -> Max -> Q left), bit-exact with the
+    reference's float32 Requantize; on arm the Requantize stays."""
+    from onnx import helper as h
+    from qdeploy.emit.qdq_compare import end_to_end, optimized_ops, per_op
+    from qdeploy.quant.interpreter import run
+    from tests.helpers import model
+    rng = np.random.default_rng(0)
+    nodes = [h.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1]),
+             h.make_node("Concat", ["c", "b"], ["y"], axis=1),
+             h.make_node("MaxPool", ["c"], ["z"], kernel_shape=[2, 2], strides=[2, 2])]
+    inits = {"W": (rng.standard_normal((3, 4, 3, 3)) * 0.3).astype(np.float32), "B": np.zeros(3, np.float32)}
+    m = model(nodes, {"x": (1, 4, 8, 8), "b": (1, 3, 8, 8)}, ["y", "z"], inits, opset=13)
+    x = {"x": rng.standard_normal((6, 4, 8, 8)).astype(np.float32),
+         "b": (3 * rng.standard_normal((6, 3, 8, 8))).astype(np.float32)}
+    for target in ("ort", "arm"):
+        _, qg = pipeline(m, x, target)
+        concat = next(n for n in qg.nodes if n.op == "Concat")
+        req = [n for n in qg.nodes if n.op == "Requantize" and n.outputs[0] in concat.inputs]
+        assert req, qg.op_counts()
+        folded = qdq.concat_requantizes(qg)
+        assert set(folded) == ({n.outputs[0] for n in req} if target == "ort" else set())
+        if target == "arm":
+            continue
+        built = qdq.build(qg)
+        assert "Max" not in [n.op_type for n in built.graph.node]
+        data = built.SerializeToString()
+        d = end_to_end(qg, qdq.run_session(qdq.session(data), x), run(qg, x))
+        assert all(e.exact == e.count for e in d), [e.line() for e in d]
+        assert all(e.exact == e.count for e in per_op(qg, built, x)), "per op"
+        ops = optimized_ops(data, tmp_path / "opt.onnx")
+        assert ops.get("QLinearConcat") == 1 and "Max" not in ops and "Concat" not in ops, ops
