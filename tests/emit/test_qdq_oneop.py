@@ -203,3 +203,34 @@ def test_concat_branch_requantize_is_qlinearconcats_own(tmp_path):
         assert all(e.exact == e.count for e in per_op(qg, built, x)), "per op"
         ops = optimized_ops(data, tmp_path / "opt.onnx")
         assert ops.get("QLinearConcat") == 1 and "Max" not in ops and "Concat" not in ops, ops
+
+
+def test_float32_requantize_is_qlinearconcats_table():
+    """The ort reference's Requantize (requant = "float32") against onnxruntime's
+    QLinearConcat kernel itself, on all 256 uint8 inputs for 200 random
+    (scale, zero point) pairs: QLinearConcat requantises an input whose
+    parameters differ from the output's by a table QuantizeLinear(float32(s_in *
+    (q - zp_in))), the reference's DequantizeLinear -> QuantizeLinear: equal."""
+    import onnx
+    from onnx import TensorProto, helper as h
+    from qdeploy.quant.interpreter import run_node
+    from qdeploy.quant.qgraph import QGraph, QNode, QTensor
+    rng = np.random.default_rng(7)
+    q = np.arange(256, dtype=np.uint8).reshape(1, 1, 1, 256)
+    for _ in range(200):
+        s_in, s_out = (np.float32(np.exp(rng.uniform(-6, 1))) for _ in range(2))
+        zp_in, zp_out = (int(v) for v in rng.integers(0, 256, 2))
+        ins = ["y_s", "y_z", "x", "x_s", "x_z", "c", "y_s", "y_z"]
+        inits = [h.make_tensor(k, TensorProto.FLOAT, [], [v]) for k, v in (("y_s", s_out), ("x_s", s_in))] + \
+                [h.make_tensor(k, TensorProto.UINT8, [], [v]) for k, v in (("y_z", zp_out), ("x_z", zp_in))]
+        g = h.make_graph([h.make_node("QLinearConcat", ins, ["y"], domain="com.microsoft", axis=1)], "t",
+                         [h.make_tensor_value_info(k, TensorProto.UINT8, [1, 1, 1, 256]) for k in ("x", "c")],
+                         [h.make_tensor_value_info("y", TensorProto.UINT8, [1, 2, 1, 256])], initializer=inits)
+        m = h.make_model(g, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("com.microsoft", 1)])
+        got = qdq.session(m.SerializeToString()).run(None, {"x": q, "c": q})[0][:, :1]
+        t = {"x": QTensor("x", q.shape, "uint8", np.float32([s_in]), np.int32([zp_in])),
+             "y": QTensor("y", q.shape, "uint8", np.float32([s_out]), np.int32([zp_out]))}
+        n = QNode("Requantize", "r", ["x"], ["y"], {}, {"requant": "float32", "in_scale": s_in, "out_scale": s_out,
+                                                        "act_min": 0, "act_max": 255})
+        want = run_node(QGraph("t", "ort", "ort", ["x"], ["y"], t, [n]), n, [q])[0]
+        np.testing.assert_array_equal(got, want, err_msg=f"s_in {s_in} zp_in {zp_in} s_out {s_out} zp_out {zp_out}")
