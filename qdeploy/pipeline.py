@@ -234,7 +234,7 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
     manifest.update(ctx.report)   # e.g. "memory": the C bundle's arena and flash bytes
     if g.records.get("float_tail"):
         manifest["float_tail"] = g.records["float_tail"][0]
-    if opts.keep_float:
+    if opts.keep_float or qg.metadata.get("float_grouped"):   # named, or the target's float_grouped rule
         from .quant.float_island import float_nodes
         manifest["float_nodes"] = float_nodes(qg)
     files[MANIFEST] = dumps_json(manifest).encode()

@@ -67,7 +67,8 @@ def _x(d):
 def test_named_layers_run_in_float_and_the_rest_stays_int8(outs, tmp_path):
     """relu2 was fused into conv2: asking for it keeps conv2 (its clamp follows) in float."""
     m = json.loads((outs / "float" / "manifest.json").read_text())
-    assert m["float_nodes"] == [{"node": "conv2", "op": "Conv2D"}, {"node": "fc", "op": "FullyConnected"}]
+    assert m["float_nodes"] == [{"node": "conv2", "op": "Conv2D", "by": "--keep-float"},
+                                {"node": "fc", "op": "FullyConnected", "by": "--keep-float"}]
     assert m["options"]["keep_float"] == ["relu2", "fc"]
     rep = json.loads((outs / "float" / "report.json").read_text())
     assert rep["float_nodes"] == m["float_nodes"]

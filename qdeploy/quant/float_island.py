@@ -21,6 +21,15 @@ for the Relu after a conv keeps that conv in float, and its clamp follows it
 Conv, ConvTranspose and Gemm layers can be kept in float: they are the ones
 whose weights float keeps; any other node's output is quantized at the same
 scale either way.
+
+**The ort default ``float_grouped``** (``[numerics]`` in targets/ort.toml):
+every grouped Conv that is not depthwise (group > 1 and more than one input
+channel per group, ResNeXt/RegNet-style) becomes such a float layer without
+being named (:func:`grouped`): onnxruntime's int8 grouped QLinearConv is several
+times slower than its float grouped conv at 1 thread (bench/RESULTS.md, "QDQ
+speed"). Depthwise convs stay int8: there the layout reorders around a float
+island cost more than the int8 kernel loses, and the float depthwise sums were
+not bit-exact with the reference on the real detectors.
 """
 from __future__ import annotations
 
@@ -76,6 +85,13 @@ def resolve(g: Graph, names, model: "str | Path | None" = None) -> list[str]:
         if name not in out:
             out.append(name)
     return out
+
+
+def grouped(g: Graph) -> list[str]:
+    """The Conv nodes of the pass-processed ``g`` that ``float_grouped`` keeps in
+    float: group > 1 and more than one input channel per group (not depthwise)."""
+    return [n.name for n in g.nodes if n.op == "Conv" and int(n.attrs.get("group", 1)) > 1
+            and np.shape(g.const(n.inputs[1]))[1] > 1]
 
 
 def _unknown(g: Graph, req: str, model) -> str:
@@ -180,5 +196,8 @@ def local_in_float(g: Graph, qg, node: str, x: np.ndarray) -> tuple[float, float
 
 
 def float_nodes(qg) -> list[dict]:
-    """The QGraph's layers kept in float: node name and the op it stands for."""
-    return [{"node": n.name, "op": n.attrs["op"]} for n in qg.nodes if n.op == "Float"]
+    """The QGraph's layers kept in float: node name, the op it stands for and
+    ``by``: "--keep-float" (named) or "float_grouped" (the target's rule)."""
+    rule = set(qg.metadata.get("float_grouped", ()))
+    return [{"node": n.name, "op": n.attrs["op"], "by": "float_grouped" if n.name in rule else OPTION}
+            for n in qg.nodes if n.op == "Float"]

@@ -43,7 +43,8 @@ import numpy as np
 
 from ..errors import QDeployError
 from ..ir import Graph
-from .float_island import check_target as check_float_target, prepare as float_island, resolve as resolve_float
+from .float_island import check_target as check_float_target, grouped as float_grouped, prepare as float_island
+from .float_island import resolve as resolve_float
 from .prepare import HANDLERS, fixed_params, Ctx, insert_requantize, out_rule, unsupported_reason
 from .qgraph import QGraph, QNode, QTensor
 from .pow2_select import pow2_activation_scale
@@ -63,6 +64,9 @@ def quantize_graph(graph: Graph, ranges: dict, target: "str | Target" = "arm",
     if keep_float:
         check_float_target(target)
         keep = set(resolve_float(g, keep_float))
+    # the ort default: grouped convs that are not depthwise run in float (float_island.py)
+    rule = [n for n in float_grouped(g) if n not in keep] if target.numerics.float_grouped else []
+    keep |= set(rule)
     check_ops(g, target)
     ranges = {k: (float(v[0]), float(v[1])) for k, v in ranges.items()}
     _check_ranges(g, ranges, target)
@@ -75,6 +79,8 @@ def quantize_graph(graph: Graph, ranges: dict, target: "str | Target" = "arm",
             n = _concat_inputs(ctx, n, shared)
         (float_island if n.name in keep else HANDLERS[n.op])(ctx, n)
     qg = _wrap(g, ctx, target)
+    if rule:
+        qg.metadata["float_grouped"] = rule
     for w in ctx.warnings:
         warnings.warn(w, stacklevel=2)
     return qg

@@ -26,6 +26,8 @@ Keys (all required unless a default is given)::
     luts = ["Sigmoid", "Tanh", ...]     # activations lowered to 256-entry tables
     weight_bits          = 8            # 7: weights in [-63, 63], onnxruntime's reduce_range
                                         # (ort only; for AVX2 CPUs without VNNI, see targets/ort.toml)
+    float_grouped        = false        # true (ort only): grouped convs that are not depthwise run
+                                        # in float between DQ and Q (quant/float_island.py)
 
     [memory]                            # 0 = no limit; enforced by the C emitter
     flash_kib = 1024
@@ -66,6 +68,8 @@ class Numerics:
     # 7: weights in [-63, 63] (onnxruntime's reduce_range): U8S8 kernels on AVX2 CPUs without VNNI
     # add pairs of u8*s8 products in int16 and saturate with 8-bit weights (ort profile only)
     weight_bits: int = 8
+    # grouped convs that are not depthwise as float layers (ort profile only: quant/float_island.py)
+    float_grouped: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ NUMERICS_SCHEMA = {
     "weight_per_channel": Key("bool"), "pow2_scales": Key("bool"),
     "requant": Key("str", ("q31", "shift", "float32")), "leaky": Key("str", ("recipe", "shift")),
     "luts": Key("strs", LUT_ACTIVATIONS), "weight_bits": Key("int", (7, 8)),
+    "float_grouped": Key("bool"),
 }
 NUMERICS_SCHEMA = {k: dataclasses.replace(v, required=False) for k, v in NUMERICS_SCHEMA.items()}
 MEMORY_SCHEMA = {"flash_kib": Key("int", required=False), "ram_kib": Key("int", required=False)}
@@ -189,5 +194,7 @@ def _check_numerics(n: Numerics, profile: str, where: str) -> None:
              f"the {profile} profile needs requant = \"q31\" and pow2_scales = false (use profile = \"fpga\" for shifts)")
     need(n.weight_bits == 8 or profile == "ort",
          "weight_bits = 7 (onnxruntime's reduce_range) is for the ort profile only")
+    need(not n.float_grouped or profile == "ort",
+         "float_grouped = true (float layers between DequantizeLinear and QuantizeLinear) is for the ort profile only")
     if profile == "arm":
         need(n.activation_dtype == "int8", "the arm profile (TFLite int8) needs activation_dtype = \"int8\"")

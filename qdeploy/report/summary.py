@@ -66,7 +66,8 @@ def lines(rep: dict, manifest: dict, out: Path) -> list[str]:
     if metrics.get("float", {}).get("accuracy") is not None:
         res.append(f"  {'float':8} {'(original model)':22} {'':>8} {'':>11} {metrics['float']['accuracy']:8.2f}%")
     if rep.get("float_nodes"):
-        res.append("  kept in float (--keep-float): " + ", ".join(f"{f['node']} ({f['op']})" for f in rep["float_nodes"]))
+        res.append("  kept in float: " + ", ".join(f"{f['node']} ({f['op']}, {f.get('by', '--keep-float')})"
+                                                   for f in rep["float_nodes"]))
     by = {r["node"]: r for r in rep.get("layers", [])}
     if rep.get("worst_layers"):
         res.append("  layers that cost most (layer-local SQNR): " + ", ".join(

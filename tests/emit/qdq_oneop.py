@@ -149,5 +149,5 @@ def check(case: str, target: str, tmp_path, lut: str | None = None, seed: int = 
     got = qdq.run_session(qdq.session(data), x)
     ref = run(qg, x)
     diffs = end_to_end(qg, got, ref)
-    ops = optimized_ops(data, tmp_path / f"{case}_{target}.opt.onnx")
+    ops = optimized_ops(data, tmp_path / f"{case}_{getattr(target, 'name', target)}.opt.onnx")
     return diffs, ops, qg

@@ -34,10 +34,25 @@ def test_one_op_within_one_lsb(case, target, tmp_path):
     if target == "arm":
         assert all(d.exact == d.count for d in diffs), [d.line() for d in diffs]
     kernel = CASES[case][1]
+    if target == "ort" and case == "grouped":   # ort's float_grouped: a float Conv (test_grouped_int8_without_the_rule)
+        assert qg.op_counts().get("Float") == 1 and "QLinearConv" not in ops, ops
+        kernel = None
     if target == "ort" and kernel is not None:
         assert kernel in ops, f"{case}: onnxruntime ran {ops}, no {kernel}"
         if kernel in ("QLinearConv", "QGemm"):
             assert "Conv" not in ops and "Gemm" not in ops, ops
+
+
+def test_grouped_int8_without_the_rule(tmp_path):
+    """The ort target with ``float_grouped = false``: the grouped conv is QLinearConv,
+    bit-exact with the reference."""
+    import dataclasses
+    from qdeploy.quant.targets import load_target
+    base = load_target("ort")
+    t = dataclasses.replace(base, numerics=dataclasses.replace(base.numerics, float_grouped=False))
+    diffs, ops, qg = check("grouped", t, tmp_path)
+    assert "Float" not in qg.op_counts() and "QLinearConv" in ops and "Conv" not in ops, ops
+    assert all(d.exact == d.count for d in diffs), [d.line() for d in diffs]
 
 
 LUTS = ["sigmoid", "tanh", "hardswish", "hardsigmoid", "silu", "leaky_relu"]
