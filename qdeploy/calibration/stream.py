@@ -30,45 +30,22 @@ import numpy as np
 CHUNK_BYTES = 64 << 20     # whole-set scans (the NaN check) read at most this much at a time
 
 
-class NpzSamples:
-    """Rows ``[start, stop)`` of a stored .npy inside an .npz, read on demand."""
-
-    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype,
-                 start: int = 0, stop: int | None = None):
-        self.path, self.offset, self.dtype = Path(path), int(offset), np.dtype(dtype)
-        self._full = tuple(int(d) for d in shape)
-        self.start = int(start)
-        self.stop = self._full[0] if stop is None else min(int(stop), self._full[0])
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (self.stop - self.start,) + self._full[1:]
+class LazyRows:
+    """Rows read on demand, behaving like the read-only array the calibration code
+    slices. A subclass gives ``shape``, ``dtype``, ``rows(i, j)`` (rows ``i..j-1``
+    as a new array) and ``head(n)``; ``len``, ``ndim``, ``size``, numpy-style
+    indexing (rows first), :meth:`chunks` and ``np.asarray`` follow from those."""
 
     @property
     def ndim(self) -> int:
-        return len(self._full)
+        return len(self.shape)
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
 
     def __len__(self) -> int:
-        return self.stop - self.start
-
-    def _row_bytes(self) -> int:
-        return int(np.prod(self._full[1:], dtype=np.int64)) * self.dtype.itemsize
-
-    def rows(self, i: int, j: int) -> np.ndarray:
-        """Rows ``i..j-1`` (relative to this view) as a new array."""
-        i, j = max(0, i), min(len(self), j)
-        n = max(0, j - i)
-        rb = self._row_bytes()
-        with open(self.path, "rb") as f:
-            f.seek(self.offset + (self.start + i) * rb)
-            buf = f.read(n * rb)
-        if len(buf) != n * rb:
-            raise OSError(f"{self.path}: truncated (expected {n * rb} bytes at row {self.start + i})")
-        return np.frombuffer(buf, self.dtype).reshape((n,) + self._full[1:]).copy()
+        return self.shape[0]
 
     def __getitem__(self, key):
         if isinstance(key, tuple) and key and key[0] is Ellipsis:
@@ -90,20 +67,52 @@ class NpzSamples:
         idx = np.arange(len(self))[key]
         return np.stack([self[int(k)] for k in np.atleast_1d(idx)]) if np.ndim(idx) else self[int(idx)]
 
-    def head(self, n: int) -> "NpzSamples":
-        """The first ``n`` rows, still on disk."""
-        return NpzSamples(self.path, self.offset, self._full, self.dtype, self.start,
-                          self.start + max(0, int(n)))
-
     def chunks(self, max_bytes: int = CHUNK_BYTES):
         """The rows in order, at most ``max_bytes`` at a time."""
-        step = max(1, max_bytes // max(1, self._row_bytes()))
+        row = int(np.prod(self.shape[1:], dtype=np.int64)) * np.dtype(self.dtype).itemsize
+        step = max(1, max_bytes // max(1, row))
         for i in range(0, len(self), step):
             yield self.rows(i, i + step)
 
     def __array__(self, dtype=None, copy=None):
         a = self.rows(0, len(self))
         return a if dtype is None else a.astype(dtype, copy=False)
+
+
+class NpzSamples(LazyRows):
+    """Rows ``[start, stop)`` of a stored .npy inside an .npz, read on demand."""
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype,
+                 start: int = 0, stop: int | None = None):
+        self.path, self.offset, self.dtype = Path(path), int(offset), np.dtype(dtype)
+        self._full = tuple(int(d) for d in shape)
+        self.start = int(start)
+        self.stop = self._full[0] if stop is None else min(int(stop), self._full[0])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.stop - self.start,) + self._full[1:]
+
+    def _row_bytes(self) -> int:
+        return int(np.prod(self._full[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def rows(self, i: int, j: int) -> np.ndarray:
+        """Rows ``i..j-1`` (relative to this view) as a new array."""
+        i, j = max(0, i), min(len(self), j)
+        n = max(0, j - i)
+        rb = self._row_bytes()
+        with open(self.path, "rb") as f:
+            f.seek(self.offset + (self.start + i) * rb)
+            buf = f.read(n * rb)
+        if len(buf) != n * rb:
+            raise OSError(f"{self.path}: truncated (expected {n * rb} bytes at row {self.start + i})")
+        return np.frombuffer(buf, self.dtype).reshape((n,) + self._full[1:]).copy()
+
+    def head(self, n: int) -> "NpzSamples":
+        """The first ``n`` rows, still on disk."""
+        return NpzSamples(self.path, self.offset, self._full, self.dtype, self.start,
+                          self.start + max(0, int(n)))
+
 
 
 def npy_member_offset(path: Path, member: str) -> tuple[int, tuple[int, ...], np.dtype] | None:
@@ -144,25 +153,22 @@ def open_samples(path: Path, member: str = "x.npy"):
 
 def all_finite(x) -> bool:
     """NaN/Inf check without loading a lazy set whole."""
-    if isinstance(x, NpzSamples):
+    if isinstance(x, LazyRows):
         return all(np.isfinite(c).all() for c in x.chunks())
     return bool(np.isfinite(x).all())
 
 
-class ImageSamples:
+class ImageSamples(LazyRows):
     """Images decoded and preprocessed when their rows are read."""
 
     def __init__(self, paths: list, recipe: dict, sample_shape: tuple[int, ...]):
         self.paths, self.recipe = list(paths), recipe
         self.sample_shape = tuple(int(d) for d in sample_shape)
-        self.dtype, self.ndim = np.dtype(np.float32), len(self.sample_shape) + 1
+        self.dtype = np.dtype(np.float32)
 
     @property
     def shape(self) -> tuple[int, ...]:
         return (len(self.paths),) + self.sample_shape
-
-    def __len__(self) -> int:
-        return len(self.paths)
 
     def rows(self, i: int, j: int) -> np.ndarray:
         from .images import load
@@ -171,11 +177,6 @@ class ImageSamples:
             return np.zeros((0,) + self.sample_shape, np.float32)
         return np.stack([load(p, self.recipe) for p in sel]).astype(np.float32, copy=False)
 
-    __getitem__ = NpzSamples.__getitem__
 
     def head(self, n: int) -> "ImageSamples":
         return ImageSamples(self.paths[:max(0, int(n))], self.recipe, self.sample_shape)
-
-    def __array__(self, dtype=None, copy=None):
-        a = self.rows(0, len(self))
-        return a if dtype is None else a.astype(dtype, copy=False)

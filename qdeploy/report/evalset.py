@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..calibration.stream import LazyRows
 from ..errors import QDeployError
 
 HOLDOUT_FRACTION, HOLDOUT_MAX, HOLDOUT_SEED = 0.2, 100, 0
@@ -54,9 +55,9 @@ def split_calibration(x) -> tuple[np.ndarray, EvalSet]:
     return np.ascontiguousarray(x[cal]), held
 
 
-class KeptRows:
+class KeptRows(LazyRows):
     """Rows ``keep`` (ascending) of a streamed set, read on demand, as the
-    calibration code reads samples: ``len``, ``shape``, slices, ``head``, ``chunks``."""
+    calibration code reads samples (calibration/stream.py :class:`LazyRows`)."""
 
     def __init__(self, base, keep: np.ndarray):
         self.base, self.keep = base, np.asarray(keep, np.int64)
@@ -66,17 +67,6 @@ class KeptRows:
     def shape(self) -> tuple[int, ...]:
         return (len(self.keep),) + tuple(self.base.shape[1:])
 
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-    def __len__(self) -> int:
-        return len(self.keep)
-
     def rows(self, i: int, j: int) -> np.ndarray:
         idx = self.keep[max(0, i):max(0, j)]
         if len(idx) == 0:
@@ -84,21 +74,8 @@ class KeptRows:
         runs = np.split(idx, np.flatnonzero(np.diff(idx) != 1) + 1)   # contiguous reads
         return np.concatenate([self.base.rows(int(r[0]), int(r[-1]) + 1) for r in runs])
 
-    def __getitem__(self, key):     # numpy-style indexing, rows first (calibration/stream.py)
-        from ..calibration.stream import NpzSamples
-        return NpzSamples.__getitem__(self, key)
-
     def head(self, n: int) -> "KeptRows":
         return KeptRows(self.base, self.keep[:max(0, int(n))])
-
-    def chunks(self, max_bytes: int = 64 << 20):
-        step = max(1, max_bytes // max(1, int(np.prod(self.shape[1:])) * self.dtype.itemsize))
-        for i in range(0, len(self), step):
-            yield self.rows(i, i + step)
-
-    def __array__(self, dtype=None, copy=None):
-        a = self.rows(0, len(self))
-        return a if dtype is None else a.astype(dtype, copy=False)
 
 
 def load_eval(path, labels=None, input_shape=None, input_name: str = "input",
