@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import qdq_speed as B  # noqa: E402
 
 from qdeploy.emit import qdq  # noqa: E402
-from qdeploy.emit.qdq_compare import end_to_end  # noqa: E402
+from qdeploy.emit.qdq_compare import end_to_end, optimized_ops  # noqa: E402
 from qdeploy.pipeline import QuantizeOptions, quantize_model, run_artifact  # noqa: E402
 from qdeploy.quant.error import sqnr_db  # noqa: E402
 from qdeploy.quant.qgraph import load_qgraph  # noqa: E402
@@ -63,14 +63,6 @@ def accuracy(out: Path, x: np.ndarray) -> dict:
     return {"sqnr_ref": round(sqnr_db(flt[o], ref[o]), 2), "sqnr_qdq": round(sqnr_db(flt[o], got[o]), 2),
             "within1": round(min(e.frac_within1 for e in d), 5), "exact": round(min(e.frac_exact for e in d), 5),
             "max_lsb": max(e.max for e in d)}
-
-
-def op_counts(data: bytes, path: Path) -> dict:
-    qdq.session(data, threads=1, optimized_path=path)
-    c: dict[str, int] = {}
-    for n in onnx.load(str(path)).graph.node:
-        c[n.op_type] = c.get(n.op_type, 0) + 1
-    return c
 
 
 def measure(spec: str, runs: int = 20, repeats: int = 3) -> dict:
@@ -101,7 +93,7 @@ def measure(spec: str, runs: int = 20, repeats: int = 3) -> dict:
     row["t1"] = {k: round(v, 3) for k, v in B.latencies(vs, ev, 1, runs, repeats).items()}
     row["prof"] = {k: {op: round(t, 3) for op, t in B._grouped(B.op_times(vs[k], ev, tmp)).items() if t > 0.005}
                    for k in vs if k not in ("before", "ort U8S8")}
-    row["opt"] = {k: op_counts(vs[k], tmp / "opt.onnx") for k in ("after", "dw float") if k in vs}
+    row["opt"] = {k: optimized_ops(vs[k], tmp / "opt.onnx") for k in ("after", "dw float") if k in vs}
     return row
 
 

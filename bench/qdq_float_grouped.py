@@ -32,9 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 import qdq_speed as B  # noqa: E402
-from qdq_float_dw import accuracy, load, op_counts  # noqa: E402
+from qdq_float_dw import accuracy, load  # noqa: E402
 
 from qdeploy.emit import qdq  # noqa: E402
+from qdeploy.emit.qdq_compare import optimized_ops  # noqa: E402
 from qdeploy.pipeline import QuantizeOptions, quantize_model  # noqa: E402
 
 ORT = ROOT / "targets" / "ort.toml"
@@ -65,7 +66,7 @@ def measure(spec: str, runs: int = 20, repeats: int = 3) -> dict:
     row["t1"] = {k: round(v, 3) for k, v in B.latencies(vs, ev, 1, runs, repeats).items()}
     row["rule_vs_int8"] = round(row["t1"]["int8"] / row["t1"]["rule"], 3)
     row["rule_vs_float"] = round(row["t1"]["float"] / row["t1"]["rule"], 3)
-    row["opt"] = {k: op_counts(vs[k], tmp / "opt.onnx") for k in ("int8", "rule")}
+    row["opt"] = {k: optimized_ops(vs[k], tmp / "opt.onnx") for k in ("int8", "rule")}
     if shape is None:
         row["sqnr"] = sqnr64(model, graphs, row["float_nodes"])
     return row
