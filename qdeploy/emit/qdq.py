@@ -343,10 +343,7 @@ def concat_requantizes(qg) -> dict[str, str]:
     nodes and not a graph output. Returns {Requantize output: its input}."""
     if qg.profile != "ort":
         return {}
-    readers: dict[str, set] = {}
-    for n in qg.nodes:
-        for i in n.inputs:
-            readers.setdefault(i, set()).add(n.op)
+    readers = qg.readers()
     out = {}
     for n in qg.nodes:
         if n.op != "Requantize" or n.params.get("requant") != "float32":
@@ -355,7 +352,7 @@ def concat_requantizes(qg) -> dict[str, str]:
         t = qg.tensors[y]
         full = (n.params.get("act_min", np.iinfo(t.dtype).min) == np.iinfo(t.dtype).min
                 and n.params.get("act_max", np.iinfo(t.dtype).max) == np.iinfo(t.dtype).max)
-        if full and y not in qg.outputs and readers.get(y) == {"Concat"} \
+        if full and y not in qg.outputs and {r.op for r in readers.get(y, ())} == {"Concat"} \
                 and qg.tensors[n.inputs[0]].dtype == t.dtype:
             out[y] = n.inputs[0]
     return out

@@ -61,7 +61,6 @@ from ..quant.interpreter import run_node
 
 INT32, INT64, FLOAT, DOUBLE = 6, 7, 1, 11
 _ONNX_OF = {"int8": 3, "uint8": 2}
-_NP = {"int8": np.int8, "uint8": np.uint8}
 _SAFE = 1 << 63     # every int64 intermediate stays below this
 FLOAT_EXACT = 1 << 24   # integers below this are exact in float32, and so are their sums
 FLOAT_CONV = True       # Conv2D sums by float32 Conv where exact (False: always ConvInteger)
@@ -70,7 +69,7 @@ SINGLE_PRODUCT = True   # ... in one float64 product where that is exact (False:
 
 
 def _range(b, name: str) -> tuple[int, int]:
-    info = np.iinfo(_NP[b.qg.tensors[name].dtype])
+    info = np.iinfo(np.dtype(b.qg.tensors[name].dtype))
     return int(info.min), int(info.max)
 
 
@@ -111,8 +110,8 @@ def rotate(table: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def all_values(dtype: str) -> np.ndarray:
-    info = np.iinfo(_NP[dtype])
-    return np.arange(info.min, info.max + 1).astype(_NP[dtype])
+    info = np.iinfo(np.dtype(dtype))
+    return np.arange(info.min, info.max + 1).astype(dtype)
 
 
 def _channels(multiplier, shift, add):
@@ -306,7 +305,7 @@ def _centred_float(b, x: str, reader: str) -> str:
     t = b.qg.tensors[x]
     y = b.unique(f"{x}_centred_{reader}")
     b.node("DequantizeLinear", [x, b.const(f"{reader}_one", np.float32(1.0)),
-                                b.const(f"{x}_zero_point_{reader}", _NP[t.dtype](t.zp))], [y], y)
+                                b.const(f"{x}_zero_point_{reader}", np.dtype(t.dtype).type(t.zp))], [y], y)
     return y
 
 
@@ -328,7 +327,7 @@ def conv(b, n) -> None:
                [part], n.name, **geo)
     else:
         b.node("ConvInteger", [x, b.const(w.name, w.data.astype(np.int8)),
-                               b.const(f"{x}_zero_point_{n.name}", _NP[t.dtype](t.zp))], [part], n.name, **geo)
+                               b.const(f"{x}_zero_point_{n.name}", np.dtype(t.dtype).type(t.zp))], [part], n.name, **geo)
     _out_requant(b, n, part, sums + int(np.abs(bb).max(initial=0)), (1, -1, 1, 1), add=bb)
 
 
@@ -338,7 +337,7 @@ def fully_connected(b, n) -> None:
     t = b.qg.tensors[x]
     acc = b.unique(f"{n.outputs[0]}_acc32")
     b.node("MatMulInteger", [x, b.const(f"{w.name}_t", np.ascontiguousarray(w.data.astype(np.int8).T)),
-                             b.const(f"{x}_zero_point_{n.name}", _NP[t.dtype](t.zp))], [acc], n.name)
+                             b.const(f"{x}_zero_point_{n.name}", np.dtype(t.dtype).type(t.zp))], [acc], n.name)
     bb = _i64(bias.data)
     bound = _weight_bound(w.data) * _maxabs(b, x) + int(np.abs(bb).max(initial=0))
     _out_requant(b, n, acc, bound, (1, -1), add=bb)
@@ -457,7 +456,7 @@ def avg_pool(b, n) -> None:
     kh, kw = a["kernel"]
     sums, acc = b.unique(f"{n.outputs[0]}_sums32"), b.unique(f"{n.outputs[0]}_sums")
     b.node("ConvInteger", [x, b.const(f"{n.name}_ones", np.ones((c, 1, kh, kw), np.int8)),
-                           b.const(f"{n.name}_zero", _NP[t.dtype](0))], [sums], n.name,
+                           b.const(f"{n.name}_zero", np.dtype(t.dtype).type(0))], [sums], n.name,
            kernel_shape=[kh, kw], strides=list(a["strides"]), pads=list(a["pads"]), group=int(c))
     b.node("Cast", [sums], [acc], f"{n.name}_sums", to=INT64)
     counts = recipes.window_counts((h, w), a["kernel"], a["strides"], a["pads"]).astype(np.int64)
@@ -475,7 +474,7 @@ def unary_table(b, n) -> None:
     """An int -> int node of one input as a 256-entry table built by the
     reference kernel itself (Requantize)."""
     t_in, t_out = b.qg.tensors[n.inputs[0]], b.qg.tensors[n.outputs[0]]
-    table = run_node(b.qg, n, [all_values(t_in.dtype)])[0].astype(_NP[t_out.dtype])
+    table = run_node(b.qg, n, [all_values(t_in.dtype)])[0].astype(np.dtype(t_out.dtype).type)
     idx = table_index(b, n.inputs[0], n.name)
     b.node("Gather", [b.const(n.name + "_table", rotate(table, t_in.dtype)), idx], [n.outputs[0]], n.name, axis=0)
 

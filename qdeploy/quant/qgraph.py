@@ -198,6 +198,14 @@ class QGraph:
                 return n
         return None
 
+    def readers(self) -> dict[str, list[QNode]]:
+        """Tensor name -> the nodes that read it, in graph order."""
+        out: dict[str, list[QNode]] = {}
+        for n in self.nodes:
+            for i in n.inputs:
+                out.setdefault(i, []).append(n)
+        return out
+
     def op_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for n in self.nodes:

@@ -73,10 +73,7 @@ def build(qg, ctx) -> Bundle:
         raise QDeployError(f"the C bundle expresses the arm and fpga arithmetic; target '{qg.target}' uses "
                            f"'{profile}' (drop 'c' from --emit)")
     body, ins, outs = _schedule(qg)
-    readers: dict[str, list] = {}
-    for n in qg.nodes:
-        for i in n.inputs:
-            readers.setdefault(i, []).append(n)
+    readers = qg.readers()
     b = Builder(qg, profile, flat=find_flattens(qg), readers=readers)
     b.used.update({"model_invoke", "model_invoke_arena", "model_arena"})
     layer_names = set()

@@ -438,10 +438,7 @@ def find_flattens(qg) -> dict:
     [1, C*H*W] read only by FullyConnected nodes keeps the 4-D tensor's NHWC byte order
     (the reshape is then a no-op), and those layers' weight columns are permuted to match
     (:func:`fully_connected`). Returns {2-D tensor: 4-D shape}."""
-    readers: dict[str, list] = {}
-    for n in qg.nodes:
-        for i in n.inputs:
-            readers.setdefault(i, []).append(n)
+    readers = qg.readers()
     flat = {}
     for n in qg.nodes:
         if n.op != "Reshape":
