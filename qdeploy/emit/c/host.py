@@ -91,8 +91,7 @@ def _objects(cdir: Path, cc: str, version: str, flags: list[str]) -> list[Path]:
     for src, proc in zip(srcs, pre):
         text, err = proc.communicate()
         if proc.returncode != 0:
-            raise QDeployError(f"{cdir}: the host C compiler failed on the bundle: "
-                               f"{err.decode(errors='replace').strip().splitlines()[:1]}")
+            raise _compiler_failed(cdir, err.decode(errors="replace"))
         obj = cache_dir() / "c" / "obj" / (_hash([cc, version, *flags], [(src.name, text)])[:32] + ".o")
         objs.append(obj)
         if not obj.is_file():
@@ -108,7 +107,7 @@ def _objects(cdir: Path, cc: str, version: str, flags: list[str]) -> list[Path]:
         for proc, tmp, obj in procs:
             _, err = proc.communicate()
             if proc.returncode != 0:
-                raise QDeployError(f"{cdir}: the host C compiler failed on the bundle: {err.strip().splitlines()[:1]}")
+                raise _compiler_failed(cdir, err)
             os.replace(tmp, obj)
     finally:
         for proc, tmp, _ in procs:
@@ -120,6 +119,12 @@ def _objects(cdir: Path, cc: str, version: str, flags: list[str]) -> list[Path]:
     return objs
 
 
+def _compiler_failed(cdir: Path, stderr: str) -> QDeployError:
+    """The one-line error for a failed compile or link: the compiler's first message line."""
+    first = next(iter(stderr.strip().splitlines()), "no message")
+    return QDeployError(f"{cdir}: the host C compiler failed on the bundle: {first}")
+
+
 def _produce(path: Path, command, cdir: Path) -> None:
     """Run ``command(tmp)`` to write ``path`` through a temporary file in its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +133,7 @@ def _produce(path: Path, command, cdir: Path) -> None:
     try:
         r = subprocess.run(command(tmp), capture_output=True, text=True)
         if r.returncode != 0:
-            raise QDeployError(f"{cdir}: the host C compiler failed on the bundle: {r.stderr.strip().splitlines()[:1]}")
+            raise _compiler_failed(cdir, r.stderr)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
