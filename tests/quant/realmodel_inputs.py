@@ -72,3 +72,82 @@ def inputs(model: str, paths, hw=None) -> np.ndarray:
     shape, factory = MODELS[model]
     prep = factory(*(hw or shape[2:]))
     return np.stack([prep(Image.open(p)) for p in paths])
+
+
+# ---- rendered text lines (ppocr_v5_cls's own domain: is this line upright or upside down?) ----
+FONTS = Path("/usr/share/fonts/truetype/dejavu")
+WORDS = ("the of and to in is it you that was for on are with as his they at be this from have or "
+         "by one had not but what all were when we there can an your which their said if do will each "
+         "about how up out them then she many some so these would other into has more her two like him "
+         "see time could no make than first been its who now people my made over did down only way find "
+         "use may water long little very after words called just where most know get through back much "
+         "before go good new write our used me man too any day same right look think also around another "
+         "came come work three word must because does part even place well such here take why things help "
+         "put years different away again off went old number great tell men say small every found still "
+         "between name should home big give air line set own under read last never us left end along while "
+         "might next sound below saw something thought both few those always looked show large often together "
+         "asked house world going want school important until form food keep children feet land side without "
+         "boy once animals life enough took sometimes four head above kind began almost live page got earth "
+         "need far hand high year mother light parts country father let night following picture being study "
+         "second eyes soon times story boys since white days ever paper hard near sentence better best across "
+         "during today others however sure means knew its try told young miles sun ways thing whole hear "
+         "example heard several change answer room sea against top turned learn point city play toward five "
+         "using himself usually Total Invoice No. Date Tel: Price Qty Amount Street Road Ltd. Inc. Page "
+         "Chapter Section Figure Table Name Address Email Phone Order").split()
+
+
+def _font_files() -> list[Path]:
+    return sorted(p for p in FONTS.glob("DejaVu*.ttf") if "Math" not in p.name) if FONTS.is_dir() else []
+
+
+def _phrase(rng: np.random.Generator) -> str:
+    """1-6 words, sometimes capitalised, sometimes a number or punctuation among them."""
+    out = []
+    for _ in range(int(rng.integers(1, 7))):
+        r = rng.random()
+        if r < 0.12:
+            out.append(str(int(rng.integers(0, 10 ** int(rng.integers(1, 6))))))
+        elif r < 0.17:
+            out.append(f"{rng.integers(1, 999)}.{rng.integers(0, 99):02d}")
+        else:
+            w = str(rng.choice(WORDS))
+            out.append(w.capitalize() if rng.random() < 0.2 else w.upper() if rng.random() < 0.05 else w)
+    s = " ".join(out)
+    return s + str(rng.choice([".", ",", ":", ""])) if rng.random() < 0.3 else s
+
+
+def text_lines(backgrounds, n: int, seed: int) -> tuple[list[Image.Image], np.ndarray]:
+    """``n`` text-line images and their labels (0: upright, 1: rotated 180 degrees, as
+    ppocr_v5_cls's classes '0' / '180'), seeded by ``seed``: a phrase of :data:`WORDS` in a
+    random DejaVu font (15-40 px), a colour contrasting with a random crop of one of the
+    ``backgrounds`` (image paths) behind it, a margin of 5-30 % of the text height,
+    then for half of them (at random) the whole line turned by 180 degrees. A crop of a
+    detected text box, as PaddleOCR feeds its classifier."""
+    from PIL import ImageDraw, ImageFilter, ImageFont
+    rng = np.random.default_rng(seed)
+    fonts = _font_files()
+    bgs = [Image.open(p).convert("RGB") for p in backgrounds]
+    ims, labels = [], []
+    for _ in range(n):
+        size = int(rng.integers(15, 41))
+        font = ImageFont.truetype(str(fonts[rng.integers(len(fonts))]), size) if fonts else \
+            ImageFont.load_default(size)
+        text = _phrase(rng)
+        x0, y0, x1, y1 = font.getbbox(text)
+        mx, my = (int(size * rng.uniform(0.05, 0.3)) for _ in range(2))
+        w, h = x1 - x0 + 2 * mx, y1 - y0 + 2 * my
+        bg = bgs[rng.integers(len(bgs))]
+        s = min(1.0, bg.width / w, bg.height / h) * rng.uniform(0.5, 1.0) if (w > bg.width or h > bg.height) \
+            else rng.uniform(0.3, 1.0)
+        cw, ch = max(4, int(w * s)), max(4, int(h * s))
+        cx, cy = int(rng.integers(0, bg.width - min(cw, bg.width) + 1)), int(rng.integers(0, bg.height - min(ch, bg.height) + 1))
+        im = bg.crop((cx, cy, cx + cw, cy + ch)).resize((w, h), Image.BILINEAR)
+        if rng.random() < 0.5:
+            im = im.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 2.0))))
+        lum = float(np.asarray(im.convert("L"), np.float32).mean())
+        base = rng.integers(0, 80, 3) if lum > 127 else rng.integers(175, 256, 3)
+        ImageDraw.Draw(im).text((mx - x0, my - y0), text, font=font, fill=tuple(int(c) for c in base))
+        flip = int(rng.random() < 0.5)
+        ims.append(im.rotate(180) if flip else im)
+        labels.append(flip)
+    return ims, np.array(labels, np.int64)
