@@ -321,11 +321,12 @@ def quantize_samples(g: Graph, x: np.ndarray, target, opts: QuantizeOptions, giv
     if cle:
         ranges.options["cle"] = True
     bounds = ranges.bounds()
-    # a Concat of mismatched ranges feeding the outputs (detector heads) runs in float after
-    # dequantization: its branches become the graph's outputs (quant/float_tail.py)
+    # a Concat of mismatched ranges feeding the outputs (detector heads), or an output Sigmoid
+    # whose small scores the target's fixed int8 grid would flatten, runs in float after
+    # dequantization: the tensors entering it become the graph's outputs (quant/float_tail.py)
     from .quant.float_tail import describe, split_tail
     before = check_shortcuts(g, bounds)
-    tail = split_tail(g, before)
+    tail = split_tail(g, before, target=target, bounds=bounds)
     if tail is not None:
         g.records["float_tail"] = [tail]      # records hold lists of dicts
         g.log.append(("float_tail", describe(tail)))

