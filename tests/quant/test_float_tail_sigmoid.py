@@ -170,3 +170,17 @@ def test_large_scores_keep_the_int8_sigmoid(tmp_path):
     man = read_manifest(out)
     assert "float_tail" not in man and res.qgraph.outputs == ["scores", "boxes"]
     assert any(n.op == "Lut" for n in res.qgraph.nodes)
+
+
+def test_quantize_cli_says_what_runs_in_float_and_why(tmp_path):
+    """cortex-m (arm numerics, C bundle): the note names the outputs, the bits and the grid."""
+    from tests.cli_helpers import cli
+    path = tmp_path / "head.onnx"
+    path.write_bytes(picodet_head(-5.0).SerializeToString())
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(5).standard_normal((16, 3, 8, 8)).astype(np.float32))
+    res = cli("quantize", path, "--target", "cortex-m", "--calib", calib, "--emit", "c", "--no-verify",
+              "-o", tmp_path / "out")
+    assert res.exit_code == 0, res.stderr
+    note = [ln for ln in res.stderr.splitlines() if ln.startswith("note: float tail:")]
+    assert len(note) == 1 and "output(s) scores:" in note[0] and "grid 1/256" in note[0], res.stderr
