@@ -96,8 +96,9 @@ def tail_nodes(g: Graph, functions=()) -> list:
     return list(reversed(tail))
 
 
-def _components(tail: list) -> list[list]:
-    """``tail`` split into groups of nodes linked through shared tensors (graph order)."""
+def _components(g: Graph, tail: list) -> list[list]:
+    """``tail`` split into groups of nodes linked through shared tensors, constants
+    aside (graph order)."""
     group = list(range(len(tail)))
 
     def root(i):
@@ -107,6 +108,8 @@ def _components(tail: list) -> list[list]:
     first: dict[str, int] = {}
     for i, n in enumerate(tail):
         for t in list(n.inputs) + list(n.outputs):
+            if g.const(t) is not None:
+                continue
             if t in first:
                 group[root(i)] = root(first[t])
             else:
@@ -135,7 +138,7 @@ def _branches(g: Graph, tail: list) -> list[str] | None:
 def movable_concats(g: Graph) -> set[str]:
     """Names of the Concats :func:`split_tail` can move to float (in a tail
     component whose entering tensors can all become outputs)."""
-    return {n.name for c in _components(tail_nodes(g)) if _branches(g, c) is not None
+    return {n.name for c in _components(g, tail_nodes(g)) if _branches(g, c) is not None
             for n in c if n.op == "Concat"}
 
 
@@ -178,7 +181,7 @@ def split_tail(g: Graph, records: list[dict], min_bits: float | None = None, tar
              and (r.get("max_bits_lost") or 0.0) >= min_bits]
     why = {r["node"] for r in lossy} | {f["node"] for f in funcs}
     cut = []
-    for comp in _components(tail):
+    for comp in _components(g, tail):
         if any(n.name in why for n in comp) and _branches(g, comp) is not None:
             cut += comp
     if not cut:
@@ -187,7 +190,7 @@ def split_tail(g: Graph, records: list[dict], min_bits: float | None = None, tar
     cut_names = {n.name for n in cut}
     outputs = list(g.outputs)
     branches: list[str] = []
-    made = {o: comp for comp in _components(cut) for n in comp for o in n.outputs}
+    made = {o: comp for comp in _components(g, cut) for n in comp for o in n.outputs}
     for o in outputs:   # in the order of the model outputs they make; uncut outputs stay
         for b in (_branches(g, made[o]) if o in made else [o]):
             if b not in branches:
