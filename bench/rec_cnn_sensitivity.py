@@ -5,8 +5,9 @@
 The model is bench/sqnr_real.py's ``ppocr_v5_rec_cnn`` (PP-OCRv5 recognizer cut at
 ``p2o.pd_op.swish.1.0``, input 1x3x48x320). Two input sets, both preprocessed like
 ppocr_cls (height 48 keeping the ratio, right-padded with 0): sqnr_real.py's photograph
-crops (draw 0) and text lines rendered with Pillow in DejaVu fonts (the recognizer's own
-domain). Calibration and evaluation inputs are disjoint. Printed, in markdown:
+crops (draw 0) and upright text lines (tests/quant/realmodel_inputs.text_lines: phrases in
+DejaVu fonts on crops of the same photographs, the recognizer's own domain; calibration
+lines on the calibration photos, evaluation lines on the others). Printed, in markdown:
 
 1. **Float sensitivity**: Gaussian noise added to the float input at a given SNR, SQNR
    of the cut tensor, and frame-argmax agreement of the full model (CTC classes).
@@ -49,12 +50,6 @@ from sqnr import ort_run, qdeploy_run  # noqa: E402
 
 NAME = "ppocr_v5_rec_cnn"
 CUT = sqnr_real.CUTS[NAME]
-FONTS = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf",
-         "DejaVuSerif-Italic.ttf", "DejaVuSansCondensed.ttf"]
-FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
-WORDS = ("the quick brown fox jumps over lazy dog invoice total amount date 2026 paid receipt number 1234 "
-         "5678 hello world quantization integer model text line recognition page chapter price EUR USD "
-         "42.50 address street city phone email").split()
 BLOCK_ENDS = ["Add.5", "Add.11", "Add.23", "Add.35", "Add.47", "Add.59", "Add.71", "Add.83", "Add.95", "Add.107",
               "Add.119", "Add.125", "Add.141", "Add.151", "Add.163", "Add.175", "p2o.pd_op.assign.0.0"]
 ISLANDS = ["p2o.pd_op.hardswish.3.0", "p2o.pd_op.hardswish.9.0", "p2o.pd_op.hardswish.19.0",
@@ -66,30 +61,24 @@ def sqnr(ref, test) -> float:
     return float(10 * np.log10((r ** 2).sum() / max(((r - t) ** 2).sum(), 1e-300)))
 
 
-def text_lines(n: int, seed: int):
-    """``n`` rendered text lines (2-5 words, dark on light, some blur and pixel noise), as PIL images."""
-    from PIL import Image, ImageDraw, ImageFilter, ImageFont
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        txt = " ".join(rng.choice(WORDS, rng.integers(2, 6)))
-        font = ImageFont.truetype(str(FONT_DIR / FONTS[rng.integers(len(FONTS))]), int(rng.integers(24, 40)))
-        box = font.getbbox(txt)
-        w, h = box[2] + 16, box[3] + 12
-        im = Image.new("RGB", (w, h), tuple(int(v) for v in rng.integers(170, 256, 3)))
-        ImageDraw.Draw(im).text((8, 6), txt, font=font, fill=tuple(int(v) for v in rng.integers(0, 90, 3)))
-        if rng.random() < 0.5:
-            im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
-        a = np.asarray(im).astype(np.float32) + rng.normal(0, rng.uniform(0, 6), (h, w, 1))
-        out.append(Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)))
-    return out
+def upright_lines(backgrounds, n: int, seed: int):
+    """tests/quant/realmodel_inputs.text_lines, every line upright (the recognizer's input)."""
+    from tests.quant.realmodel_inputs import text_lines
+    ims, flipped = text_lines(backgrounds, n, seed)
+    return [im.rotate(180) if f else im for im, f in zip(ims, flipped)]
 
 
 def datasets(n_eval: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from tests.quant.realmodel_inputs import ppocr_cls
+    """Photo crops (sqnr_real.py's draw 0) and text lines on crops of the same photos
+    (calibration lines on the calibration photos, evaluation lines on the others)."""
+    from tests.quant.realmodel_inputs import photos, ppocr_cls
     prep = ppocr_cls(48, 320)
-    cal, ev = sqnr_real.data(NAME, 0)
-    text = [np.stack([prep(im) for im in text_lines(n, seed)]).astype(np.float32) for n, seed in ((32, 1), (n_eval, 2))]
+    cal, ev, _ = sqnr_real.data(NAME, 0)
+    ph = photos()
+    order = np.random.default_rng(0).permutation(len(ph))
+    half = len(ph) // 2
+    text = [np.stack([prep(im) for im in upright_lines([ph[i] for i in idx], n, seed)]).astype(np.float32)
+            for idx, n, seed in ((order[:half], 32, 1), (order[half:], n_eval, 2))]
     return {"photos": (cal, ev[:n_eval]), "text lines": (text[0], text[1])}
 
 
