@@ -31,6 +31,10 @@ a value is infinite (identical tensors) or does not apply):
 - ``decisions``: the CLE / output-widening / GAP-folding / bias-correction lines of
   manifest.json ``passes``
 - ``advice``: [{``why``, ``option``, ``command``}] (:mod:`.advice`)
+- ``sensitivity``: the float model under input noise (:mod:`.sensitivity`): ``noise_std``,
+  ``input_sqnr_db``, ``output_sqnr_db`` (on at most ``SENSITIVITY_SAMPLES`` samples),
+  ``first_below`` (node) and ``note`` (null unless the model amplifies small errors); null
+  without evaluation samples or without an int8 input
 - ``float_nodes``: the layers kept in float (``--keep-float``): ``node``, ``op`` (the
   int op each stands for); empty without the option
 - ``artefacts``: file -> bytes (manifest.json), ``model_bytes``: the original model's, and
@@ -48,6 +52,7 @@ from .advice import advise, dominant, float_candidate
 from .approx import leaky_errors, lut_errors
 from .evalset import EvalSet
 from .measure import classes, evaluate, layer_samples, layer_table, reference_outputs, run_original
+from .sensitivity import first_below, input_noise, input_step, note
 from .verify import verify
 
 FORMAT, VERSION = "qdeploy-report", 1
@@ -55,6 +60,7 @@ JSON_NAME, HTML_NAME = "report.json", "report.html"
 HIST_BINS = 64
 HIST_SAMPLES = 64            # activation histograms: at most this many samples
 FEW_SAMPLES = 50             # below this the verdict text says one sample's weight
+SENSITIVITY_SAMPLES = 16     # the float model under input noise: at most this many samples
 _DECISIONS = ("cle", "output_range", "fold_gap", "bias_correction", "float_tail")
 
 
@@ -81,7 +87,7 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
            "decisions": [p for p in manifest.get("passes", []) if p.split(":")[0] in _DECISIONS],
            "verification": [], "verified": bool(ropts.verify), "layer_samples": 0}
     if len(ev.x) == 0:
-        rep.update(metrics={}, layers=[], worst_layers=[], weights=[], histograms=[], advice=[],
+        rep.update(metrics={}, layers=[], worst_layers=[], weights=[], histograms=[], advice=[], sensitivity=None,
                    approximations={"luts": lut_errors(qg), "leaky": leaky_errors(g, qg)},
                    verdict={"pass": None, "criterion": None, "value": None, "threshold": None,
                             "backend": None, "text": "not evaluated: no evaluation samples (give --eval)"})
@@ -120,11 +126,24 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
     rep["approximations"] = {"luts": lut_errors(qg), "leaky": leaky_errors(g, qg)}
     foldable, gap_nodes = _gap_info(g, qg)
     per_channel = bool(manifest["target"].get("numerics", {}).get("weight_per_channel", True))
+    rep["sensitivity"] = _sensitivity(model, qg, ev.x, flt, layers)
+    step("float model under input noise")
     rep["advice"] = advise(base, layers, hists, per_channel, foldable, gap_nodes,
                            ranges_given=bool(manifest.get("calibration", {}).get("ranges_file")),
                            float_gain=_float_gain(g, qg, layers, manifest, ev.x[:rep["layer_samples"]]))
     rep["verdict"] = verdict(rep, qg, ropts)
     return rep
+
+
+def _sensitivity(model: Path, qg, x: np.ndarray, flt: dict, layers: list[dict]) -> dict | None:
+    step = input_step(qg)
+    if step is None:
+        return None
+    k = min(len(x), SENSITIVITY_SAMPLES)
+    sens = input_noise(model, x[:k], list(flt), step, clean={n: v[:k] for n, v in flt.items()})
+    sens["first_below"] = first_below(layers)
+    sens["note"] = note(sens)
+    return sens
 
 
 def verdict(rep: dict, qg, ropts: ReportOptions) -> dict:

@@ -1,8 +1,8 @@
 """The one-screen terminal summary at the end of ``qdeploy quantize`` (and ``qdeploy report``):
 verdict, artefacts with sizes (the float model vs each int8 artefact; arena/flash when the
 manifest records them), per backend its verification status, output SQNR and top-1
-agreement (and accuracy with labels), the three layers that cost most, advice, where
-the report is."""
+agreement (and accuracy with labels), the three layers that cost most, a note when the float
+model itself amplifies small errors (:mod:`.sensitivity`), advice, where the report is."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -72,6 +72,8 @@ def lines(rep: dict, manifest: dict, out: Path) -> list[str]:
     if rep.get("worst_layers"):
         res.append("  layers that cost most (layer-local SQNR): " + ", ".join(
             f"{n} {by[n]['local_sqnr_db']:.1f} dB" for n in rep["worst_layers"]))
+    if (rep.get("sensitivity") or {}).get("note"):
+        res.append(f"  note: {rep['sensitivity']['note']}")
     for a in rep.get("advice", []):
         res.append(f"  advice: {a['why']}; try {a['option']}:")
         res.append(f"    {a['command']}")
