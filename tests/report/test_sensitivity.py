@@ -73,3 +73,12 @@ def test_report_json_and_summary(tmp_path):
     s = rep["sensitivity"]
     assert s["output_sqnr_db"] > SENSITIVE_DB and s["note"] is None     # the digits CNN is not sensitive
     assert s["input_sqnr_db"] > 30 and "note:" not in res.stdout
+    # a sensitive model's note reaches the summary and the HTML report
+    from qdeploy.report.html import render
+    from qdeploy.report.summary import lines
+    s["note"] = note({**s, "output_sqnr_db": 2.0, "first_below": "Conv.4"})
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert any(line.startswith("  note: the float model amplifies") and "'Conv.4'" in line
+               for line in lines(rep, manifest, tmp_path / "o"))
+    html = render(rep)
+    assert 'id="sensitivity"' in html and html.index('id="sensitivity"') < html.index('id="backends"')
