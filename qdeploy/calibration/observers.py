@@ -50,7 +50,9 @@ Methods
                 quantize-dequantize error over the histogram, as ``mse`` computes it,
                 of the ``mse`` range against the covering range), the range is the
                 ``100 - p`` .. ``p`` percentiles with ``p = 99.999``
-                (``TAIL_PERCENTILE``, onnxruntime's Percentile default). A tensor
+                (``TAIL_PERCENTILE``; onnxruntime's Percentile default is also 99.999
+                but cuts half of the 0.001 % on each side, so it clips a little
+                less: onnxruntime 1.32 calibrate.py ``compute_percentile``). A tensor
                 the quantizer must not clip (graph outputs, and tensors whose scale
                 does not come from their own range; the calibrator decides, see
                 ``calibrate.py``) is made with ``may_clip=False`` and keeps its
