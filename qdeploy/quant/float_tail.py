@@ -261,9 +261,10 @@ def describe(rec: dict) -> str:
 
 
 def branch_notes(rec: dict | None) -> dict[str, str]:
-    """Per int8 output that holds logits (it enters a Sigmoid of the float tail):
-    how the model's output(s) are made from it after dequantization, for the C
-    bundle's model.h. Concat branches get no note (their artefacts stay as they were)."""
+    """Per int8 output that enters the float tail: how the model's output(s) are made
+    from it after dequantization, for the C bundle's model.h. An output that enters a
+    Sigmoid holds LOGITS; one that enters a Concat is a BRANCH (input k of n, on the
+    model-layout axis). Outputs the tail does not touch get no note."""
     reads: dict[str, list] = {}
     for n in (rec or {}).get("nodes", []):
         for i in n["inputs"]:
@@ -271,18 +272,30 @@ def branch_notes(rec: dict | None) -> dict[str, str]:
     finals = {o["name"] for o in (rec or {}).get("outputs", [])}
     notes = {}
     for b in (x["name"] for x in (rec or {}).get("branches", [])):
-        fn = [n["op"] for n in reads.get(b, []) if n["op"] in FUNCTIONS]
-        if not fn:
+        if b not in reads:
             continue
         steps, made, todo, seen = [], [], [b], set()
         while todo:
-            for n in reads.get(todo.pop(0), []):
+            t = todo.pop(0)
+            for n in reads.get(t, []):
                 if n["name"] not in seen:
                     seen.add(n["name"])
-                    steps.append(n["op"])
+                    step = n["op"]
+                    if n["op"] == "Concat":
+                        ins = list(n["inputs"])
+                        step += (f" '{n['name']}' (axis {n['attrs'].get('axis')}, as input "
+                                 f"{ins.index(t) + 1} of {len(ins)})" if t in ins else f" '{n['name']}'")
+                    steps.append(step)
                     todo += n["outputs"]
                     made += [o for o in n["outputs"] if o in finals]
-        notes[b] = (f"LOGITS: dequantize, then the model's output(s) {', '.join(repr(m) for m in made)} = "
-                    f"{' -> '.join(steps)} of them (model layout, NCHW) in float, {FORMULAS[fn[0]]} "
-                    "(the int8 grid would flatten the small scores; manifest.json float_tail)")
+        outs = ", ".join(repr(m) for m in made)
+        fn = [n["op"] for n in reads[b] if n["op"] in FUNCTIONS]
+        if fn:
+            notes[b] = (f"LOGITS: dequantize, then the model's output(s) {outs} = "
+                        f"{' -> '.join(steps)} of them (model layout, NCHW) in float, {FORMULAS[fn[0]]} "
+                        "(the int8 grid would flatten the small scores; manifest.json float_tail)")
+        else:
+            notes[b] = (f"BRANCH: dequantize, then the model's output(s) {outs} = {' -> '.join(steps)} "
+                        "of the dequantized outputs (model layout, NCHW) in float (one int8 scale for "
+                        "the concatenated tensor would flatten a branch; manifest.json float_tail)")
     return notes

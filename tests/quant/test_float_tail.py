@@ -101,6 +101,18 @@ def test_detector_head_artefacts_assemble_the_same_output(tmp_path, backend):
     assert sqnr_db(want[..., 4:], art[..., 4:]) > 30 and sqnr_db(want[..., :4], art[..., :4]) > 30
 
 
+def test_model_h_tells_firmware_how_to_assemble_the_branches(tmp_path):
+    """The C bundle's outputs are the branches: model.h says, per output, which
+    concat input it is and what makes the model's output from it."""
+    res, out, ref, got = _quantize(tmp_path, "out")
+    h = (out / "c" / "model.h").read_text()
+    o0, o1 = h.split("/* output 0:")[1].split("/* output 1:")
+    flat0, flat1 = " ".join(o0.replace("*", " ").split()), " ".join(o1.replace("*", " ").split())
+    assert "BRANCH" in flat0 and "Concat 'head_concat' (axis 1, as input 1 of 2)" in flat0, flat0
+    assert "as input 2 of 2" in flat1 and "'output0' = Concat" in flat1 and "-> Reshape -> Transpose" in flat1
+    assert "LOGITS" not in h
+
+
 def _backends(artefact):
     from qdeploy.emit import ARTEFACTS
     return list(ARTEFACTS[artefact].backends)

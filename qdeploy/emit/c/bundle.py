@@ -55,7 +55,7 @@ def _schedule(qg):
 
 def _io(qg, names, float_names):
     from ...quant.float_tail import branch_notes
-    notes = branch_notes(qg.metadata.get("float_tail"))   # outputs that hold logits (quant/float_tail.py)
+    notes = branch_notes(qg.metadata.get("float_tail"))   # outputs the float tail assembles (quant/float_tail.py)
     res, off = [], 0
     for k, (t, f) in enumerate(zip(names, float_names)):
         q = qg.tensors[t]
