@@ -55,6 +55,17 @@ def load(spec: str):
     return (model, None) + tuple(B.corpus_inputs(model))
 
 
+def staged(spec: str, prefix: str):
+    """:func:`load` plus a temporary folder holding the model (``m.onnx``) and its calibration
+    inputs (``cal.npy``), as ``qdeploy quantize`` reads them: (model, shape, cal, ev, tmp, src)."""
+    model, shape, cal, ev = load(spec)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    src = tmp / "m.onnx"
+    onnx.save(model, str(src))
+    np.save(tmp / "cal.npy", cal)
+    return model, shape, cal, ev, tmp, src
+
+
 def accuracy(out: Path, x: np.ndarray) -> dict:
     got, ref, flt = (run_artifact(out, b, x) for b in ("qdq", "ref", "float"))
     qg = load_qgraph(out / "model.qgraph")
@@ -67,11 +78,7 @@ def accuracy(out: Path, x: np.ndarray) -> dict:
 
 def measure(spec: str, runs: int = 20, repeats: int = 3) -> dict:
     from sqnr import ort_quantize
-    model, shape, cal, ev = load(spec)
-    tmp = Path(tempfile.mkdtemp(prefix="qdq_float_dw_"))
-    src = tmp / "m.onnx"
-    onnx.save(model, str(src))
-    np.save(tmp / "cal.npy", cal)
+    model, shape, cal, ev, tmp, src = staged(spec, "qdq_float_dw_")
     opts = dict(target=str(ROOT / "targets" / "ort.toml"), calib=str(tmp / "cal.npy"), emit="qdq",
                 input_shape=shape, progress=False)
     qg = quantize_model(src, tmp / "q", QuantizeOptions(**opts)).qgraph

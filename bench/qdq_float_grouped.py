@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 import qdq_speed as B  # noqa: E402
-from qdq_float_dw import accuracy, load  # noqa: E402
+from qdq_float_dw import accuracy, staged  # noqa: E402
 
 from qdeploy.emit import qdq  # noqa: E402
 from qdeploy.emit.qdq_compare import optimized_ops  # noqa: E402
@@ -42,11 +41,7 @@ ORT = ROOT / "targets" / "ort.toml"
 
 
 def measure(spec: str, runs: int = 20, repeats: int = 3) -> dict:
-    model, shape, cal, ev = load(spec)
-    tmp = Path(tempfile.mkdtemp(prefix="qdq_float_grouped_"))
-    src = tmp / "m.onnx"
-    onnx.save(model, str(src))
-    np.save(tmp / "cal.npy", cal)
+    model, shape, _, ev, tmp, src = staged(spec, "qdq_float_grouped_")
     off = tmp / "ort_int8.toml"
     off.write_text(ORT.read_text().replace("float_grouped = true", "float_grouped = false"))
     outs, graphs = {}, {}
