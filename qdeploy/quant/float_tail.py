@@ -158,11 +158,11 @@ def fixed_functions(g: Graph, target, bounds: dict, min_bits: float) -> list[dic
         scale, _ = fixed_params(n.op, target)
         fixed = scale * (target.qrange[1] - target.qrange[0])
         got = span(bounds[n.outputs[0]])
-        if got <= 0 or math.log2(fixed / got) < min_bits:
+        if got <= 0 or (lost := math.log2(fixed / got)) < min_bits:
             continue
         lo, hi = bounds[n.outputs[0]]
         recs.append({"node": n.name, "op": n.op, "range": [float(lo), float(hi)],
-                     "fixed_scale": float(scale), "bits_lost": round(math.log2(fixed / got), 2)})
+                     "fixed_scale": float(scale), "bits_lost": round(lost, 2)})
     return recs
 
 
@@ -180,19 +180,18 @@ def split_tail(g: Graph, records: list[dict], min_bits: float | None = None, tar
     lossy = [r for r in records if r["node"] in names and r["op"] == "Concat"
              and (r.get("max_bits_lost") or 0.0) >= min_bits]
     why = {r["node"] for r in lossy} | {f["node"] for f in funcs}
-    cut = []
+    entering = {}    # output of a node in a cut component -> the tensors entering that component
     for comp in _components(g, tail):
-        if any(n.name in why for n in comp) and _branches(g, comp) is not None:
-            cut += comp
-    if not cut:
+        if any(n.name in why for n in comp) and (b := _branches(g, comp)) is not None:
+            entering.update({o: b for n in comp for o in n.outputs})
+    if not entering:
         return None
-    cut = [n for n in tail if n in cut]                  # graph order
+    cut = [n for n in tail if n.outputs[0] in entering]                  # graph order
     cut_names = {n.name for n in cut}
     outputs = list(g.outputs)
     branches: list[str] = []
-    made = {o: comp for comp in _components(g, cut) for n in comp for o in n.outputs}
     for o in outputs:   # in the order of the model outputs they make; uncut outputs stay
-        for b in (_branches(g, made[o]) if o in made else [o]):
+        for b in entering.get(o, [o]):
             if b not in branches:
                 branches.append(b)
     rec = {"outputs": [{"name": o, "shape": list(g.shape(o))} for o in outputs],
