@@ -48,17 +48,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 import sqnr_real  # noqa: E402
 from sqnr import ort_run, qdeploy_run  # noqa: E402
 
+from qdeploy.quant.error import sqnr_db  # noqa: E402
+
 NAME = "ppocr_v5_rec_cnn"
 CUT = sqnr_real.CUTS[NAME]
 BLOCK_ENDS = ["Add.5", "Add.11", "Add.23", "Add.35", "Add.47", "Add.59", "Add.71", "Add.83", "Add.95", "Add.107",
               "Add.119", "Add.125", "Add.141", "Add.151", "Add.163", "Add.175", "p2o.pd_op.assign.0.0"]
 ISLANDS = ["p2o.pd_op.hardswish.3.0", "p2o.pd_op.hardswish.9.0", "p2o.pd_op.hardswish.19.0",
            "p2o.pd_op.hardswish.27.0"]
-
-
-def sqnr(ref, test) -> float:
-    r, t = np.asarray(ref, np.float64), np.asarray(test, np.float64)
-    return float(10 * np.log10((r ** 2).sum() / max(((r - t) ** 2).sum(), 1e-300)))
 
 
 def upright_lines(backgrounds, n: int, seed: int):
@@ -120,7 +117,7 @@ def float_sensitivity(model, tail, sets, log) -> list[str]:
             x = (ev + n * np.sqrt((ev.astype(np.float64) ** 2).sum() / (n ** 2).sum() / 10 ** (snr / 10))).astype(np.float32)
             out = ort_run(model.SerializeToString(), x)[0]
             agree = float(np.mean(full_outputs(tail, x, out).argmax(-1) == pref.argmax(-1)))
-            lines.append(f"| {name} | {snr} | {sqnr(ref, out):.1f} | {100 * agree:.1f}% |")
+            lines.append(f"| {name} | {snr} | {sqnr_db(ref, out):.1f} | {100 * agree:.1f}% |")
             log(lines[-1])
     return lines
 
@@ -143,7 +140,7 @@ def qdeploy_rows(model, tail, sets, log):
         split = {k: 10 * np.log10(sig[m].sum() / err[m].sum()) if m.any() else float("nan")
                  for k, m in (("pad", pad), ("content", ~pad))}
         pr, pq = full_outputs(tail, ev, ref), full_outputs(tail, ev, out)
-        res[name] = dict(rows={r["tensor"]: r for r in rows}, cut=sqnr(ref, out), pad_share=float(pad.mean()),
+        res[name] = dict(rows={r["tensor"]: r for r in rows}, cut=sqnr_db(ref, out), pad_share=float(pad.mean()),
                          split=split, argmax=float(np.mean(pr.argmax(-1) == pq.argmax(-1))),
                          strings=float(np.mean([a == b for a, b in zip(ctc(pr), ctc(pq))])),
                          nonempty=float(np.mean([len(a) > 0 for a in ctc(pr)])),
@@ -229,7 +226,7 @@ def bits_needed(model, sets, points, log) -> list[str]:
         for j, (label, bits, wbits) in enumerate(cases):
             base = model if wbits is None else _weights(model, lambda w, b=wbits: round_nearest(w, b))
             fq = fake_quant(base, {p: bits(i) for i, p in enumerate(points)}, rng)
-            res[j, name] = sqnr(ref, ort_run(fq.SerializeToString(), ev, optimize=False)[0])
+            res[j, name] = sqnr_db(ref, ort_run(fq.SerializeToString(), ev, optimize=False)[0])
             log(f"  {name} {label} w{wbits}: {res[j, name]:.1f}")
     for j, (label, _, wbits) in enumerate(cases):
         w = "float" if wbits is None else f"{wbits}-bit per channel"
@@ -261,7 +258,7 @@ def noise_gain(model, sets, points, log, snr: float = 70.0, every: int = 4) -> l
             out = ort_run(sub.SerializeToString(), x, optimize=False)[0]
         except Exception:   # a subgraph that also reads the input (a shape): not measured
             continue
-        lines.append(f"| `{t}` | {snr - sqnr(vals[CUT], out):.1f} |")
+        lines.append(f"| `{t}` | {snr - sqnr_db(vals[CUT], out):.1f} |")
         log(lines[-1])
     return lines
 
@@ -303,7 +300,7 @@ def weights(model, sets, log, worst: int = 5) -> list[str]:
     refs = {n: ort_run(model.SerializeToString(), ev)[0] for n, (_, ev) in sets.items()}
 
     def cut(m):
-        return {n: sqnr(refs[n], ort_run(m.SerializeToString(), ev)[0]) for n, (_, ev) in sets.items()}
+        return {n: sqnr_db(refs[n], ort_run(m.SerializeToString(), ev)[0]) for n, (_, ev) in sets.items()}
     lines = ["| weights (activations float) | " + " | ".join(f"{n}: cut SQNR" for n in sets) + " |",
              "|---|" + "---|" * len(sets)]
     for b in (8, 10, 12, 16):
