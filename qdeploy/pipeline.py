@@ -340,8 +340,9 @@ def quantize_samples(g: Graph, x: np.ndarray, target, opts: QuantizeOptions, giv
     # the shortcut check again, now with measured ranges: what each merge's shared scale costs
     g.records["shortcut"] = check_shortcuts(g, bounds)
     if tail is not None:   # the concats moved to float stay on the record, flagged
+        from .quant.float_tail import moved_record
         moved = {n["name"] for n in tail["nodes"]}
-        g.records["shortcut"] += [r for r in before if r["node"] in moved]
+        g.records["shortcut"] += [moved_record(r) for r in before if r["node"] in moved]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         qg = quantize_graph(g, bounds, target, per_tensor=per_tensor,

@@ -18,9 +18,10 @@ from .types import DECIBELS, POINTS, POSITIVE
 
 
 def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
-    """Merges whose shared int8 scale costs at least ``min_bits`` bits on a branch."""
+    """Merges whose shared int8 scale costs at least ``min_bits`` bits on a branch, except
+    the concats cut into the float tail: its own note explains them (quant/float_tail.py)."""
     return [r for r in graph.records.get("shortcut", [])
-            if (r.get("max_bits_lost") or 0.0) >= min_bits and r.get("advice")]
+            if (r.get("max_bits_lost") or 0.0) >= min_bits and r.get("advice") and not r.get("float_tail")]
 
 
 @click.command("quantize")

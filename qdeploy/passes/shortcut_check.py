@@ -16,7 +16,11 @@ A Concat that reaches the graph outputs through data movement only (a
 detector head concatenating boxes with scores; its branches computed inside
 the graph) is marked ``feeds_outputs``:
 the quantizer's float tail (``quant/float_tail.py``) keeps it out of int8
-when its branches lose 2 bits or more, and the advice says so.
+when its branches lose ``MIN_BITS`` (2) bits or more. The advice of such a record
+says only what holds whether or not it is cut (under 2 bits: kept in int8); the
+pipeline replaces the record of a concat it does cut
+(``float_tail.moved_record``: flagged ``float_tail``, advice pointing to the
+tail's one note), so the explanation is printed once.
 
 A branch's range is its quantization span ``max(hi, 0) - min(lo, 0)`` (int8
 grids always contain zero). :func:`check_shortcuts` builds the records; the
@@ -29,6 +33,7 @@ from __future__ import annotations
 import math
 
 from ..ir import Graph, Node
+from ..quant.float_tail import MIN_BITS
 
 NAME = "shortcut_check"
 
@@ -115,8 +120,12 @@ def _advice(n: Node, rec: dict) -> str:
         text = (f"concat of branches with {ratio:.1f}x range mismatch: loses {worst['bits_lost']:.1f} "
                 f"bits on branch '{worst['tensor']}'")
         if rec.get("feeds_outputs"):
-            return text + ("; it feeds the outputs through data movement only (a detector head), so "
-                           "quantize runs it in float after dequantization (quant/float_tail.py)")
+            text += "; it feeds the outputs through data movement only (a detector head)"
+            if (rec.get("max_bits_lost") or 0.0) < MIN_BITS:
+                return text + (f", but under {MIN_BITS:g} bits lost quantize keeps it in int8 rather than "
+                               "output its branches separately (quant/float_tail.py)")
+            return text + ("; where it stays in int8, separate outputs concatenated after dequantization "
+                           "would keep them (quant/float_tail.py)")
         return text + "; an Add or a requantize of that branch would keep them"
     text = (f"add of branches with {ratio:.1f}x range mismatch: each input is rescaled "
             "separately, so no bits are lost at the inputs")

@@ -70,6 +70,7 @@ from ..ir import Graph
 
 MOVES = ("Concat", "Reshape", "Transpose")
 MIN_BITS = 2.0      # a branch losing >= 2 bits (4x range mismatch) is worth the extra outputs
+BRANCHES_SHOWN = 6  # describe() names at most this many int8 outputs
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -200,13 +201,34 @@ def split_tail(g: Graph, records: list[dict], min_bits: float | None = None, tar
                       "attrs": _plain(n.attrs)} for n in cut]}
     moved = [r for r in lossy if r["node"] in cut_names]
     if moved:
-        rec["concats"] = [{"node": r["node"], "max_bits_lost": round(float(r["max_bits_lost"]), 2)} for r in moved]
+        rec["concats"] = [_concat_why(r) for r in moved]
     if any(f["node"] in cut_names for f in funcs):
         rec["functions"] = [f for f in funcs if f["node"] in cut_names]
     g.nodes = [n for n in g.nodes if n.name not in cut_names]
     g.outputs = branches
     g.remove_unused()
     return rec
+
+
+def _concat_why(r: dict) -> dict:
+    """What the tail record keeps of a cut concat's shortcut record: its worst branch
+    (the one losing the most bits) and the range ratio, when the ranges were known."""
+    out = {"node": r["node"], "max_bits_lost": round(float(r["max_bits_lost"]), 2)}
+    lost = [b for b in r.get("branches", []) if b.get("bits_lost") is not None]
+    if lost:
+        out["branch"] = max(lost, key=lambda b: b["bits_lost"])["tensor"]
+    if r.get("ratio") is not None:
+        out["ratio"] = round(float(r["ratio"]), 1)
+    return out
+
+
+def moved_record(r: dict) -> dict:
+    """The shortcut record of a concat cut into the float tail: flagged ``float_tail``,
+    its advice a pointer to the tail's own note (:func:`describe`), which says it all
+    once (the quantize command prints that note, not this advice)."""
+    return {**r, "float_tail": True,
+            "advice": "runs in float after dequantization, in the float tail (see its note: manifest.json "
+                      "float_tail, the report's Decisions)"}
 
 
 def _plain(attrs: dict) -> dict:
@@ -240,23 +262,36 @@ def apply_tail(rec: dict, values: dict[str, np.ndarray]) -> dict[str, np.ndarray
 
 
 def describe(rec: dict) -> str:
+    """The one explanation of a float tail (the quantize command's ``note: float tail:``
+    line, manifest.json ``passes``, the report's Decisions): which model outputs, why
+    (the concat, its worst branch and bits lost; the Sigmoids and the fixed grid), what
+    runs in float, which int8 outputs replace them, and what users and firmware do."""
     why = []
-    if rec.get("concats"):
-        worst = max(rec["concats"], key=lambda c: c["max_bits_lost"])
-        why.append(f"the concat '{worst['node']}' would lose {worst['max_bits_lost']:.1f} bits of a branch "
-                   "under one int8 scale")
+    for c in rec.get("concats", []):
+        branch = f" on branch '{c['branch']}'" if c.get("branch") else " of a branch"
+        ratio = f" ({c['ratio']:.0f}x range mismatch)" if c.get("ratio") else ""
+        why.append(f"Concat '{c['node']}' would lose {c['max_bits_lost']:.1f} bits{branch} under one int8 "
+                   f"scale{ratio}")
     if rec.get("functions"):
         fs = rec["functions"]
         worst = max(fs, key=lambda f: f["bits_lost"])
         why.append(f"{len(fs)} {worst['op']} score output(s) calibrated to at most "
                    f"{max(f['range'][1] for f in fs):.3g} would lose up to {worst['bits_lost']:.1f} bits "
-                   f"('{worst['node']}') on the target's fixed int8 grid 1/{round(1 / worst['fixed_scale'])}, "
-                   f"so their inputs (logits) are output and the {worst['op'].lower()} runs in float")
-    outs = sorted({o for n in rec["nodes"] for o in n["outputs"]} & {o["name"] for o in rec["outputs"]},
-                  key=[o["name"] for o in rec["outputs"]].index)
-    return (f"output(s) {', '.join(outs)}: {'; '.join(why)}; "
-            f"{len(rec['nodes'])} node(s) run in float after dequantization on "
-            f"{len(rec['branches'])} separately quantized outputs")
+                   f"('{worst['node']}') on the target's fixed int8 grid 1/{round(1 / worst['fixed_scale'])} "
+                   f"(their inputs, the logits, are output instead)")
+    order = [o["name"] for o in rec["outputs"]]
+    outs = ", ".join(sorted({o for n in rec["nodes"] for o in n["outputs"]} & set(order), key=order.index))
+    ops: dict[str, int] = {}
+    for n in rec["nodes"]:
+        ops[n["op"]] = ops.get(n["op"], 0) + 1
+    branches = [b["name"] for b in rec["branches"]]
+    shown = ", ".join(f"'{b}'" for b in branches[:BRANCHES_SHOWN]) + (
+        f" ... ({len(branches)} in all)" if len(branches) > BRANCHES_SHOWN else "")
+    return (f"output(s) {outs}: {'; '.join(why)}; so {len(rec['nodes'])} node(s) ("
+            + ", ".join(f"{k}" + (f" x{v}" if v > 1 else "") for k, v in ops.items())
+            + f") run in float after dequantization and the int8 outputs are {shown}, each at its own "
+            f"scale: `qdeploy run` and the report assemble {outs} from them, firmware must do the same "
+            "(steps: manifest.json float_tail, and per output the C bundle's model.h)")
 
 
 def branch_notes(rec: dict | None) -> dict[str, str]:
