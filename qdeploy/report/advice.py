@@ -22,6 +22,26 @@ A layer **dominates** the error when its layer-local SQNR is at least
   NODE`` (bench/RESULTS.md "Keep a layer in float" has the gain and the cost).
 
 Nothing else is advised: every command printed is one ``quantize`` accepts.
+
+**On a model that amplifies small errors** (:mod:`.sensitivity`: the float model under
+input noise as large as int8 rounding keeps ``S`` dB output SQNR, below
+``SENSITIVE_DB``), every layer's rounding is amplified the same way, so the int8 output
+SQNR is bounded at about ``S`` whatever the method, option or layer kept in float; the
+per-layer table then blames whichever layer first meets the amplification (on the
+synthetic test model: a difference filter's 0.7 dB "per-tensor weights" that no weight
+scale fixes). :func:`bound_by_sensitivity` decides what is still advised, against the
+reference interpreter's worst output SQNR ``Q``:
+
+- ``Q`` within ``HEADROOM_DB`` of ``S`` (or above it): the advice is *withheld*: none is
+  printed, and report.json ``advice_withheld`` (the summary and the HTML with it) says which
+  options were found and why they cannot help. Measured on ppocr_v5_rec_cnn (``S`` about
+  2 dB, int8 0.2-0.6 dB): no method or layer choice brings it above 1 dB (bench/RESULTS.md
+  "ppocr_v5_rec_cnn under int8").
+- ``Q`` more than ``HEADROOM_DB`` below ``S``: a layer still costs more than the float
+  model's own amplification, so the advice stays, each ``why`` saying the ceiling and the
+  most it can gain (``S - Q``).
+
+The sensitivity note itself is printed first either way (summary and HTML).
 """
 from __future__ import annotations
 
@@ -31,6 +51,7 @@ import numpy as np
 
 DOMINANT_DB = 6.0
 MIN_FLOAT_GAIN_DB = 1.0
+HEADROOM_DB = 6.0             # advice stays on a sensitive model only this far below its ceiling
 DEFAULT_METHOD = "tailclip"   # pipeline.QuantizeOptions.method: the command leaves it out
 _WEIGHTED = ("Conv2D", "FullyConnected", "TransposeConv2D")
 
@@ -129,3 +150,25 @@ def advise(base: dict, layers: list[dict], hists: dict, target_per_channel: bool
             "layer in float, the rest stays int8", f"--keep-float {node}",
             keep_float=[*(base.get("keep_float") or []), node])
     return out
+
+
+def bound_by_sensitivity(advice: list[dict], sens: dict | None, sqnr_db: float | None
+                         ) -> tuple[list[dict], dict | None]:
+    """(advice to print, ``advice_withheld`` record or None) on a model whose float
+    sensitivity (``sens``: :func:`.sensitivity.input_noise` with its ``note``) flags it,
+    given the int8 output SQNR ``sqnr_db`` (the reference's worst output; None: identical).
+    See the module docstring for the rule."""
+    if not advice or not sens or not sens.get("note") or sqnr_db is None or sens.get("output_sqnr_db") is None:
+        return advice, None
+    ceiling, now = float(sens["output_sqnr_db"]), float(sqnr_db)
+    if now < ceiling - HEADROOM_DB:
+        return [{**a, "why": f"{a['why']} (the float model's own noise amplification bounds the output SQNR at "
+                             f"about {ceiling:.1f} dB, int8 now {now:.1f} dB: this gains at most about "
+                             f"{ceiling - now:.0f} dB)"} for a in advice], None
+    options = [a["option"] for a in advice]
+    why = (f"the float model's own noise amplification (the sensitivity note) bounds the output SQNR at about "
+           f"{ceiling:.1f} dB and int8 reaches {now:.1f} dB, "
+           + ("at or above that" if now >= ceiling else f"within {HEADROOM_DB:g} dB of that") + ", so no calibration "
+           f"method, option or layer kept in float can raise it much; what can: a model trained to tolerate "
+           f"int8 (quantization-aware training) or activations wider than int8")
+    return [], {"options": options, "ceiling_db": ceiling, "sqnr_db": now, "why": why}

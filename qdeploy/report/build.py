@@ -31,6 +31,9 @@ a value is infinite (identical tensors) or does not apply):
 - ``decisions``: the CLE / output-widening / GAP-folding / bias-correction lines of
   manifest.json ``passes``
 - ``advice``: [{``why``, ``option``, ``command``}] (:mod:`.advice`)
+- ``advice_withheld``: null, or on a model the sensitivity note flags whose int8 output is
+  already near the float model's own ceiling (:func:`.advice.bound_by_sensitivity`):
+  ``options`` (the advice found and not printed), ``ceiling_db``, ``sqnr_db``, ``why``
 - ``sensitivity``: the float model under input noise (:mod:`.sensitivity`): ``noise_std``,
   ``input_sqnr_db``, ``output_sqnr_db`` (on at most ``SENSITIVITY_SAMPLES`` samples),
   ``first_below`` (node) and ``note`` (null unless the model amplifies small errors); null
@@ -48,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .advice import advise, dominant, float_candidate
+from .advice import advise, bound_by_sensitivity, dominant, float_candidate
 from .approx import leaky_errors, lut_errors
 from .evalset import EvalSet
 from .measure import classes, evaluate, layer_samples, layer_table, reference_outputs, run_original
@@ -87,7 +90,8 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
            "decisions": [p for p in manifest.get("passes", []) if p.split(":")[0] in _DECISIONS],
            "verification": [], "verified": bool(ropts.verify), "layer_samples": 0}
     if len(ev.x) == 0:
-        rep.update(metrics={}, layers=[], worst_layers=[], weights=[], histograms=[], advice=[], sensitivity=None,
+        rep.update(metrics={}, layers=[], worst_layers=[], weights=[], histograms=[], advice=[], advice_withheld=None,
+                   sensitivity=None,
                    approximations={"luts": lut_errors(qg), "leaky": leaky_errors(g, qg)},
                    verdict={"pass": None, "criterion": None, "value": None, "threshold": None,
                             "backend": None, "text": "not evaluated: no evaluation samples (give --eval)"})
@@ -131,8 +135,16 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
     rep["advice"] = advise(base, layers, hists, per_channel, foldable, gap_nodes,
                            ranges_given=bool(manifest.get("calibration", {}).get("ranges_file")),
                            float_gain=_float_gain(g, qg, layers, manifest, ev.x[:rep["layer_samples"]]))
+    rep["advice"], rep["advice_withheld"] = bound_by_sensitivity(rep["advice"], rep["sensitivity"],
+                                                                 _worst_sqnr(rep["metrics"]["ref"]))
     rep["verdict"] = verdict(rep, qg, ropts)
     return rep
+
+
+def _worst_sqnr(metrics: dict) -> float | None:
+    """The lowest output SQNR of one backend's metrics (None: every output identical)."""
+    vals = [o["sqnr_db"] for o in metrics["outputs"].values() if o.get("sqnr_db") is not None]
+    return min(vals) if vals else None
 
 
 def _sensitivity(model: Path, qg, x: np.ndarray, flt: dict, layers: list[dict]) -> dict | None:

@@ -2,7 +2,8 @@
 verdict, artefacts with sizes (the float model vs each int8 artefact; arena/flash when the
 manifest records them), per backend its verification status, output SQNR and top-1
 agreement (and accuracy with labels), the three layers that cost most, a note when the float
-model itself amplifies small errors (:mod:`.sensitivity`), advice, where the report is."""
+model itself amplifies small errors (:mod:`.sensitivity`), advice (or, on such a model, which
+advice was withheld and why: :func:`.advice.bound_by_sensitivity`), where the report is."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -74,6 +75,9 @@ def lines(rep: dict, manifest: dict, out: Path) -> list[str]:
             f"{n} {by[n]['local_sqnr_db']:.1f} dB" for n in rep["worst_layers"]))
     if (rep.get("sensitivity") or {}).get("note"):
         res.append(f"  note: {rep['sensitivity']['note']}")
+    if rep.get("advice_withheld"):
+        w = rep["advice_withheld"]
+        res.append(f"  advice withheld ({', '.join(w['options'])}): {w['why']}")
     for a in rep.get("advice", []):
         res.append(f"  advice: {a['why']}; try {a['option']}:")
         res.append(f"    {a['command']}")
