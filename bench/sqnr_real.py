@@ -245,10 +245,12 @@ def measure_draw(name: str, model: onnx.ModelProto, draw: int, log) -> dict:
             row[method] = worst_sqnr(ref, out)
             row[f"task:{method}"] = task(name, ref, out)
             row[f"acc:{method}"] = _acc(out, y)
+            row[f"clip:{method}"] = any(k == "clip_check" for k, _ in g.log)   # every tail clipped
             _groups(row, method, name, ref, out)
         except Exception as e:
             row[method] = f"{type(e).__name__}: {str(e).splitlines()[0][:100]}"
         log(f"  {name:18s} d{draw} qdeploy {method:10s} {_fmt(row[method])} ({time.time() - t0:.1f}s)"
+            + (" [every tail clipped]" if row.get(f"clip:{method}") else "")
             + "".join(f" {k}: {_fmt(row.get(f'{method}@{k}'))}" for k in GROUPS.get(name, {})))
     for method, act, rr in ORT_SETTINGS:
         if rr or (name in UINT8_ONLY and act != "QUInt8"):

@@ -337,6 +337,12 @@ def quantize_samples(g: Graph, x: np.ndarray, target, opts: QuantizeOptions, giv
     if widen:
         bounds, msgs = widen_outputs(g, x, bounds)
         g.log += [("output_range", msg) for msg in msgs]
+    # tailclip's whole-model check: every clippable tail clipped when the fake-quantized
+    # model's outputs on the calibration samples say so (calibration/clip_check.py)
+    from .calibration.clip_check import check_clipping
+    bounds, msg = check_clipping(g, x, ranges, bounds, target, per_tensor, progress=opts.progress)
+    if msg:
+        g.log.append(("clip_check", msg))
     # the shortcut check again, now with measured ranges: what each merge's shared scale costs
     g.records["shortcut"] = check_shortcuts(g, bounds)
     if tail is not None:   # the concats moved to float stay on the record, flagged

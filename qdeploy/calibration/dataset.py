@@ -252,7 +252,11 @@ def load_set(path, lazy: bool = False) -> CalibSet:
         raise QDeployError(f"no such calibration set: {path}")
     hint = "build one with: qdeploy calib build IMAGES... -o SET.npz"
     try:
-        with np.load(path, allow_pickle=False) as z:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):     # a bare .npy tensor: no recipe to check it against
+            raise QDeployError(f"{path} is a bare tensor file, not a qdeploy calibration set; build one "
+                               f"with: qdeploy calib build {path} -o SET.npz (quantize --calib takes it as is)")
+        with loaded as z:
             if not hasattr(z, "files") or "x" not in z.files or "recipe" not in z.files:
                 raise QDeployError(f"{path} is not a qdeploy calibration set (needs entries "
                                    f"'x' and 'recipe'); {hint}")

@@ -103,6 +103,7 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
                                       and msg.startswith(("CLE equalized", "CLE fitted"))),
                "widened_outputs": sum(1 for kind, _ in res.log if kind == "output_range"),
                "folded_pools": sum(1 for kind, _ in res.log if kind == "fold_gap"),
+               "clip_check": res.ranges.options.get("clip_check"),
                "warnings": res.warnings,
                "float_nodes": [f["node"] for f in float_nodes(res.qgraph)],
                "verdict": res.report["verdict"] if res.report else None,
@@ -122,6 +123,8 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
     for kind, msg in res.log:   # what runs in float after dequantization, and why (quant/float_tail.py)
         if kind == "float_tail":
             click.echo(f"note: float tail: {msg}", err=True)
+        elif kind == "clip_check":   # tailclip clipped every tail (calibration/clip_check.py)
+            click.echo(f"note: calibration: {msg}", err=True)
     click.echo(f"quantized {model} for '{summary['target']}' ({summary['nodes']} int8 nodes, "
                f"{summary['samples']} calibration samples, {summary['method']}, "
                f"{summary['equalized_pairs']} layer pairs equalized, {summary['widened_outputs']} "

@@ -1,0 +1,135 @@
+"""``tailclip``'s whole-model check: clip every tail when the model's output says so.
+
+``tailclip`` (observers.TailClip) clips a tensor's tail only where that tensor's
+histogram alone shows the clip pays (``HEAVY_DB``): one histogram pass, no model
+evaluation. What a histogram cannot see is what the network does with the error.
+On ppocr_v5_cls (PP-OCRv5's orientation classifier, a softmax over two classes)
+clipping the outer 0.001 % of *every* tensor, as onnxruntime's Percentile does,
+costs the confident text lines (their logits move, their probabilities stay
+saturated) and buys resolution for the few ambiguous lines that make the
+probabilities' error: there tailclip trailed onnxruntime by 1.0 dB. On random-weight
+networks and the other trained models the same blanket clipping costs up to
+4.6 dB (bench/RESULTS.md). So it is decided per model, by the output.
+
+The check, after calibration and after the float tail and the output widening
+have fixed the graph's outputs (pipeline.quantize_samples):
+
+1. Two range sets: ``heavy`` (tailclip's own ranges) and ``all`` (every tensor
+   tailclip may clip gets the ``TAIL_PERCENTILE`` percentiles of its calibration
+   histogram, onnxruntime Percentile's setting; graph outputs and tensors whose
+   scale is not their own range stay covering, as in tailclip).
+2. Each is scored by the worst output SQNR of the fake-quantized model
+   (auto.FakeQuantEvaluator: the target's scales, one onnxruntime session) against
+   the float model, on the model's own outputs (a float tail is replayed: a
+   detector's assembled boxes and scores, not its int8 branches), on the first ``SAMPLES`` calibration samples, averaged over
+   ``JITTERS`` copies whose range bounds are widened by a random 0-0.2 % (one
+   evaluation alone would select realization noise, calibration/auto.py).
+3. ``all`` is taken when it scores ``MARGIN_DB`` above ``heavy``; its ranges are then
+   recorded as explicit ``fixed`` bounds of the Ranges (ranges.json shows them and
+   what they clip), and ``options["clip_check"]`` records the scores and the choice,
+   so ``--ranges`` with that file reuses the decision.
+
+Scored on the calibration samples themselves, not held out (decision, measured):
+a 2-fold hold-out (ranges from one half, scored on the other) picked worse on the
+trained models (ppocr_v5_cls text lines: +0.5 dB over tailclip against +1.7 in
+sample, 8 draws), and in-sample scoring left every corpus model within 0.1 dB of
+tailclip. A third candidate (``p99.99`` everywhere) won more on ppocr_v5_cls but cost
+mobilenet_v3_small 0.7 dB and shufflenet_v2 0.5 dB, so it is not offered.
+The measurements are in bench/RESULTS.md ("SQNR on trained models", findings).
+
+It runs in ``qdeploy quantize`` (also with ``--ranges``: the samples of ``--calib``
+are at hand there, and a ranges.json written by ``calib ranges`` holds tailclip's
+per-tensor ranges, so both paths give the same bytes); ``calib ranges`` alone does
+not know the target nor the float tail, and records tailclip's ranges only.
+
+Not run: for power-of-two targets (their scales come from MSE searches over the
+histograms, not from the ranges), with fewer than ``MIN_SAMPLES`` samples, and on
+ranges that already record the check.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..ir import Graph
+from . import observers as obs
+
+MARGIN_DB = 0.25
+SAMPLES = 64
+MIN_SAMPLES = 8
+JITTERS = 3
+JITTER = 0.002
+
+
+def clip_all(ranges, bounds: dict) -> dict[str, tuple[float, float]]:
+    """``{tensor: (lo, hi)}``: the ``TAIL_PERCENTILE`` range of every tensor of
+    ``bounds`` that tailclip may clip and whose range is not fixed."""
+    out = {}
+    for t in bounds:
+        o = ranges.observers.get(t)
+        if isinstance(o, obs.TailClip) and o.may_clip and t not in ranges.fixed and o.count:
+            out[t] = obs.from_dict({**o.to_dict(), "method": "percentile",
+                                    "percentile": obs.TAIL_PERCENTILE}).range()
+    return out
+
+
+def check_clipping(g: Graph, x, ranges, bounds: dict, target, per_tensor: bool,
+                   progress: bool = False) -> tuple[dict, str | None]:
+    """``(bounds, message)``: ``bounds`` with every clippable tail clipped when
+    the model's output says so (module docstring), else unchanged. ``ranges``
+    is updated in place (``fixed``, ``options["clip_check"]``); ``message`` says
+    what was chosen when the tails were clipped (None otherwise)."""
+    from .auto import FakeQuantEvaluator, activation_qparams
+    from .calibrate import _progress
+    if ranges.method != "tailclip" or "clip_check" in ranges.options or target.numerics.pow2_scales:
+        return bounds, None
+    n = min(len(x), SAMPLES)
+    if n < MIN_SAMPLES:
+        ranges.options["clip_check"] = {"chosen": "heavy", "reason": f"fewer than {MIN_SAMPLES} samples"}
+        return bounds, None
+    clipped = clip_all(ranges, bounds)
+    if not clipped:
+        ranges.options["clip_check"] = {"chosen": "heavy", "reason": "no tensor may be clipped"}
+        return bounds, None
+    cands = {"heavy": bounds, "all": {**bounds, **clipped}}
+    scores = {}
+    with _progress(progress, None) as bar:
+        task = bar.add_task("checking clipping", total=len(cands) * JITTERS) if bar else None
+        ev = FakeQuantEvaluator(g, np.asarray(x[:n], np.float32), target, per_tensor, bounds, _assembler(g))
+        for name, b in cands.items():
+            vals = []
+            for j in range(JITTERS):
+                rng = np.random.default_rng(j)
+                bj = b if j == 0 else {t: (lo * (1 + JITTER * rng.random()), hi * (1 + JITTER * rng.random()))
+                                      for t, (lo, hi) in b.items()}
+                vals.append(ev.sqnr(activation_qparams(g, bj, target)))
+                if bar:
+                    bar.advance(task)
+            scores[name] = float(np.mean(vals))
+    gain = scores["all"] - scores["heavy"]
+    chosen = "all" if math.isfinite(gain) and gain > MARGIN_DB else "heavy"
+    ranges.options["clip_check"] = {"chosen": chosen, "samples": n, "margin_db": MARGIN_DB,
+                                    "percentile": obs.TAIL_PERCENTILE, "tensors": len(clipped),
+                                    "scores_db": {k: round(v, 3) for k, v in scores.items()}}
+    if chosen == "heavy":
+        return bounds, None
+    ranges.fixed.update(clipped)
+    return cands["all"], (f"tailclip clipped the outer {100 - obs.TAIL_PERCENTILE:g} % of all {len(clipped)} "
+                          f"clippable tensors, not only the heavy tails: the model's outputs on {n} calibration "
+                          f"samples scored {scores['all']:.1f} dB against {scores['heavy']:.1f} "
+                          f"(calibration/clip_check.py)")
+
+
+def _assembler(g: Graph):
+    """The model's outputs from ``g``'s when a float tail split them (quant/float_tail.py):
+    the choice is scored on what the user's model outputs, not on its int8 branches."""
+    tail = (g.records.get("float_tail") or [None])[0]
+    if not tail:
+        return None
+    from ..quant.float_tail import apply_tail
+
+    def assemble(outs: list[np.ndarray]) -> list[np.ndarray]:
+        res = apply_tail(tail, dict(zip(g.outputs, outs)))
+        return [res[o["name"]] for o in tail["outputs"]]
+    return assemble
