@@ -21,7 +21,10 @@ have fixed the graph's outputs (pipeline.quantize_samples):
 2. Each is scored by the worst output SQNR of the fake-quantized model
    (auto.FakeQuantEvaluator: the target's scales, one onnxruntime session) against
    the float model, on the model's own outputs (a float tail is replayed: a
-   detector's assembled boxes and scores, not its int8 branches), on the first ``SAMPLES`` calibration samples, averaged over
+   detector's assembled boxes and scores, not its int8 branches), on the first
+   calibration samples (at most ``SAMPLES``, and at most ``VALUES`` input values but
+   at least ``MIN_SCORED`` samples: 64 text lines of 48x192, 4 images of 416x416, so
+   the check costs about what one calibration pass does), averaged over
    ``JITTERS`` copies whose range bounds are widened by a random 0-0.2 % (one
    evaluation alone would select realization noise, calibration/auto.py).
 3. ``all`` is taken when it scores ``MARGIN_DB`` above ``heavy``; its ranges are then
@@ -56,8 +59,10 @@ from ..ir import Graph
 from . import observers as obs
 
 MARGIN_DB = 0.25
-SAMPLES = 64
-MIN_SAMPLES = 8
+SAMPLES = 64             # at most this many calibration samples are scored ...
+VALUES = 2_000_000       # ... and at most this many input values (at least MIN_SCORED samples)
+MIN_SCORED = 4
+MIN_SAMPLES = 8          # fewer calibration samples: no check
 JITTERS = 3
 JITTER = 0.002
 
@@ -84,14 +89,15 @@ def check_clipping(g: Graph, x, ranges, bounds: dict, target, per_tensor: bool,
     from .calibrate import _progress
     if ranges.method != "tailclip" or "clip_check" in ranges.options or target.numerics.pow2_scales:
         return bounds, None
-    n = min(len(x), SAMPLES)
-    if n < MIN_SAMPLES:
+    if len(x) < MIN_SAMPLES:
         ranges.options["clip_check"] = {"chosen": "heavy", "reason": f"fewer than {MIN_SAMPLES} samples"}
         return bounds, None
     clipped = clip_all(ranges, bounds)
     if not clipped:
         ranges.options["clip_check"] = {"chosen": "heavy", "reason": "no tensor may be clipped"}
         return bounds, None
+    per_sample = int(np.prod(g.shape(g.inputs[0])[1:]))
+    n = min(len(x), SAMPLES, max(MIN_SCORED, VALUES // max(per_sample, 1)))
     cands = {"heavy": bounds, "all": {**bounds, **clipped}}
     scores = {}
     with _progress(progress, None) as bar:
