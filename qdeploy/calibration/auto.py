@@ -83,6 +83,15 @@ def candidate_range(o: obs.Histogram, kind: str) -> tuple[float, float]:
     return obs.from_dict(d).range()
 
 
+def jittered(bounds: dict, j: int) -> dict:
+    """Copy ``j`` of ``bounds``: as given for 0, else every bound widened by a random
+    0-``JITTER`` (seeded by ``j``), the "realization noise" a choice is averaged over."""
+    if j == 0:
+        return bounds
+    rng = np.random.default_rng(j)
+    return {t: (lo * (1 + JITTER * rng.random()), hi * (1 + JITTER * rng.random())) for t, (lo, hi) in bounds.items()}
+
+
 def activation_qparams(g: Graph, bounds: dict, target) -> dict[str, tuple[float, int]]:
     """``{tensor: (scale, zero_point)}`` of every activation of ``g`` as
     :func:`~qdeploy.quant.quantizer.quantize_graph` chooses them from
@@ -199,10 +208,7 @@ def auto_ranges(graph: Graph, calib_x: np.ndarray, target="arm", per_tensor: boo
         for cands, ev in folds:
             b = {t: cands[t][ch[t]] for t in names}
             for j in range(jitters):
-                rng = np.random.default_rng(j)
-                bj = b if j == 0 else {t: (lo * (1 + JITTER * rng.random()), hi * (1 + JITTER * rng.random()))
-                                      for t, (lo, hi) in b.items()}
-                vals.append(ev.sqnr(activation_qparams(graph, bj, target)))
+                vals.append(ev.sqnr(activation_qparams(graph, jittered(b, j), target)))
         return float(np.mean(vals))
 
     total = len(CANDIDATES) + len(searched)

@@ -63,8 +63,7 @@ SAMPLES = 64             # at most this many calibration samples are scored ...
 VALUES = 2_000_000       # ... and at most this many input values (at least MIN_SCORED samples)
 MIN_SCORED = 4
 MIN_SAMPLES = 8          # fewer calibration samples: no check
-JITTERS = 3
-JITTER = 0.002
+JITTERS = 3              # copies with bounds widened by a random 0-0.2 % (auto.jittered)
 
 
 def clip_all(ranges, bounds: dict) -> dict[str, tuple[float, float]]:
@@ -85,7 +84,7 @@ def check_clipping(g: Graph, x, ranges, bounds: dict, target, per_tensor: bool,
     the model's output says so (module docstring), else unchanged. ``ranges``
     is updated in place (``fixed``, ``options["clip_check"]``); ``message`` says
     what was chosen when the tails were clipped (None otherwise)."""
-    from .auto import FakeQuantEvaluator, activation_qparams
+    from .auto import FakeQuantEvaluator, activation_qparams, jittered
     from .calibrate import _progress
     if ranges.method != "tailclip" or "clip_check" in ranges.options or target.numerics.pow2_scales:
         return bounds, None
@@ -106,10 +105,7 @@ def check_clipping(g: Graph, x, ranges, bounds: dict, target, per_tensor: bool,
         for name, b in cands.items():
             vals = []
             for j in range(JITTERS):
-                rng = np.random.default_rng(j)
-                bj = b if j == 0 else {t: (lo * (1 + JITTER * rng.random()), hi * (1 + JITTER * rng.random()))
-                                      for t, (lo, hi) in b.items()}
-                vals.append(ev.sqnr(activation_qparams(g, bj, target)))
+                vals.append(ev.sqnr(activation_qparams(g, jittered(b, j), target)))
                 if bar:
                     bar.advance(task)
             scores[name] = float(np.mean(vals))
