@@ -131,6 +131,8 @@ def test_cli_notes_it_and_ranges_json_reuses_the_decision(no_heavy_tails, tmp_pa
     assert a.exit_code == 0, a.output
     notes = [ln for ln in a.output.splitlines() if ln.startswith("note: calibration:")]
     assert len(notes) == 1 and "clipped the outer 0.001 %" in notes[0]
+    decisions = json.loads((tmp_path / "a" / "report.json").read_text())["decisions"]
+    assert [d for d in decisions if d.startswith("clip_check: tailclip clipped")]       # the report says so too
     saved = json.loads((tmp_path / "a" / "ranges.json").read_text())
     assert saved["options"]["clip_check"]["chosen"] == "all"
     assert saved["tensors"]["c2"]["hi"] < saved["tensors"]["c2"]["max"]     # the clipped range is what it says
