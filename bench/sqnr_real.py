@@ -208,12 +208,9 @@ def qdeploy_quantize(model: onnx.ModelProto, shape, cal: np.ndarray, method: str
 
 def assembled(g, outs: list[np.ndarray]) -> list[np.ndarray]:
     """The model's own outputs from the quantized graph's (a float tail is replayed)."""
-    tail = g.records.get("float_tail")
-    if not tail:
-        return outs
-    from qdeploy.quant.float_tail import apply_tail
-    res = apply_tail(tail[0], dict(zip(g.outputs, outs)))
-    return [res[o["name"]] for o in tail[0]["outputs"]]
+    from qdeploy.quant.float_tail import assembler
+    assemble = assembler(g)
+    return assemble(outs) if assemble else outs
 
 
 def task(name: str, ref: list[np.ndarray], out: list[np.ndarray]) -> float | None:

@@ -89,6 +89,7 @@ def check_clipping(g: Graph, x, ranges, bounds: dict, target, per_tensor: bool,
     is updated in place (``fixed``, ``options["clip_check"]``); ``message`` says
     what was chosen when the tails were clipped (None otherwise)."""
     from .auto import FakeQuantEvaluator, activation_qparams, jittered
+    from ..quant.float_tail import assembler
     from .calibrate import _progress
     if ranges.method != "tailclip" or "clip_check" in ranges.options or target.numerics.pow2_scales:
         return bounds, None
@@ -105,7 +106,7 @@ def check_clipping(g: Graph, x, ranges, bounds: dict, target, per_tensor: bool,
     scores = {}
     with _progress(progress, None) as bar:
         task = bar.add_task("checking clipping", total=len(cands) * JITTERS) if bar else None
-        ev = FakeQuantEvaluator(g, _spread(x, n), target, per_tensor, bounds, _assembler(g))
+        ev = FakeQuantEvaluator(g, _spread(x, n), target, per_tensor, bounds, assembler(g))
         for name, b in cands.items():
             vals = []
             for j in range(JITTERS):
@@ -136,16 +137,3 @@ def _spread(x, n: int) -> np.ndarray:
     idx = np.unique(np.round(np.linspace(0, len(x) - 1, n)).astype(int))
     return np.ascontiguousarray(np.stack([np.asarray(x[int(i)]) for i in idx]), np.float32)
 
-
-def _assembler(g: Graph):
-    """The model's outputs from ``g``'s when a float tail split them (quant/float_tail.py):
-    the choice is scored on what the user's model outputs, not on its int8 branches."""
-    tail = (g.records.get("float_tail") or [None])[0]
-    if not tail:
-        return None
-    from ..quant.float_tail import apply_tail
-
-    def assemble(outs: list[np.ndarray]) -> list[np.ndarray]:
-        res = apply_tail(tail, dict(zip(g.outputs, outs)))
-        return [res[o["name"]] for o in tail["outputs"]]
-    return assemble

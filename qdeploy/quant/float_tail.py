@@ -240,6 +240,19 @@ def _plain(attrs: dict) -> dict:
     return out
 
 
+def assembler(g: Graph):
+    """A function from ``g``'s output arrays (in ``g.outputs`` order) to the model's own
+    outputs (in the model's order), replaying ``g``'s float tail; None when it has none."""
+    tail = (g.records.get("float_tail") or [None])[0]
+    if not tail:
+        return None
+
+    def assemble(outs: list[np.ndarray]) -> list[np.ndarray]:
+        res = apply_tail(tail, dict(zip(g.outputs, outs)))
+        return [res[o["name"]] for o in tail["outputs"]]
+    return assemble
+
+
 def apply_tail(rec: dict, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The model's outputs from the branch outputs (N samples along axis 0)."""
     env = dict(values)
