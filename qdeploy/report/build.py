@@ -172,8 +172,7 @@ def verdict(rep: dict, qg, ropts: ReportOptions) -> dict:
         unit, ok = "%", lambda v: v <= thr
     else:
         crit, thr = "output SQNR", ropts.min_sqnr
-        vals = {b: min((o["sqnr_db"] if o["sqnr_db"] is not None else float("inf"))
-                       for o in v["outputs"].values()) for b, v in m.items()}
+        vals = {b: float("inf") if (w := _worst_sqnr(v)) is None else w for b, v in m.items()}
         unit, ok = "dB", lambda v: v >= thr
     worst = (max if crit != "output SQNR" else min)(vals, key=vals.get)
     v = vals[worst]
