@@ -79,15 +79,9 @@ def main(argv=None) -> int:
     text = table(rows)
     print(text)
     if a.write:
-        import platform
-        import shlex
-
-        import onnxruntime
-        from bench.results import write_section
-        load = os.getloadavg()[0]
-        head = (f"Command: `OMP_NUM_THREADS=1 python bench/quantize_time_real.py {shlex.join(argv or sys.argv[1:])}`\n\n"
-                f"Machine: nproc {os.cpu_count()}, Python {platform.python_version()}, onnxruntime "
-                f"{onnxruntime.__version__}; load average {load:.1f} at the end; date {time.strftime('%Y-%m-%d')}\n\n"
+        from bench.results import run_header, write_section
+        head = (run_header("quantize_time_real.py", argv or sys.argv[1:],
+                           f"; load average {os.getloadavg()[0]:.1f} at the end") +
                 "Seconds (median of the repeats; draw 0 of bench/sqnr_real.py's calibration data). The issue's "
                 "limit: default / ort Percentile <= 1.5x.\n\n")
         write_section("Quantize wall time on trained models", head + text + "\n")

@@ -1,7 +1,11 @@
 """bench/RESULTS.md sections: each bench script rewrites its own ``## title`` section."""
 from __future__ import annotations
 
+import os
+import platform
 import re
+import shlex
+import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -18,3 +22,13 @@ def write_section(title: str, body: str, path: Path = RESULTS) -> None:
     else:
         text = text.rstrip() + "\n\n" + section
     path.write_text(text)
+
+
+def run_header(script: str, argv: list[str], extra: str = "") -> str:
+    """The head of a section: the command that made it (``OMP_NUM_THREADS=1 python
+    bench/SCRIPT ARGS``) and the machine (cores, Python, numpy, onnxruntime, ``extra``, date)."""
+    import numpy as np
+    import onnxruntime
+    return (f"Command: `OMP_NUM_THREADS=1 python bench/{script} {shlex.join(argv)}`\n\n"
+            f"Machine: nproc {os.cpu_count()}, Python {platform.python_version()}, numpy {np.__version__}, "
+            f"onnxruntime {onnxruntime.__version__}{extra}; date {time.strftime('%Y-%m-%d')}\n\n")

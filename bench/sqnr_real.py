@@ -76,7 +76,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -413,12 +412,8 @@ def main(argv=None) -> int:
                  " | best ort | default - best ort |\n" + "|---" * (len(cols) + 4) + "|\n" + "\n".join(groups))
     print(text)
     if a.write:
-        from bench.results import write_section
-        import onnxruntime
-        import platform
-        head = (f"Command: `OMP_NUM_THREADS=1 python bench/sqnr_real.py {shlex.join(argv or sys.argv[1:])}`\n\n"
-                f"Machine: nproc {os.cpu_count()}, Python {platform.python_version()}, numpy {np.__version__}, "
-                f"onnxruntime {onnxruntime.__version__}; date {time.strftime('%Y-%m-%d')}\n\n"
+        from bench.results import run_header, write_section
+        head = (run_header("sqnr_real.py", argv or sys.argv[1:]) +
                 "SQNR in dB (mean over draws; in brackets the task metric: cls top-1 agreement with float, "
                 "det text-map IoU at 0.3).\n\n")
         write_section("SQNR on trained models", head + text + "\n")
