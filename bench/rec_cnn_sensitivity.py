@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import sqnr_real  # noqa: E402
 from sqnr import ort_run, qdeploy_run  # noqa: E402
+from sqnr_real import ctc, rec_full, upright_lines  # noqa: E402
 
 from qdeploy.quant.error import sqnr_db  # noqa: E402
 
@@ -56,13 +57,6 @@ BLOCK_ENDS = ["Add.5", "Add.11", "Add.23", "Add.35", "Add.47", "Add.59", "Add.71
               "Add.119", "Add.125", "Add.141", "Add.151", "Add.163", "Add.175", "p2o.pd_op.assign.0.0"]
 ISLANDS = ["p2o.pd_op.hardswish.3.0", "p2o.pd_op.hardswish.9.0", "p2o.pd_op.hardswish.19.0",
            "p2o.pd_op.hardswish.27.0"]
-
-
-def upright_lines(backgrounds, n: int, seed: int):
-    """tests/quant/realmodel_inputs.text_lines, every line upright (the recognizer's input)."""
-    from tests.quant.realmodel_inputs import text_lines
-    ims, flipped = text_lines(backgrounds, n, seed)
-    return [im.rotate(180) if f else im for im, f in zip(ims, flipped)]
 
 
 def datasets(n_eval: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -79,51 +73,25 @@ def datasets(n_eval: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {"photos": (cal, ev[:n_eval]), "text lines": (text[0], text[1])}
 
 
-def tail_model() -> onnx.ModelProto:
-    """The full recognizer with the cut tensor as a second input ``feat`` (its neck reads ``x``'s shape too)."""
-    m = onnx.load(str(sqnr_real.realmodels_dir() / "ppocr_v5_rec.onnx"))
-    for n in m.graph.node:
-        for k, i in enumerate(n.input):
-            if i == CUT:
-                n.input[k] = "feat"
-    m.graph.input.append(helper.make_tensor_value_info("feat", TensorProto.FLOAT, [1, 120, 1, 40]))
-    return m
-
-
-def full_outputs(tail: bytes, x: np.ndarray, feat: np.ndarray) -> np.ndarray:
-    from sqnr import _ort_session
-    s = _ort_session(tail, True)
-    return np.concatenate([s.run(None, {"x": x[i:i + 1], "feat": feat[i:i + 1].astype(np.float32)})[0]
-                           for i in range(len(x))])
-
-
-def ctc(p: np.ndarray) -> list[tuple]:
-    out = []
-    for row in p.argmax(-1):
-        keep = np.r_[True, row[1:] != row[:-1]] & (row != 0)
-        out.append(tuple(row[keep].tolist()))
-    return out
-
-
 # ------------------------------------------------------------------ 1. float sensitivity
-def float_sensitivity(model, tail, sets, log) -> list[str]:
+def float_sensitivity(model, sets, log) -> list[str]:
     lines = ["| inputs | input noise SNR (dB) | cut SQNR (dB) | full model frame-argmax agreement |", "|---|---|---|---|"]
     rng = np.random.default_rng(0)
     for name, (_, ev) in sets.items():
         ref = ort_run(model.SerializeToString(), ev)[0]
-        pref = full_outputs(tail, ev, ref)
+        pref = rec_full(ev, ref)
         for snr in (60, 50, 40):
             n = rng.standard_normal(ev.shape)
             x = (ev + n * np.sqrt((ev.astype(np.float64) ** 2).sum() / (n ** 2).sum() / 10 ** (snr / 10))).astype(np.float32)
             out = ort_run(model.SerializeToString(), x)[0]
-            agree = float(np.mean(full_outputs(tail, x, out).argmax(-1) == pref.argmax(-1)))
+            agree = float(np.mean(rec_full(x, out).argmax(-1) == pref.argmax(-1)))
             lines.append(f"| {name} | {snr} | {sqnr_db(ref, out):.1f} | {100 * agree:.1f}% |")
             log(lines[-1])
     return lines
 
 
 # ------------------------------------------------------------------ 2. qdeploy integer
-def qdeploy_rows(model, tail, sets, log):
+def qdeploy_rows(model, sets, log):
     from qdeploy.quant.error import layer_errors
     shape = sqnr_real.CASES[NAME][1]
     res, quant_points = {}, None
@@ -139,7 +107,7 @@ def qdeploy_rows(model, tail, sets, log):
         err, sig = ((ref - out) ** 2).sum(axis=(1, 2)), (ref ** 2).sum(axis=(1, 2))
         split = {k: 10 * np.log10(sig[m].sum() / err[m].sum()) if m.any() else float("nan")
                  for k, m in (("pad", pad), ("content", ~pad))}
-        pr, pq = full_outputs(tail, ev, ref), full_outputs(tail, ev, out)
+        pr, pq = rec_full(ev, ref), rec_full(ev, out)
         res[name] = dict(rows={r["tensor"]: r for r in rows}, cut=sqnr_db(ref, out), pad_share=float(pad.mean()),
                          split=split, argmax=float(np.mean(pr.argmax(-1) == pq.argmax(-1))),
                          strings=float(np.mean([a == b for a, b in zip(ctc(pr), ctc(pq))])),
@@ -328,10 +296,9 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     log = lambda s: print(s, file=sys.stderr, flush=True)   # noqa: E731
     model = sqnr_real.load(NAME)
-    tail = tail_model().SerializeToString()
     sets = datasets(a.eval)
-    out = ["### 1. Float model: Gaussian input noise", ""] + float_sensitivity(model, tail, sets, log)
-    lines, points = qdeploy_rows(model, tail, sets, log)
+    out = ["### 1. Float model: Gaussian input noise", ""] + float_sensitivity(model, sets, log)
+    lines, points = qdeploy_rows(model, sets, log)
     out += ["", "### 2. qdeploy arm (tailclip), integer interpreter", ""] + lines
     out += ["", "### 3. Bits needed (fake quantization)", ""] + bits_needed(model, sets, points, log)
     out += ["", "### 4. Noise gain from a quantized tensor to the cut (70 dB Gaussian, every 4th tensor)", ""]
