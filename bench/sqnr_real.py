@@ -442,6 +442,16 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+@functools.lru_cache(maxsize=1)
+def _model(name: str) -> onnx.ModelProto:
+    return load(name)
+
+
+def _measure(job: tuple[str, int]) -> dict:
+    name, draw = job
+    return measure_draw(name, _model(name), draw, lambda s: print(s, flush=True))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=",".join(CASES))
@@ -450,15 +460,26 @@ def main(argv=None) -> int:
     ap.add_argument("--draws-per", default="", metavar="MODEL=N,...", help="draws for some models")
     ap.add_argument("--ort-uint8-only", default="", metavar="MODEL,...",
                     help="models measured with the QUInt8 ort settings only (to save time)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="draws measured in this many processes at once (the SQNR columns do not change; "
+                         "the wall-time table is then from a loaded machine)")
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args(argv)
     ACTIVE[:] = a.methods.split(",")
+    UINT8_ONLY[:] = a.ort_uint8_only.split(",")
+    names = a.models.split(",")
+    per_model = dict((k, int(v)) for k, v in (kv.split("=") for kv in a.draws_per.split(",") if kv))
+    jobs = [(name, d) for name in names for d in range(per_model.get(name, a.draws))]
+    if a.jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            done = list(pool.map(_measure, jobs))
+    else:
+        done = [_measure(j) for j in jobs]
     rows, groups = [], []
-    for name in a.models.split(","):
-        model = load(name)
-        draws = dict((k, int(v)) for k, v in (kv.split("=") for kv in a.draws_per.split(",") if kv)).get(name, a.draws)
-        UINT8_ONLY[:] = [name] if name in a.ort_uint8_only.split(",") else []
-        per = [measure_draw(name, model, d, lambda s: print(s, flush=True)) for d in range(draws)]
+    for name in names:
+        per = [row for (n, _), row in zip(jobs, done) if n == name]
         rows.append(summary(name, per))
         groups += [group_table(name, per)] if name in GROUPS else []
         print(table(rows[-1:]), flush=True)
