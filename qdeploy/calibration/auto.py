@@ -107,7 +107,8 @@ class FakeQuantEvaluator:
     """Output SQNR of ``g`` fake-quantized with given activation ranges, on a
     fixed batch of samples: one onnxruntime session, scales fed as inputs."""
 
-    def __init__(self, g: Graph, x: np.ndarray, target, per_tensor: bool, bounds: dict, assemble=None):
+    def __init__(self, g: Graph, x: np.ndarray, target, per_tensor: bool, bounds: dict, assemble=None,
+                 threads: int = 1):
         import warnings
 
         import onnx
@@ -142,7 +143,7 @@ class FakeQuantEvaluator:
         import onnxruntime as ort
         so = ort.SessionOptions()
         so.log_severity_level = 3
-        so.intra_op_num_threads = 1
+        so.intra_op_num_threads = threads    # 0: onnxruntime's default (every core)
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         self.sess = ort.InferenceSession(mp.SerializeToString(), so, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.sess.get_outputs()]
