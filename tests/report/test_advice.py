@@ -30,7 +30,8 @@ def _parse(cmd: str) -> dict:
 def test_every_advice_branch_parses_back():
     hists = {"t2": {"p999_of_range": 0.1, "clipped_pct": 0.0}}
     adv = advise(BASE, _layers(), hists, target_per_channel=True, foldable=True, gap_nodes={"pool"},
-                 ranges_given=False, float_gain=("conv2", 20.0, 20.0 + MIN_FLOAT_GAIN_DB + 5))
+                 ranges_given=False, float_gain=("conv2", 20.0, 20.0 + MIN_FLOAT_GAIN_DB + 5),
+                 weight_gain={"conv2": MIN_FLOAT_GAIN_DB + 5})
     options = [a["option"] for a in adv]
     assert options == ["drop --per-tensor", "--method percentile", "--fold-gap", "--bias-correction",
                        "drop --no-cle", "--keep-float conv2"]
