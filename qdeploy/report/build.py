@@ -34,6 +34,11 @@ a value is infinite (identical tensors) or does not apply):
 - ``advice_withheld``: null, or on a model the sensitivity note flags whose int8 output is
   already near the float model's own ceiling (:func:`.advice.bound_by_sensitivity`):
   ``options`` (the advice found and not printed), ``ceiling_db``, ``sqnr_db``, ``why``
+- ``weight_gain``: {node: dB} the dominating layers (conv / FC) gain layer-local with their
+  weights in float (input and output int8; :func:`qdeploy.quant.float_island.local_in_float`)
+- ``rounding_note``: null, or on a failing model with no advice whose dominating layers keep
+  their error with float weights, the sentence saying the int8 activations' rounding is the
+  cost (:func:`.advice.rounding_note`)
 - ``sensitivity``: the float model under input noise (:mod:`.sensitivity`): ``noise_std``,
   ``input_sqnr_db``, ``output_sqnr_db`` (on at most ``SENSITIVITY_SAMPLES`` samples),
   ``first_below`` (node) and ``note`` (null unless the model amplifies small errors); null
@@ -51,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .advice import advise, bound_by_sensitivity, depthwise_candidates, dominant, float_candidate
+from .advice import advise, bound_by_sensitivity, dominant, float_candidate, rounding_note
 from .approx import leaky_errors, lut_errors
 from .evalset import EvalSet
 from .measure import evaluate, layer_samples, layer_table, reference_outputs, run_original
@@ -91,6 +96,7 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
            "verification": [], "verified": bool(ropts.verify), "layer_samples": 0}
     if len(ev.x) == 0:
         rep.update(metrics={}, layers=[], worst_layers=[], weights=[], histograms=[], advice=[], advice_withheld=None,
+                   weight_gain={}, rounding_note=None,
                    sensitivity=None,
                    approximations={"luts": lut_errors(qg), "leaky": leaky_errors(g, qg)},
                    verdict={"pass": None, "criterion": None, "value": None, "threshold": None,
@@ -132,13 +138,16 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
     per_channel = bool(manifest["target"].get("numerics", {}).get("weight_per_channel", True))
     rep["sensitivity"] = _sensitivity(model, qg, ev.x, flt, layers)
     step("float model under input noise")
+    rep["weight_gain"] = _weight_gain(g, qg, layers, ev.x[:rep["layer_samples"]])
     rep["advice"] = advise(base, layers, hists, per_channel, foldable, gap_nodes,
                            ranges_given=bool(manifest.get("calibration", {}).get("ranges_file")),
                            float_gain=_float_gain(g, qg, layers, manifest, ev.x[:rep["layer_samples"]]),
-                           weight_gain=_weight_gain(g, qg, layers, ev.x[:rep["layer_samples"]]))
+                           weight_gain=rep["weight_gain"])
     rep["advice"], rep["advice_withheld"] = bound_by_sensitivity(rep["advice"], rep["sensitivity"],
                                                                  _worst_sqnr(rep["metrics"]["ref"]))
     rep["verdict"] = verdict(rep, qg, ropts)
+    rep["rounding_note"] = rounding_note(layers, rep["weight_gain"], rep["advice"], rep["advice_withheld"],
+                                         rep["verdict"]["pass"])
     return rep
 
 
@@ -232,11 +241,11 @@ def _float_gain(g, qg, layers: list[dict], manifest: dict, x: np.ndarray) -> tup
 
 
 def _weight_gain(g, qg, layers: list[dict], x: np.ndarray) -> dict[str, float]:
-    """``{node: dB}``: the layer-local SQNR the dominating depthwise convs gain with their
-    weights in float (:func:`.advice.depthwise_candidates`; input and output int8)."""
+    """``{node: dB}``: the layer-local SQNR the dominating conv / FC layers gain with their
+    weights in float (:func:`.advice.dominant`, at most three; input and output int8)."""
     from ..quant.float_island import local_in_float
     out = {}
-    for r in depthwise_candidates(layers):
+    for r in dominant(layers):
         res = local_in_float(g, qg, r["node"], np.asarray(x, np.float32))
         if res is not None:
             out[r["node"]] = float(res[1] - res[0])

@@ -2,8 +2,9 @@
 verdict, artefacts with sizes (the float model vs each int8 artefact; arena/flash when the
 manifest records them), per backend its verification status, output SQNR and top-1
 agreement (and accuracy with labels), the three layers that cost most, a note when the float
-model itself amplifies small errors (:mod:`.sensitivity`), advice (or, on such a model, which
-advice was withheld and why: :func:`.advice.bound_by_sensitivity`), where the report is."""
+model itself amplifies small errors (:mod:`.sensitivity`) or when the rounding of int8
+activations is the cost (:func:`.advice.rounding_note`), advice (or, on a sensitive model,
+which advice was withheld and why: :func:`.advice.bound_by_sensitivity`), where the report is."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -71,10 +72,14 @@ def lines(rep: dict, manifest: dict, out: Path) -> list[str]:
                                                    for f in rep["float_nodes"]))
     by = {r["node"]: r for r in rep.get("layers", [])}
     if rep.get("worst_layers"):
+        gain = rep.get("weight_gain") or {}
         res.append("  layers that cost most (layer-local SQNR): " + ", ".join(
-            f"{n} {by[n]['local_sqnr_db']:.1f} dB" for n in rep["worst_layers"]))
+            f"{n} {by[n]['local_sqnr_db']:.1f} dB" + (f" (float weights {gain[n]:+.1f})" if n in gain else "")
+            for n in rep["worst_layers"]))
     if (rep.get("sensitivity") or {}).get("note"):
         res.append(f"  note: {rep['sensitivity']['note']}")
+    if rep.get("rounding_note"):
+        res.append(f"  note: {rep['rounding_note']}")
     if rep.get("advice_withheld"):
         w = rep["advice_withheld"]
         res.append(f"  advice withheld ({', '.join(w['options'])}): {w['why']}")

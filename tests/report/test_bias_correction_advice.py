@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from qdeploy.report.advice import MIN_FLOAT_GAIN_DB, advise
+from qdeploy.report.advice import MIN_FLOAT_GAIN_DB, advise, rounding_note
 from tests.cli_helpers import cli
 from tests.helpers import model
 
@@ -68,6 +68,10 @@ def test_no_bias_correction_where_the_input_rounding_costs(report):
     options = [a["option"] for a in rep["advice"]]
     assert "--method percentile" in options            # the stretched range is still named
     assert "--bias-correction" not in options and "--bias-correction" not in stdout
+    # measured, recorded and shown: float weights buy the layer nothing
+    assert 0.0 <= rep["weight_gain"]["dw"] < MIN_FLOAT_GAIN_DB
+    assert f"dw {dw['local_sqnr_db']:.1f} dB (float weights {rep['weight_gain']['dw']:+.1f})" in stdout
+    assert rep["rounding_note"] is None            # advice remains (the stretched range): no note
     # the same layer table without the measured weight gain would have advised it
     base = {"model": "m.onnx", "target": "arm", "calib": "cal.npy", "method": "minmax", "out": "out"}
     again = advise(base, rep["layers"], {}, True, False, set(), False, weight_gain={"dw": MIN_FLOAT_GAIN_DB})
@@ -83,3 +87,24 @@ def test_float_weight_gain_decides():
                           ({"c1": MIN_FLOAT_GAIN_DB}, True), ({"c0": 9.0}, False)):
         adv = advise(base, rows, {}, True, False, set(), False, weight_gain=gain)
         assert ("--bias-correction" in [a["option"] for a in adv]) == advised, gain
+
+
+def test_rounding_note_only_when_nothing_else_explains_the_failure():
+    rows = [{"node": f"c{k}", "tensor": f"t{k}", "op": "Conv2D", "local_sqnr_db": 40.0} for k in range(5)]
+    rows[1].update(local_sqnr_db=7.0, depthwise=True)
+    rows[3].update(local_sqnr_db=12.0)
+    low = {"c1": 0.06, "c3": 0.02}
+    note = rounding_note(rows, low, [], None, passed=False)
+    assert note.startswith("the layers that cost most ('c1', 'c3') keep their error with float weights "
+                           "(they gain at most +0.06 dB layer-local)") and "16-bit" in note
+    advice = [{"why": "w", "option": "--method percentile", "command": "c"}]
+    for args in ((rows, low, [], None, True),                    # the verdict passes
+                 (rows, low, advice, None, False),               # an option is advised
+                 (rows, low, [], {"options": []}, False),        # the sensitivity note explains it
+                 (rows, {"c1": 0.06}, [], None, False),          # a dominating layer not measured
+                 (rows, {**low, "c3": MIN_FLOAT_GAIN_DB}, [], None, False)):   # its weights do cost
+        assert rounding_note(*args[:4], passed=args[4]) is None, args[1:]
+    mean = [dict(r) for r in rows]
+    mean[3].update(op="Mean")                                    # a dominating layer without weights
+    assert rounding_note(mean, low, [], None, passed=False) is None
+
