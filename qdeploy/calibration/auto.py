@@ -124,7 +124,7 @@ class FakeQuantEvaluator:
         big = batched(g, len(self.x)) if len(self.x) > 1 else None
         self.one_at_a_time = big is None
         run_g = g if big is None else big
-        self.ref = self.assemble(self._run_float(session(run_g, (), 1)))
+        self.ref = self.assemble(self._run_float(session(run_g, (), threads)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             qg = quantize_graph(g, bounds, target, per_tensor=per_tensor)

@@ -130,8 +130,8 @@ def advise(base: dict, layers: list[dict], hists: dict, target_per_channel: bool
            weight_gain: dict[str, float] | None = None) -> list[dict]:
     """[{"why", "option", "command"}] (see the module docstring). ``float_gain``: (node,
     layer-local SQNR as it is, kept in float) of :func:`float_candidate` on the ort target.
-    ``weight_gain``: ``{node: dB}`` the dominating depthwise layers gain with float weights
-    (:func:`depthwise_candidates`); a layer missing from it gains nothing."""
+    ``weight_gain``: ``{node: dB}`` the dominating conv / FC layers gain layer-local with
+    float weights; a layer missing from it gains nothing."""
     dom = dominant(layers)
     if not dom:
         return []

@@ -138,11 +138,11 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
     per_channel = bool(manifest["target"].get("numerics", {}).get("weight_per_channel", True))
     rep["sensitivity"] = _sensitivity(model, qg, ev.x, flt, layers)
     step("float model under input noise")
-    rep["weight_gain"] = _weight_gain(g, qg, layers, ev.x[:rep["layer_samples"]])
+    in_float = _in_float(g, qg, layers, ev.x[:rep["layer_samples"]])
+    rep["weight_gain"] = {node: kept - now for node, (now, kept) in in_float.items()}
     rep["advice"] = advise(base, layers, hists, per_channel, foldable, gap_nodes,
                            ranges_given=bool(manifest.get("calibration", {}).get("ranges_file")),
-                           float_gain=_float_gain(g, qg, layers, manifest, ev.x[:rep["layer_samples"]]),
-                           weight_gain=rep["weight_gain"])
+                           float_gain=_float_gain(layers, manifest, in_float), weight_gain=rep["weight_gain"])
     rep["advice"], rep["advice_withheld"] = bound_by_sensitivity(rep["advice"], rep["sensitivity"],
                                                                  _worst_sqnr(rep["metrics"]["ref"]))
     rep["verdict"] = verdict(rep, qg, ropts)
@@ -229,26 +229,26 @@ def histograms(g, qg, tensors: list[str], x: np.ndarray, source: str) -> dict[st
     return out
 
 
-def _float_gain(g, qg, layers: list[dict], manifest: dict, x: np.ndarray) -> tuple | None:
+def _float_gain(layers: list[dict], manifest: dict, in_float: dict) -> tuple | None:
     """(node, layer-local SQNR as it is, kept in float) of the ``--keep-float`` candidate
-    (ort target only: :func:`.advice.float_candidate`), or None."""
-    from ..quant.float_island import local_in_float
+    (ort target only: :func:`.advice.float_candidate`, one of the dominating layers
+    :func:`_in_float` measured), or None."""
     node = float_candidate(layers)
-    if manifest["target"].get("profile") != "ort" or node is None:
+    if manifest["target"].get("profile") != "ort" or node not in in_float:
         return None
-    res = local_in_float(g, qg, node, np.asarray(x, np.float32))
-    return None if res is None else (node, *res)
+    return (node, *in_float[node])
 
 
-def _weight_gain(g, qg, layers: list[dict], x: np.ndarray) -> dict[str, float]:
-    """``{node: dB}``: the layer-local SQNR the dominating conv / FC layers gain with their
-    weights in float (:func:`.advice.dominant`, at most three; input and output int8)."""
+def _in_float(g, qg, layers: list[dict], x: np.ndarray) -> dict[str, tuple[float, float]]:
+    """``{node: (layer-local SQNR as it is, with its weights in float)}`` of the dominating
+    conv / FC layers (:func:`.advice.dominant`, at most three; input and output int8:
+    :func:`qdeploy.quant.float_island.local_in_float`, what ``--keep-float`` would run)."""
     from ..quant.float_island import local_in_float
     out = {}
     for r in dominant(layers):
         res = local_in_float(g, qg, r["node"], np.asarray(x, np.float32))
         if res is not None:
-            out[r["node"]] = float(res[1] - res[0])
+            out[r["node"]] = (float(res[0]), float(res[1]))
     return out
 
 
