@@ -351,8 +351,12 @@ def atoms(counts: np.ndarray, zeros: int = 0) -> np.ndarray:
     ReLU at 0); 0 elsewhere. The exact ``zeros`` are not part of bin B here
     (they are an atom of their own). A function of the histogram only, so
     streaming and merging stay exact. Data made only of atoms (8-bit pixels:
-    a comb of isolated bins) quantizes without loss at any window that holds
-    it, and gets its full range."""
+    a comb of isolated bins) has divergence 0 at any window that holds it
+    (atoms are the same in P and Q), and gets its full range. That is not
+    lossless rounding: where the comb falls on the int8 grid decides it. Pixels
+    normalised as ``p / 127.5 - 1`` sit exactly halfway between two levels of
+    the covering scale 2/255 (0.5 LSB each); on PP-OCRv5's recognizer and
+    classifier, scales 0.2-1 % wider (off the tie) changed nothing systematic."""
     h = counts.astype(np.float64)
     h[B] -= zeros
     pad = np.pad(h, ATOM_RADIUS)
