@@ -63,7 +63,7 @@ def jitter_qgraph(qg, rng, eps: float):
     factor = _factors([first(t) for t in acts], rng, eps, inputs)
     for t in acts:
         s = np.asarray(t.scale)
-        t.scale = (s.astype(np.float64) * factor[float(s.reshape(-1)[0])]).astype(s.dtype)
+        t.scale = (s.astype(np.float64) * factor[first(t)]).astype(s.dtype)
     return q2
 
 

@@ -141,11 +141,10 @@ class FakeQuantEvaluator:
         del mp.graph.initializer[:]
         mp.graph.initializer.extend(kept)
         import onnxruntime as ort
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.intra_op_num_threads = threads    # 0: onnxruntime's default (every core)
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        self.sess = ort.InferenceSession(mp.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        from .. import ort_session
+        # graph optimizations off: the QDQ pairs stay float ops; threads 0: every core
+        self.sess = ort.InferenceSession(mp.SerializeToString(), ort_session.options(threads, optimize=False),
+                                         providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.sess.get_outputs()]
         self.evaluations = 0
 

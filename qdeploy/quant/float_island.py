@@ -160,39 +160,49 @@ def _const(qt: dict, name: str, data: np.ndarray) -> str:
     return name
 
 
-def local_in_float(g: Graph, qg, node: str, x: np.ndarray) -> tuple[float, float] | None:
-    """Layer-local SQNR (dB) of QGraph node ``node`` (a Conv2D / TransposeConv2D /
-    FullyConnected) as it is and kept in float, on samples ``x``: the float graph's
-    input of the layer quantized with its parameters, each variant run alone, its
-    output against the float graph's (``quant/error.py``'s layer-local measure).
-    What ``--keep-float`` buys at that layer (its weights, bias and requantisation;
-    the input and output stay int8). None when the layer has no float counterpart."""
+def local_in_float(g: Graph, qg, nodes: list[str], x: np.ndarray) -> dict[str, tuple[float, float]]:
+    """``{node: (layer-local SQNR in dB as it is, kept in float)}`` for each QGraph node
+    of ``nodes`` (a Conv2D / TransposeConv2D / FullyConnected; nodes without a float
+    counterpart are left out), on samples ``x``: the float graph's input of the layer
+    quantized with its parameters, each variant run alone, its output against the float
+    graph's (``quant/error.py``'s layer-local measure). What ``--keep-float`` buys at
+    that layer (its weights, bias and requantisation; the input and output stay int8).
+    One float-graph run over ``x`` serves every node."""
     from dataclasses import replace
     from ..float_run import run_samples
     from .error import dequantize, sqnr_db
     from .interpreter import run_node
     from .qgraph import QNode
-    qn = next((q for q in qg.nodes if q.name == node and q.op in KEEPABLE.values()), None)
-    fn = next((n for n in g.nodes if n.name == node and n.op in KEEPABLE), None)
     names = qg.metadata.get("float_names", {})
-    if qn is None or fn is None:
-        return None
-    fin, fout = names.get(qn.inputs[0], qn.inputs[0]), names.get(qn.outputs[0], qn.outputs[0])
-    if fin not in g.tensors or fout not in g.tensors:
-        return None
-    vals = run_samples(g, x, expose=sorted({fin, fout} - set(g.inputs)))
-    vals[g.inputs[0]] = np.asarray(x, np.float32)
-    xin = run_node(qg, QNode("Quantize", "local_quantize", [fin], [qn.inputs[0]]), [vals[fin]])[0]
-    W, B, attrs = float_layer(g, fn)
-    tensors = dict(qg.tensors)
-    w, b = _const(tensors, node + "__float_w", W), _const(tensors, node + "__float_b", B)
-    fq = QNode("Float", node, [qn.inputs[0], w, b], list(qn.outputs), {"op": qn.op, **attrs},
-               {"requant": "float32", "act_min": qn.params["act_min"], "act_max": qn.params["act_max"]})
-    ref = vals[fout]
-    as_is = run_node(qg, qn, [xin, None, None])[0]
-    kept = run_node(replace(qg, tensors=tensors), fq, [xin, None, None])[0]
-    return (sqnr_db(ref, dequantize(qg, qn.outputs[0], as_is)),
-            sqnr_db(ref, dequantize(qg, qn.outputs[0], kept)))
+    layers = {}
+    for node in nodes:
+        qn = next((q for q in qg.nodes if q.name == node and q.op in KEEPABLE.values()), None)
+        fn = next((n for n in g.nodes if n.name == node and n.op in KEEPABLE), None)
+        if qn is None or fn is None:
+            continue
+        fin, fout = names.get(qn.inputs[0], qn.inputs[0]), names.get(qn.outputs[0], qn.outputs[0])
+        if fin in g.tensors and fout in g.tensors:
+            layers[node] = (qn, fn, fin, fout)
+    if not layers:
+        return {}
+    x = np.asarray(x, np.float32)
+    vals = run_samples(g, x, expose=sorted({t for *_, fin, fout in layers.values() for t in (fin, fout)}
+                                           - set(g.inputs)))
+    vals[g.inputs[0]] = x
+    out = {}
+    for node, (qn, fn, fin, fout) in layers.items():
+        xin = run_node(qg, QNode("Quantize", "local_quantize", [fin], [qn.inputs[0]]), [vals[fin]])[0]
+        W, B, attrs = float_layer(g, fn)
+        tensors = dict(qg.tensors)
+        w, b = _const(tensors, node + "__float_w", W), _const(tensors, node + "__float_b", B)
+        fq = QNode("Float", node, [qn.inputs[0], w, b], list(qn.outputs), {"op": qn.op, **attrs},
+                   {"requant": "float32", "act_min": qn.params["act_min"], "act_max": qn.params["act_max"]})
+        ref = vals[fout]
+        as_is = run_node(qg, qn, [xin, None, None])[0]
+        kept = run_node(replace(qg, tensors=tensors), fq, [xin, None, None])[0]
+        out[node] = (sqnr_db(ref, dequantize(qg, qn.outputs[0], as_is)),
+                     sqnr_db(ref, dequantize(qg, qn.outputs[0], kept)))
+    return out
 
 
 def float_nodes(qg) -> list[dict]:

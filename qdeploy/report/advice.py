@@ -120,11 +120,6 @@ def float_candidate(layers: list[dict]) -> str | None:
     return weighted[0]["node"] if weighted else None
 
 
-def depthwise_candidates(layers: list[dict]) -> list[dict]:
-    """The dominating depthwise convs, whose float-weight gain decides ``--bias-correction``."""
-    return [r for r in dominant(layers) if r["op"] == "Conv2D" and r.get("depthwise")]
-
-
 def advise(base: dict, layers: list[dict], hists: dict, target_per_channel: bool, foldable: bool,
            gap_nodes: set[str], ranges_given: bool, float_gain: tuple | None = None,
            weight_gain: dict[str, float] | None = None) -> list[dict]:
@@ -162,7 +157,8 @@ def advise(base: dict, layers: list[dict], hists: dict, target_per_channel: bool
         add(f"the averaged vector of a global pool is rounded to int8 ({named(pooled)})", "--fold-gap",
             fold_gap=True)
     gains = weight_gain or {}
-    depthwise = [r for r in depthwise_candidates(layers) if gains.get(r["node"], 0.0) >= MIN_FLOAT_GAIN_DB]
+    depthwise = [r for r in dom if r["op"] == "Conv2D" and r.get("depthwise")
+                 and gains.get(r["node"], 0.0) >= MIN_FLOAT_GAIN_DB]
     if not base.get("bias_correction") and depthwise:
         kept = ", ".join(f"+{gains[r['node']]:.1f} dB" for r in depthwise)
         add(f"depthwise layers with few taps per filter dominate ({named(depthwise)}) and their weight "

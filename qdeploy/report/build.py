@@ -244,12 +244,8 @@ def _in_float(g, qg, layers: list[dict], x: np.ndarray) -> dict[str, tuple[float
     conv / FC layers (:func:`.advice.dominant`, at most three; input and output int8:
     :func:`qdeploy.quant.float_island.local_in_float`, what ``--keep-float`` would run)."""
     from ..quant.float_island import local_in_float
-    out = {}
-    for r in dominant(layers):
-        res = local_in_float(g, qg, r["node"], np.asarray(x, np.float32))
-        if res is not None:
-            out[r["node"]] = (float(res[0]), float(res[1]))
-    return out
+    res = local_in_float(g, qg, [r["node"] for r in dominant(layers)], x)
+    return {node: (float(a), float(b)) for node, (a, b) in res.items()}
 
 
 def _gap_info(g, qg) -> tuple[bool, set[str]]:
