@@ -130,8 +130,9 @@ class FakeQuantEvaluator:
             qg = quantize_graph(g, bounds, target, per_tensor=per_tensor)
         fq = fake_quant_graph(qg, run_g)
         self.feeds: dict[str, tuple[str, str, np.dtype]] = {}     # tensor -> (scale input, zp input, zp dtype)
-        for n in fq.nodes:
-            if n.op == "QuantizeLinear":
+        acts = set(g.activations())
+        for n in fq.nodes:   # (a SiLU's sigmoid, on its fixed grid, is not an activation of g)
+            if n.op == "QuantizeLinear" and n.inputs[0] in acts:
                 self.feeds[n.inputs[0]] = (n.inputs[1], n.inputs[2], np.dtype(fq.tensor(n.inputs[2]).dtype))
         mp = export_onnx(fq)
         fed = {name for s, z, _ in self.feeds.values() for name in (s, z)}

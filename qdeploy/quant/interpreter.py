@@ -504,7 +504,35 @@ def fake_quant_graph(qg: QGraph, float_graph):
         if name in g.outputs:
             g.outputs = [d if o == name else o for o in g.outputs]
             names[d] = name
+    _split_silu(qg, g)
     return g
+
+
+def _split_silu(qg: QGraph, g) -> None:
+    """A SiLU the QGraph runs as a sigmoid table then a Mul (arm, ort: quant/prepare.activation)
+    has the sigmoid on its fixed grid in between: the fake-quant graph rounds it there too.
+    Without it the float x * sigmoid(x) missed that rounding: 2.6 % of ddddocr_det's first SiLU
+    outputs 1-3 LSB off the integer model, its output SQNR 1.1 dB off."""
+    from ..ir import Node, Tensor
+    for qn in qg.nodes:
+        if qn.op != "Lut" or qn.attrs.get("func") != "sigmoid" or not qn.source:
+            continue
+        n = next((m for m in g.nodes if m.name == qn.source[0]), None)
+        if n is None or n.op != "SiLU":
+            continue
+        t = qg.tensors[qn.outputs[0]]
+        x, y = n.inputs[0], n.outputs[0]
+        s = g.add_const(n.name + "_fq_sig_scale", np.float32(t.s))
+        z = g.add_const(n.name + "_fq_sig_zp", np.array(t.zp, dtype=t.dtype))
+        sig = g.unique_name(n.name + "_fq_sig")
+        g.tensors[sig] = Tensor(sig, g.shape(y), "float32")
+        q = g.unique_name(n.name + "_fq_sig_q")
+        g.tensors[q] = Tensor(q, g.shape(y), t.dtype)
+        d = g.unique_name(n.name + "_fq_sig_dq")
+        g.tensors[d] = Tensor(d, g.shape(y), "float32")
+        at = g.nodes.index(n)
+        g.nodes[at:at + 1] = [Node("Sigmoid", sig, [x], [sig]), Node("QuantizeLinear", q, [sig, s, z], [q]),
+                              Node("DequantizeLinear", d, [q, s, z], [d]), Node("Mul", n.name, [x, d], [y])]
 
 
 def run_fake(qg: QGraph, float_graph, inputs: dict, expose=()) -> dict:
