@@ -99,9 +99,24 @@ def test_logits_output_keeps_the_covering_ranges(no_heavy_tails, monkeypatch):
     assert not r.fixed and not any(k == "clip_check" for k, _ in g.log)
     # and clipping would indeed have cost the integer model
     monkeypatch.setattr(CC, "MARGIN_DB", float("-inf"))
+    monkeypatch.setattr(CC, "SE_FACTOR", float("-inf"))
     _, qg_all, r_all = _quantize(m, x)
     assert r_all.options["clip_check"]["chosen"] == "all"
     assert _sqnr(m, qg_all, x) < _sqnr(m, qg, x) - 0.3      # measured 35.8 vs 36.4 dB
+
+
+@pytest.mark.parametrize("all_scores, chosen", [
+    ((20.6, 20.5, 20.7), "all"),      # +0.6 dB, and every jittered copy agrees
+    ((23.0, 19.0, 19.5), "heavy"),    # +0.5 dB on average, made by one copy: within its own noise
+])
+def test_the_gain_must_exceed_its_jitter_noise(no_heavy_tails, monkeypatch, all_scores, chosen):
+    from qdeploy.calibration import auto
+    scripted = iter([20.0, 20.0, 20.0, *all_scores])    # heavy's copies first, then all's
+    monkeypatch.setattr(auto.FakeQuantEvaluator, "sqnr", lambda self, qparams: next(scripted))
+    _, _, r = _quantize(_model(softmax=True), _samples(32, 0))
+    check = r.options["clip_check"]
+    assert check["chosen"] == chosen and check["scores_db"]["all"] > check["scores_db"]["heavy"] + CC.MARGIN_DB
+    assert check["gain_se_db"] == pytest.approx(np.std(np.subtract(all_scores, 20.0), ddof=1) / np.sqrt(3), abs=1e-3)
 
 
 @pytest.mark.parametrize("target, method, n, why", [
