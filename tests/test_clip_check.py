@@ -117,6 +117,7 @@ def test_the_gain_must_exceed_its_jitter_noise(no_heavy_tails, monkeypatch, all_
     check = r.options["clip_check"]
     assert check["chosen"] == chosen and check["scores_db"]["all"] > check["scores_db"]["heavy"] + CC.MARGIN_DB
     assert check["gain_se_db"] == pytest.approx(np.std(np.subtract(all_scores, 20.0), ddof=1) / np.sqrt(3), abs=1e-3)
+    assert check["copies_db"] == {"heavy": [20.0, 20.0, 20.0], "all": list(all_scores)}
 
 
 @pytest.mark.parametrize("target, method, n, why", [

@@ -31,8 +31,8 @@ have fixed the graph's outputs (pipeline.quantize_samples):
    than ``SE_FACTOR`` standard errors of itself over the jittered copies (copy j of
    both paired); its ranges are then recorded as explicit ``fixed`` bounds of the
    Ranges (ranges.json shows them and what they clip), and ``options["clip_check"]``
-   records the scores, the standard error and the choice, so ``--ranges`` with that
-   file reuses the decision.
+   records the scores (and each copy's), the standard error and the choice, so
+   ``--ranges`` with that file reuses the decision.
 
 The standard error (decision, measured): where a model's output swings by dB under a
 0.2 % change of its scales, three copies' mean clears the margin by chance.
@@ -139,6 +139,7 @@ def check_clipping(g: Graph, x, ranges, bounds: dict, target, per_tensor: bool,
     ranges.options["clip_check"] = {"chosen": chosen, "samples": n, "margin_db": MARGIN_DB,
                                     "percentile": obs.TAIL_PERCENTILE, "tensors": len(clipped),
                                     "scores_db": {k: round(v, 3) for k, v in scores.items()},
+                                    "copies_db": {k: [round(float(v), 3) for v in vs] for k, vs in vals.items()},
                                     "gain_se_db": round(se, 3)}
     if chosen == "heavy":
         return bounds, None

@@ -1,0 +1,113 @@
+"""The whole-model check's decision on each trained-model draw, against what it did on the evaluation.
+
+    OMP_NUM_THREADS=1 python bench/clip_check_draws.py [--models a,b] [--draws 3] [--draws-per m=N,...]
+
+For each draw of bench/sqnr_real.py (same calibration and evaluation inputs) it quantizes
+with the default and reads what calibration/clip_check.py recorded: the two candidates'
+scores on each jittered copy, the gain of clipping every tail, its standard error and the
+choice. Then it quantizes the graph with each candidate's ranges and runs the integer
+interpreter on the evaluation inputs: the clipping's realized gain there (worst output
+SQNR, float tail replayed, as sqnr_real.py measures it).
+
+Printed per draw, and summed over the draws per rule: what each rule's choices gained on
+evaluation over never clipping. The rules are the check's margin alone (``MARGIN_DB``) and
+the margin with ``k`` standard errors (k = 1 is the check's rule, ``SE_FACTOR``), all read
+from the same recorded copies, so they are compared on the same numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import sqnr_real as R  # noqa: E402
+from sqnr import ort_run, qdeploy_run, worst_sqnr  # noqa: E402
+
+RULES = {"margin only": 0.0, "margin + 1 s.e. (the check)": 1.0, "margin + 2 s.e.": 2.0}
+
+
+def picks(check: dict, k: float) -> bool:
+    """Whether the recorded copies clear the check's margin and ``k`` standard errors."""
+    from qdeploy.calibration.clip_check import MARGIN_DB
+    d = np.subtract(check["copies_db"]["all"], check["copies_db"]["heavy"])
+    se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    return bool(d.mean() > MARGIN_DB and d.mean() > k * se)
+
+
+def measure(name: str, draw: int) -> dict:
+    """The check's record and both candidates' integer SQNR on the evaluation inputs of one draw."""
+    import qdeploy.calibration.clip_check as CC
+    from qdeploy.onnx_import import import_onnx
+    from qdeploy.passes import run_passes
+    from qdeploy.pipeline import QuantizeOptions, quantize_samples
+    from qdeploy.quant.quantizer import quantize_graph
+    model = R.load(name)
+    cal, ev, _ = R.data(name, draw)
+    seen = {}
+    real = CC.check_clipping
+
+    def spy(g, x, ranges, bounds, target, per_tensor, progress=False):
+        seen.update(heavy=dict(bounds), all={**bounds, **CC.clip_all(ranges, bounds)}, target=target,
+                    per_tensor=per_tensor)
+        return real(g, x, ranges, bounds, target, per_tensor, progress)
+    CC.check_clipping = spy     # pipeline.quantize_samples imports it at call time
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            g = run_passes(import_onnx(model, tuple(R.CASES[name][1])))
+            _, ranges, *_ = quantize_samples(g, cal, "arm", QuantizeOptions(target="arm", method=R.DEFAULT,
+                                                                                progress=False))
+    finally:
+        CC.check_clipping = real
+    row = {"model": name, "draw": draw, "check": ranges.options.get("clip_check", {})}
+    if "copies_db" not in row["check"]:
+        return row          # not run (no clippable tensor, too few samples)
+    ref = ort_run(model.SerializeToString(), ev)
+    row["eval"] = {}
+    for k in ("heavy", "all"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            qg = quantize_graph(g, seen[k], seen["target"], per_tensor=seen["per_tensor"])
+        row["eval"][k] = worst_sqnr(ref, R.assembled(g, qdeploy_run(qg, ev)))
+    return row
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(m for m in R.CASES if m != "ppocr_v5_rec_cnn"))
+    ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--draws-per", default="", metavar="MODEL=N,...", help="draws for some models")
+    a = ap.parse_args(argv)
+    per_model = dict((k, int(v)) for k, v in (kv.split("=") for kv in a.draws_per.split(",") if kv))
+    rows = []
+    print("| model | draw | chosen | gain on calibration (dB) | its s.e. | clipping on evaluation (dB) |")
+    print("|---|---|---|---|---|---|")
+    for name in a.models.split(","):
+        for d in range(per_model.get(name, a.draws)):
+            r = measure(name, d)
+            c = r["check"]
+            if "eval" not in r:
+                print(f"| {name} | {d} | {c.get('chosen')} ({c.get('reason', 'not run')}) | - | - | - |", flush=True)
+                continue
+            rows.append(r)
+            gain = np.mean(c["copies_db"]["all"]) - np.mean(c["copies_db"]["heavy"])
+            print(f"| {name} | {d} | {c['chosen']} | {gain:+.2f} | {c['gain_se_db']:.2f} | "
+                  f"{r['eval']['all'] - r['eval']['heavy']:+.2f} ({r['eval']['heavy']:.2f} -> {r['eval']['all']:.2f}) |",
+                  flush=True)
+    print("\n| rule | draws clipped | summed evaluation gain over never clipping (dB) |\n|---|---|---|")
+    for label, k in RULES.items():
+        took = [r for r in rows if picks(r["check"], k)]
+        total = sum(r["eval"]["all"] - r["eval"]["heavy"] for r in took)
+        print(f"| {label} | {len(took)} of {len(rows)} | {total:+.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
