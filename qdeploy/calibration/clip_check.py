@@ -42,8 +42,11 @@ ddddocr_det's letterbox fill makes its output chaotic in the rounding (bench/RES
 on the evaluation images. On the trained-model bench (55 draws; only draws that
 clipped can change) it changed 4: that one, and ppocr_v5_cls on photo crops draws 2, 7
 and 9 (+1.5, -0.9, -1.3 dB), whose probabilities swing as much under the jitter
-(bench/RESULTS.md "SQNR on trained models"). Six copies instead of three (twice the
-check's cost) or a margin of two standard errors gained less on 21 of those draws.
+(bench/RESULTS.md "SQNR on trained models"). Summed over 24 draws, the evaluation gain
+of the choices over never clipping: the margin alone +2.3 dB, with one standard error
++6.4, two +5.7, always clipping -2.5 (bench/clip_check_draws.py, RESULTS "The
+whole-model check per draw"); six copies instead of three (twice the check's cost)
+gained less on 21 of them.
 
 Scored on the calibration samples themselves, not held out (decision, measured):
 a 2-fold hold-out (ranges from one half, scored on the other) picked worse on the
