@@ -21,7 +21,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -35,18 +34,13 @@ RULES = {"margin only": 0.0, "margin + 1 s.e. (the check)": 1.0, "margin + 2 s.e
 
 def picks(check: dict, k: float) -> bool:
     """Whether the recorded copies clear the check's margin and ``k`` standard errors."""
-    from qdeploy.calibration.clip_check import MARGIN_DB
-    d = np.subtract(check["copies_db"]["all"], check["copies_db"]["heavy"])
-    se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
-    return bool(d.mean() > MARGIN_DB and d.mean() > k * se)
+    from qdeploy.calibration.clip_check import clips
+    return clips(check["copies_db"], k)[0]
 
 
 def measure(name: str, draw: int) -> dict:
     """The check's record and both candidates' integer SQNR on the evaluation inputs of one draw."""
     import qdeploy.calibration.clip_check as CC
-    from qdeploy.onnx_import import import_onnx
-    from qdeploy.passes import run_passes
-    from qdeploy.pipeline import QuantizeOptions, quantize_samples
     from qdeploy.quant.quantizer import quantize_graph
     model = R.load(name)
     cal, ev, _ = R.data(name, draw)
@@ -54,19 +48,17 @@ def measure(name: str, draw: int) -> dict:
     real = CC.check_clipping
 
     def spy(g, x, ranges, bounds, target, per_tensor, progress=False):
-        seen.update(heavy=dict(bounds), all={**bounds, **CC.clip_all(ranges, bounds)}, target=target,
-                    per_tensor=per_tensor)
+        seen.update(ranges=ranges, heavy=dict(bounds), all={**bounds, **CC.clip_all(ranges, bounds)},
+                    target=target, per_tensor=per_tensor)
         return real(g, x, ranges, bounds, target, per_tensor, progress)
     CC.check_clipping = spy     # pipeline.quantize_samples imports it at call time
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            g = run_passes(import_onnx(model, tuple(R.CASES[name][1])))
-            _, ranges, *_ = quantize_samples(g, cal, "arm", QuantizeOptions(target="arm", method=R.DEFAULT,
-                                                                                progress=False))
+            g, _ = R.qdeploy_quantize(model, R.CASES[name][1], cal, R.DEFAULT)
     finally:
         CC.check_clipping = real
-    row = {"model": name, "draw": draw, "check": ranges.options.get("clip_check", {})}
+    row = {"model": name, "draw": draw, "check": seen["ranges"].options.get("clip_check", {})}
     if "copies_db" not in row["check"]:
         return row          # not run (no clippable tensor, too few samples)
     ref = ort_run(model.SerializeToString(), ev)
@@ -97,7 +89,7 @@ def main(argv=None) -> int:
                 print(f"| {name} | {d} | {c.get('chosen')} ({c.get('reason', 'not run')}) | - | - | - |", flush=True)
                 continue
             rows.append(r)
-            gain = np.mean(c["copies_db"]["all"]) - np.mean(c["copies_db"]["heavy"])
+            gain = c["scores_db"]["all"] - c["scores_db"]["heavy"]
             print(f"| {name} | {d} | {c['chosen']} | {gain:+.2f} | {c['gain_se_db']:.2f} | "
                   f"{r['eval']['all'] - r['eval']['heavy']:+.2f} ({r['eval']['heavy']:.2f} -> {r['eval']['all']:.2f}) |",
                   flush=True)

@@ -135,10 +135,8 @@ def check_clipping(g: Graph, x, ranges, bounds: dict, target, per_tensor: bool,
                 if bar:
                     bar.advance(task)
             scores[name] = float(np.mean(vals[name]))
-    gain = scores["all"] - scores["heavy"]
-    # the gain's standard error over the jittered copies (copy j of both candidates paired)
-    se = float(np.std(np.subtract(vals["all"], vals["heavy"]), ddof=1) / math.sqrt(JITTERS)) if JITTERS > 1 else 0.0
-    chosen = "all" if math.isfinite(gain) and gain > MARGIN_DB and gain > SE_FACTOR * se else "heavy"
+    clip, _, se = clips(vals)
+    chosen = "all" if clip else "heavy"
     ranges.options["clip_check"] = {"chosen": chosen, "samples": n, "margin_db": MARGIN_DB,
                                     "percentile": obs.TAIL_PERCENTILE, "tensors": len(clipped),
                                     "scores_db": {k: round(v, 3) for k, v in scores.items()},
@@ -151,6 +149,18 @@ def check_clipping(g: Graph, x, ranges, bounds: dict, target, per_tensor: bool,
                           f"clippable tensors, not only the heavy tails: the model's outputs on {n} calibration "
                           f"samples scored {scores['all']:.1f} dB against {scores['heavy']:.1f} "
                           f"(calibration/clip_check.py)")
+
+
+def clips(copies: dict, se_factor: float | None = None) -> tuple[bool, float, float]:
+    """``(clip every tail?, gain, its standard error)`` from the two candidates' scores on
+    the jittered copies (``{"heavy": [...], "all": [...]}``, copy j of both paired): the
+    gain of the means must exceed ``MARGIN_DB`` and ``se_factor`` (None: ``SE_FACTOR``)
+    standard errors."""
+    se_factor = SE_FACTOR if se_factor is None else se_factor
+    d = np.subtract(copies["all"], copies["heavy"])
+    gain = float(np.mean(d))
+    se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
+    return math.isfinite(gain) and gain > MARGIN_DB and gain > se_factor * se, gain, se
 
 
 def _spread(x, n: int) -> np.ndarray:

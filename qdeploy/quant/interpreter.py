@@ -470,7 +470,6 @@ def fake_quant_graph(qg: QGraph, float_graph):
     weights/biases replaced by their dequantized integers, and a
     QuantizeLinear/DequantizeLinear pair after every activation the QGraph
     quantizes (same scale and zero point). For per-layer error analysis."""
-    from ..ir import Node, Tensor
     g = float_graph.copy()
     names = qg.metadata.get("float_names", {})
     for qn in qg.nodes:
@@ -489,23 +488,30 @@ def fake_quant_graph(qg: QGraph, float_graph):
         t = qg.tensors.get(name + "_q") if name in g.inputs or name in g.outputs else qg.tensors.get(name)
         if t is None or t.scale is None:
             continue
-        s = g.add_const(name + "_fq_scale", np.float32(t.s))
-        z = g.add_const(name + "_fq_zp", np.array(t.zp, dtype=t.dtype))
-        q, d = g.unique_name(name + "_fq_q"), g.unique_name(name + "_fq_dq")
-        g.tensors[q] = Tensor(q, g.shape(name), t.dtype)
-        g.tensors[d] = Tensor(d, g.shape(name), "float32")
-        consumers = g.consumers(name)
-        for c in consumers:
+        pair, d = _fq_pair(g, name, t, name + "_fq")
+        for c in g.consumers(name):
             c.inputs = [d if i == name else i for i in c.inputs]
         prod = g.producer(name)
         at = 0 if prod is None else g.nodes.index(prod) + 1
-        g.nodes[at:at] = [Node("QuantizeLinear", q, [name, s, z], [q]),
-                          Node("DequantizeLinear", d, [q, s, z], [d])]
+        g.nodes[at:at] = pair
         if name in g.outputs:
             g.outputs = [d if o == name else o for o in g.outputs]
             names[d] = name
     _split_silu(qg, g)
     return g
+
+
+def _fq_pair(g, name: str, t, base: str) -> tuple[list, str]:
+    """QuantizeLinear -> DequantizeLinear of tensor ``name`` with QTensor ``t``'s scale and
+    zero point (constants ``base``_scale / _zp, tensors ``base``_q / _dq): the two nodes
+    and the dequantized tensor's name."""
+    from ..ir import Node, Tensor
+    s = g.add_const(base + "_scale", np.float32(t.s))
+    z = g.add_const(base + "_zp", np.array(t.zp, dtype=t.dtype))
+    q, d = g.unique_name(base + "_q"), g.unique_name(base + "_dq")
+    g.tensors[q] = Tensor(q, g.shape(name), t.dtype)
+    g.tensors[d] = Tensor(d, g.shape(name), "float32")
+    return [Node("QuantizeLinear", q, [name, s, z], [q]), Node("DequantizeLinear", d, [q, s, z], [d])], d
 
 
 def _split_silu(qg: QGraph, g) -> None:
@@ -520,19 +526,12 @@ def _split_silu(qg: QGraph, g) -> None:
         n = next((m for m in g.nodes if m.name == qn.source[0]), None)
         if n is None or n.op != "SiLU":
             continue
-        t = qg.tensors[qn.outputs[0]]
         x, y = n.inputs[0], n.outputs[0]
-        s = g.add_const(n.name + "_fq_sig_scale", np.float32(t.s))
-        z = g.add_const(n.name + "_fq_sig_zp", np.array(t.zp, dtype=t.dtype))
         sig = g.unique_name(n.name + "_fq_sig")
         g.tensors[sig] = Tensor(sig, g.shape(y), "float32")
-        q = g.unique_name(n.name + "_fq_sig_q")
-        g.tensors[q] = Tensor(q, g.shape(y), t.dtype)
-        d = g.unique_name(n.name + "_fq_sig_dq")
-        g.tensors[d] = Tensor(d, g.shape(y), "float32")
+        pair, d = _fq_pair(g, sig, qg.tensors[qn.outputs[0]], n.name + "_fq_sig")
         at = g.nodes.index(n)
-        g.nodes[at:at + 1] = [Node("Sigmoid", sig, [x], [sig]), Node("QuantizeLinear", q, [sig, s, z], [q]),
-                              Node("DequantizeLinear", d, [q, s, z], [d]), Node("Mul", n.name, [x, d], [y])]
+        g.nodes[at:at + 1] = [Node("Sigmoid", sig, [x], [sig]), *pair, Node("Mul", n.name, [x, d], [y])]
 
 
 def run_fake(qg: QGraph, float_graph, inputs: dict, expose=()) -> dict:
