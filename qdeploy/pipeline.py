@@ -422,7 +422,7 @@ def _check_out(out: Path, inputs: list[Path]) -> None:
     if out.exists() and not out.is_dir():
         raise QDeployError(f"-o {out}: is an existing file; OUT must be a folder (absent, empty or "
                            "an earlier qdeploy output)")
-    if out.is_dir() and any(out.iterdir()) and read_manifest(out, strict=False) is None:
+    if out.is_dir() and any(out.iterdir()) and not is_output(out):   # any version: replacing it is the fix
         raise QDeployError(f"-o {out}: the folder holds other files and is not a qdeploy output "
                            f"(no qdeploy {MANIFEST}); qdeploy replaces OUT as a whole, so give a "
                            "new or empty folder")
@@ -502,20 +502,26 @@ def _versions() -> dict:
 
 
 # ---------------------------------------------------------------- run
+def is_output(out) -> bool:
+    """``out`` holds a qdeploy manifest (of any version, fields unchecked): a
+    qdeploy output folder, which quantize may replace."""
+    try:
+        m = json.loads((Path(out) / MANIFEST).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(m, dict) and m.get("format") == MANIFEST_FORMAT
+
+
 def read_manifest(out, strict: bool = True) -> dict | None:
     """OUT's manifest; a folder without a qdeploy manifest is an error
     (``strict``) or None."""
     out = Path(out)
-    try:
-        m = json.loads((out / MANIFEST).read_text())
-        ok = isinstance(m, dict) and m.get("format") == MANIFEST_FORMAT
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        m, ok = None, False
-    if not ok:
+    if not is_output(out):
         if not strict:
             return None
         raise QDeployError(f"{out}: not a qdeploy output folder (no qdeploy {MANIFEST}); make one "
                            "with 'qdeploy quantize MODEL -o OUT'")
+    m = json.loads((out / MANIFEST).read_text())
     if m.get("version") != MANIFEST_VERSION:
         raise QDeployError(f"{out}: written by another qdeploy (manifest version {m.get('version')}, this "
                            f"one reads {MANIFEST_VERSION}); quantize the model again")

@@ -176,6 +176,20 @@ def test_empty_folder_and_earlier_out_are_replaced(work, tmp_path):
         assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (work / "good").iterdir())
 
 
+@pytest.mark.parametrize("change", ["version 2", "no outputs"])
+def test_earlier_out_of_another_qdeploy_is_replaced(change, work, tmp_path):
+    """An OUT whose manifest another qdeploy version wrote (or one damaged) is still a qdeploy
+    output: quantizing again replaces it, as the error of `run` on it advises."""
+    out = tmp_path / "out"
+    shutil.copytree(work / "good", out)
+    m = json.loads((out / MANIFEST).read_text())
+    m.update(version=2) if change == "version 2" else m.pop("outputs")
+    (out / MANIFEST).write_text(json.dumps(m))
+    res = cli("quantize", work / "digits.onnx", "--calib", work / "calib.npz", *FAST, "-o", out, "-q")
+    assert res.exit_code == 0, res.stderr
+    assert folder_bytes(out) == folder_bytes(work / "good")
+
+
 # ---------------------------------------------------------------- user files, determinism
 def test_user_files_are_never_modified(work, tmp_path):
     files = [tmp_path / n for n in ("m.onnx", "set.npz", "r.json", "board.toml")]
