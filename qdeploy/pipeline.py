@@ -531,7 +531,10 @@ def read_manifest(out, strict: bool = True) -> dict | None:
 # what `run` reads of manifest.json (qdeploy/schema.py); the rest is for people
 _IO_SCHEMA = {"name": Key("str"), "shape": Key("ints")}
 _MANIFEST_SCHEMA = {"inputs": Key("list"), "outputs": Key("list"), "emitted": Key("dict", required=False),
-                    "artefacts": Key("dict", required=False)}
+                    "artefacts": Key("dict", required=False), "float_tail": Key("dict", required=False)}
+# the float tail (quant/float_tail.py) as apply_tail reads it
+_TAIL_SCHEMA = {"branches": Key("list"), "nodes": Key("list"), "outputs": Key("list")}
+_TAIL_NODE_SCHEMA = {"op": Key("str"), "inputs": Key("strs"), "outputs": Key("strs"), "attrs": Key("dict")}
 
 
 def _check_manifest(m: dict, out: Path) -> dict:
@@ -546,6 +549,12 @@ def _check_manifest(m: dict, out: Path) -> dict:
           fix=fix)
     for name, rec in m.get("artefacts", {}).items():
         check(rec, {"bytes": Key("int"), "sha256": Key("str")}, where, f"artefacts['{name}']", extra=True, fix=fix)
+    if "float_tail" in m:
+        tail = check(m["float_tail"], _TAIL_SCHEMA, where, "float_tail", extra=True, fix=fix)
+        for part, schema in (("branches", _IO_SCHEMA), ("nodes", _TAIL_NODE_SCHEMA),
+                             ("outputs", {"name": Key("str")})):
+            for k, rec in enumerate(tail[part]):
+                check(rec, schema, where, f"float_tail.{part}[{k}]", extra=True, fix=fix)
     return m
 
 
@@ -579,6 +588,10 @@ def run_artifact(out, backend: str, x: np.ndarray | dict) -> dict[str, np.ndarra
         raise QDeployError(f"{out}: has no {art.path} (backend '{backend}' runs the '{art.name}' "
                            f"artefact); quantize again with --emit {art.name}")
     check_files(out, manifest, {"float": FLOAT, "ref": QGRAPH}.get(backend) or art.path)
+    if backend != "float":   # the artefacts take the QGraph's inputs: the manifest must name the same
+        if backend != "ref":
+            check_files(out, manifest, QGRAPH)
+        check_inputs(out, manifest)
     tail = manifest.get("float_tail")
     # with a float tail the artefacts compute its branches; the model's outputs are assembled in float
     seen = manifest if tail is None else {
@@ -587,15 +600,40 @@ def run_artifact(out, backend: str, x: np.ndarray | dict) -> dict[str, np.ndarra
     if tail is None:
         return res
     from .quant.float_tail import apply_tail
-    return apply_tail(tail, res)
+    try:
+        return apply_tail(tail, res)
+    except (KeyError, IndexError, TypeError, ValueError) as e:   # an edited manifest: its tail does not fit
+        raise QDeployError(f"{out / MANIFEST}: float_tail does not assemble the model's outputs from the "
+                           f"artefact's ({type(e).__name__}: {e}); quantize the model again") from None
+
+
+def check_inputs(out: Path, manifest: dict, qg=None) -> None:
+    """manifest.json's inputs (names, per-sample shapes) are model.qgraph's (``qg``: it, loaded)."""
+    from .quant.qgraph import load_qgraph
+    qg = qg or load_qgraph(out / QGRAPH)
+    have = [(s["name"], list(s["shape"])) for s in manifest["inputs"]]
+    want = [(n, list(qg.tensors[n].shape[1:])) for n in qg.inputs]
+    if have != want:
+        show = lambda io: ", ".join(f"'{n}' {'x'.join(map(str, s))}" for n, s in io)
+        raise QDeployError(f"{out / MANIFEST}: inputs {show(have)} are not those of {out / QGRAPH} "
+                           f"({show(want)}); quantize the model again")
 
 
 def check_files(out: Path, manifest: dict, path: str | None = None) -> None:
     """The files a backend reads (``path``, every file under a folder path
     ending in "/", or None: every file the manifest lists) are the ones quantize
     wrote: size and sha256 as in the manifest, so a truncated or edited artefact
-    is one line, not a runtime's crash."""
-    for name, rec in manifest.get("artefacts", {}).items():
+    is one line, not a runtime's crash. Each file a backend reads must be listed
+    (the backend's ``path``, or with None every emitted artefact, the QGraph and the
+    float model): an edited manifest.json that drops one vouches for nothing."""
+    listed = manifest.get("artefacts", {})
+    emitted = [ARTEFACTS[a].path for a in manifest.get("emitted", {}) if a in ARTEFACTS]
+    needed = [path] if path is not None else [QGRAPH, FLOAT, *emitted]
+    for p in needed:
+        if not any(name == p or (p.endswith("/") and name.startswith(p)) for name in listed):
+            raise QDeployError(f"{out / MANIFEST}: lists no size and sha256 for {p}, so it cannot be checked "
+                               "before it runs; quantize the model again to rewrite OUT")
+    for name, rec in listed.items():
         if path is not None and name != path and not (path.endswith("/") and name.startswith(path)):
             continue
         f = out / name

@@ -12,10 +12,38 @@ import hashlib
 from pathlib import Path
 
 from ..errors import QDeployError
+from ..schema import Key, check
+
+# what the report reads of manifest.json beyond what `run` reads (pipeline._check_manifest)
+_SCHEMA = {"model": Key("dict"), "options": Key("dict"), "target": Key("dict"),
+           "calibration": Key("dict", required=False), "memory": Key("dict", required=False, nullable=True),
+           "shortcuts": Key("list", required=False), "float_nodes": Key("list", required=False),
+           "passes": Key("strs", required=False)}
+_PARTS = {"model": {"file": Key("str"), "sha256": Key("str")},
+          "options": {"per_tensor": Key("bool", required=False), "fold_gap": Key("bool", required=False),
+                      "bias_correction": Key("bool", required=False, nullable=True),
+                      "keep_float": Key("strs", required=False, nullable=True)},
+          "target": {"name": Key("str", required=False), "profile": Key("str", required=False),
+                     "numerics": Key("dict", required=False)},
+          "calibration": {"source": Key("str", required=False, nullable=True),
+                          "method": Key("str", required=False), "ranges_file": Key("str", required=False,
+                                                                                     nullable=True)}}
+
+
+def check_manifest(manifest: dict, out: Path) -> None:
+    """The manifest fields the report reads, type-checked: one line, not a traceback."""
+    where, fix = f"{out / 'manifest.json'}", "quantize the model again"
+    check(manifest, _SCHEMA, where, extra=True, fix=fix)
+    for part, schema in _PARTS.items():
+        if part in manifest:
+            check(manifest[part], schema, where, part, extra=True, fix=fix)
 
 
 def find_model(out: Path, manifest: dict, given=None) -> Path:
     want = manifest["model"]
+    if given and not Path(given).is_file():
+        raise QDeployError(f"--model {given}: no such file; give the ONNX file OUT was quantized from "
+                           f"({want['file']})")
     cands = [Path(given)] if given else [out.parent / want["file"], Path.cwd() / want["file"]]
     for p in cands:
         if p.is_file():
@@ -32,7 +60,7 @@ def report_out(out, eval_set, labels=None, model=None, ropts=None, progress: boo
     from ..calibration.ranges import load_ranges
     from ..fsutil import dumps_json, write_bytes
     from ..onnx_import import import_onnx
-    from ..pipeline import FLOAT, QGRAPH, RANGES, check_files, read_manifest
+    from ..pipeline import FLOAT, QGRAPH, RANGES, check_files, check_inputs, read_manifest
     from ..quant.qgraph import load_qgraph
     from .build import HTML_NAME, JSON_NAME, ReportOptions, build_report
     from .evalset import check_labels, load_eval
@@ -42,9 +70,11 @@ def report_out(out, eval_set, labels=None, model=None, ropts=None, progress: boo
     import onnx
     out = Path(out)
     manifest = read_manifest(out)
+    check_manifest(manifest, out)
     check_files(out, manifest)   # a truncated or edited artefact: one line before anything runs
-    src = find_model(out, manifest, model)
     qg = load_qgraph(out / QGRAPH)
+    check_inputs(out, manifest, qg)
+    src = find_model(out, manifest, model)
     g = import_onnx(onnx.load(str(out / FLOAT)), name=qg.name)
     try:
         recipe = load_ranges(out / RANGES).recipe

@@ -30,6 +30,23 @@ CASES = {
     "labels floats": (lambda w: ["report", "out"] + E + ["--labels", _labels(w, 200, np.float32)], ["labels"]),
     "max-drop negative": (lambda w: ["report", "out"] + E + ["--max-drop", "-1"], ["--max-drop"]),
     "min-sqnr nan": (lambda w: ["report", "out"] + E + ["--min-sqnr", "nan"], ["--min-sqnr"]),
+    "model given is missing": (lambda w: ["report", "out"] + E + ["--model", "none.onnx"], ["--model none.onnx"]),
+    "manifest model mistyped": (lambda w: ["report", out_with(w, "o2", lambda d: d.update(model=5))] + E,
+                                ["manifest.json", "model"]),
+    "manifest without options": (lambda w: ["report", out_with(w, "o2", lambda d: d.pop("options"))] + E,
+                                 ["manifest.json", "options"]),
+    "manifest keep_float mistyped": (lambda w: ["report", out_with(w, "o2", lambda d: d["options"].update(
+        keep_float=5))] + E, ["manifest.json", "keep_float"]),
+    "manifest target a string": (lambda w: ["report", out_with(w, "o2", lambda d: d.update(target="fpga"))] + E,
+                                 ["manifest.json", "target"]),
+    "manifest calibration mistyped": (lambda w: ["report", out_with(w, "o2", lambda d: d.update(calibration=5))]
+                                      + E, ["manifest.json", "calibration"]),
+    "tflite unlisted and corrupt": (lambda w: ["report", out_with(w, "o2", lambda d: d["artefacts"].pop(
+        "model.int8.tflite"), files={"model.int8.tflite": b"junk"})] + E, ["model.int8.tflite", "manifest.json"]),
+    "artefacts dropped": (lambda w: ["report", out_with(w, "o2", lambda d: d.pop("artefacts"))] + E,
+                          ["model.qgraph", "manifest.json"]),
+    "manifest input renamed": (lambda w: ["report", out_with(w, "o2", lambda d: d["inputs"][0].update(
+        name="zzz"))] + E, ["'zzz'", "model.qgraph"]),
     "corrupt artefact": (lambda w: ["report", out_with(w, "o2", files={"model.qdq.onnx": b"junk"})] + E,
                          ["model.qdq.onnx"]),
 }

@@ -18,6 +18,15 @@ def _drop_output_shape(d):
     d["outputs"][0].pop("shape")
 
 
+def _drop_c(d):
+    for name in [n for n in d["artefacts"] if n.startswith("c/")]:
+        d["artefacts"].pop(name)
+
+
+def _rename_input(d):
+    d["inputs"][0]["name"] = "zzz"
+
+
 CASES = {
     "no OUT": (lambda w: ["run"] + R, ["Missing argument 'OUT'"]),
     "no --input": (lambda w: ["run", "out", "-o", "y.npy"], ["Missing option", "--input"]),
@@ -57,6 +66,20 @@ CASES = {
         bytes="big"))] + R, ["artefacts['model.qgraph']", "bytes"]),
     "corrupt model.qgraph": (lambda w: ["run", out_with(w, "o2", files={"model.qgraph": b"PK\x03\x04junk"})] + R,
                              ["model.qgraph"]),
+    # manifest.json edited so that it no longer vouches for the file the backend reads
+    "tflite unlisted and truncated": (lambda w: ["run", out_with(w, "o2", lambda d: d["artefacts"].pop(
+        "model.int8.tflite"), files={"model.int8.tflite": (w / "out" / "model.int8.tflite").read_bytes()[:100]}),
+        "--backend", "tflm"] + R, ["model.int8.tflite", "manifest.json"]),
+    "artefacts dropped, qdq corrupt": (lambda w: ["run", out_with(w, "o2", lambda d: d.pop("artefacts"), files={
+        "model.qdq.onnx": b"junk"}), "--backend", "qdq"] + R, ["model.qdq.onnx", "manifest.json"]),
+    "C bundle unlisted and edited": (lambda w: ["run", out_with(w, "o2", _drop_c, files={"c/model.c": b"int x;"}),
+                                                "--backend", "c"] + R, ["c/", "manifest.json"]),
+    "manifest input renamed (tflm)": (lambda w: ["run", out_with(w, "o2", _rename_input), "--backend", "tflm"] + R,
+                                      ["'zzz'", "'image'", "model.qgraph"]),
+    "manifest input renamed (c)": (lambda w: ["run", out_with(w, "o2", _rename_input), "--backend", "c"] + R,
+                                   ["'zzz'", "'image'"]),
+    "manifest float_tail mistyped": (lambda w: ["run", out_with(w, "o2", lambda d: d.update(float_tail=5))] + R,
+                                     ["float_tail"]),
     "unknown backend": (lambda w: ["run", "out", "--backend", "gpu"] + R, ["'gpu'"]),
     "backend c without c/": (lambda w: ["run", "bare", "--backend", "c"] + R, ["--emit c"]),
     "backend tflm without tflite": (lambda w: ["run", "bare", "--backend", "tflm"] + R, ["--emit tflite"]),
