@@ -10,6 +10,7 @@ atomically and only on success.
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import click
@@ -42,6 +43,8 @@ def run(out, backend, input_path, output_path):
                            "give an .npz path")
     if dst.is_dir():
         raise QDeployError(f"-o {dst}: is a folder; give a file path")
+    if dst.is_file() and Path(input_path).is_file() and os.path.samefile(dst, input_path):
+        raise QDeployError(f"-o {dst}: is the --input file, which qdeploy only reads; give another output path")
     res = run_artifact(out, backend, load_inputs(input_path))
     if dst.suffix == ".npy":
         buf = io.BytesIO()

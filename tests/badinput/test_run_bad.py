@@ -80,6 +80,7 @@ CASES = {
                                    ["'zzz'", "'image'"]),
     "manifest float_tail mistyped": (lambda w: ["run", out_with(w, "o2", lambda d: d.update(float_tail=5))] + R,
                                      ["float_tail"]),
+    "-o is the --input file": (lambda w: ["run", "out", "--input", "x.npy", "-o", "./x.npy"], ["x.npy", "--input"]),
     "unknown backend": (lambda w: ["run", "out", "--backend", "gpu"] + R, ["'gpu'"]),
     "backend c without c/": (lambda w: ["run", "bare", "--backend", "c"] + R, ["--emit c"]),
     "backend tflm without tflite": (lambda w: ["run", "bare", "--backend", "tflm"] + R, ["--emit tflite"]),
