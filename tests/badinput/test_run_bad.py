@@ -3,7 +3,7 @@ no output file, inputs untouched."""
 import numpy as np
 import pytest
 
-from tests.badinput.check import READONLY, run_cases
+from tests.badinput.check import READONLY, refused, run_cases
 from tests.badinput.files import out_with
 
 R = ["--input", "x.npy", "-o", "y.npy"]
@@ -110,3 +110,11 @@ CASES = {
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_run_refuses(w, case):
     run_cases(w, case)
+
+
+def test_run_refuses_unwritable_build_cache(w, monkeypatch):
+    """QDEPLOY_CACHE a file (or a folder nobody may write): one line naming it, not a traceback."""
+    monkeypatch.setenv("QDEPLOY_CACHE", str(w / "x.npy"))
+    refused(w, ["run", "out", "--backend", "c"] + R, ["QDEPLOY_CACHE", "x.npy"])
+    monkeypatch.setenv("QDEPLOY_CACHE", f"{READONLY}/cache")
+    refused(w, ["run", "out", "--backend", "c"] + R, ["QDEPLOY_CACHE", READONLY])

@@ -64,10 +64,26 @@ def build_library(cdir: Path, cc: str | None = None, flags=FLAGS) -> Path:
     lib = cache_dir() / "c" / h[:32] / "libmodel.so"
     if lib.is_file():
         return lib
+    _check_cache(lib.parent)
     compile_flags = [f for f in flags if f != "-shared"]
     objs = _objects(cdir, cc, version, compile_flags)
     _produce(lib, lambda tmp: [cc, *flags, "-o", tmp, *map(str, objs)], cdir)
     return lib
+
+
+def _check_cache(folder: Path) -> None:
+    """The build cache can take the objects and the library (one line if not)."""
+    root = cache_dir()
+    try:
+        for d in (folder, root / "c" / "obj"):
+            d.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".probe.", dir=d)
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as e:
+        where = "QDEPLOY_CACHE" if os.environ.get("QDEPLOY_CACHE") else "the default (QDEPLOY_CACHE unset)"
+        raise QDeployError(f"cannot write the C build cache {root}, {where} ({e.strerror or e}); set "
+                           "QDEPLOY_CACHE to a writable folder") from None
 
 
 def _hash(parts: list[str], files: list[tuple[str, bytes]]) -> str:
