@@ -257,6 +257,10 @@ def load_set(path, lazy: bool = False) -> CalibSet:
             raise QDeployError(f"{path} is a bare tensor file, not a qdeploy calibration set; build one "
                                f"with: qdeploy calib build {path} -o SET.npz (quantize --calib takes it as is)")
         with loaded as z:
+            if hasattr(z, "files") and "x" in z.files and "recipe" not in z.files:   # tensors, no recipe
+                raise QDeployError(f"{path} holds samples 'x' but no 'recipe' entry, so it is not a qdeploy "
+                                   f"calibration set; make one with: qdeploy calib build {path} -o SET.npz "
+                                   "(quantize --calib takes it as is)")
             if not hasattr(z, "files") or "x" not in z.files or "recipe" not in z.files:
                 raise QDeployError(f"{path} is not a qdeploy calibration set (needs entries "
                                    f"'x' and 'recipe'); {hint}")

@@ -65,6 +65,9 @@ def collect(paths, exclude=(), on_warning=None) -> list[Source]:
             found = _folder_files(arg, skip, on_warning)
             items = [(p, f"{arg.resolve().name}/{p.relative_to(arg).as_posix()}") for p in found]
         elif arg.is_file():
+            if arg.resolve() in skip:   # named as an input and as the output: writing would replace it
+                raise QDeployError(f"{arg} is an input and also the output -o; qdeploy only reads its inputs: "
+                                   "write the set to another file")
             if not _wanted(arg):
                 raise QDeployError(f"unsupported file type '{arg.suffix}' ({arg}); give images "
                                    f"({', '.join(IMAGE_SUFFIXES)}) or .npy/.npz tensors")

@@ -64,6 +64,9 @@ BUILD = {
     "read-only folder": (lambda w: ["calib", "build", "imgs", "-o", f"{READONLY}/s.npz"], ["cannot write"]),
     "output is a folder": (lambda w: (w / "d.npz").mkdir() or ["calib", "build", "imgs", "-o", "d.npz"],
                            ["d.npz"]),
+    "-o is the only input": (lambda w: ["calib", "build", "set.npz", "-o", "./set.npz"], ["set.npz", "-o"]),
+    "-o is one of the inputs": (lambda w: ["calib", "build", "c.npz", "set.npz", "-o", "set.npz"],
+                                ["set.npz", "-o"]),
 }
 
 
@@ -77,6 +80,7 @@ INSPECT = {
     "missing set": (lambda w: ["calib", "inspect", "none.npz"], ["none.npz"]),
     "not an npz": (lambda w: (w / "t.npz").write_text("hello") and ["calib", "inspect", "t.npz"], ["t.npz"]),
     "no recipe entry": (lambda w: ["calib", "inspect", set_with(w, "nr.npz", drop=["recipe"])], ["'recipe'"]),
+    "tensors without recipe": (lambda w: ["calib", "inspect", "c.npz"], ["qdeploy calib build c.npz -o"]),
     "recipe not JSON": (lambda w: ["calib", "inspect", _raw_recipe(w, "{not json")], ["JSON"]),
     "recipe of another format": (lambda w: ["calib", "inspect", set_with(w, "f.npz", recipe={"format": "x"})],
                                  ["format"]),
