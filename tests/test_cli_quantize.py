@@ -190,6 +190,14 @@ def test_earlier_out_of_another_qdeploy_is_replaced(change, work, tmp_path):
     assert folder_bytes(out) == folder_bytes(work / "good")
 
 
+@pytest.mark.parametrize("command", ["quantize", "report"])
+def test_help_states_option_ranges_without_none(command):
+    """--min-sqnr has no bound: its help must not say '[x<=None]'."""
+    res = cli(command, "--help")
+    assert res.exit_code == 0 and "--min-sqnr" in res.stdout
+    assert "None" not in res.stdout, res.stdout
+
+
 # ---------------------------------------------------------------- user files, determinism
 def test_user_files_are_never_modified(work, tmp_path):
     files = [tmp_path / n for n in ("m.onnx", "set.npz", "r.json", "board.toml")]

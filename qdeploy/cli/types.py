@@ -18,6 +18,9 @@ class FiniteFloat(click.FloatRange):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return rv
 
+    def _describe_range(self) -> str:   # unbounded: no "[x<=None]" in --help
+        return "" if self.min is None and self.max is None else super()._describe_range()
+
 
 POSITIVE = click.IntRange(min=1)              # --limit, --batch-size
 SEED = click.IntRange(min=0)                  # --seed
