@@ -120,9 +120,19 @@ def _explicit_pad(p: Placed, x_name: str, x: int, pads, value: int) -> int:
     return out
 
 
-def _bias(p: Placed, name: str):
+def _bias_scale(bias_scale, weight_scale) -> np.ndarray:
+    """The bias scales as TFLite wants them beside ``weight_scale``: one per output channel,
+    or one where the weights have one (--per-tensor): LiteRT's XNNPACK delegate refuses a
+    per-channel bias beside per-tensor weights ('failed to prepare'), as it refuses a
+    per-tensor bias beside per-channel ones."""
+    s = np.asarray(bias_scale, np.float32).reshape(-1)
+    return s[:1] if np.size(weight_scale) == 1 and s.size > 1 and np.all(s == s[0]) else s
+
+
+def _bias(p: Placed, name: str, weight_scale):
     t = p.qg.tensors[name]
-    return p.w.const(name, t.data.astype(np.int32), "int32", t.scale, np.zeros(t.scale.size, np.int64), 0)
+    s = _bias_scale(t.scale, weight_scale)
+    return p.w.const(name, t.data.astype(np.int32), "int32", s, np.zeros(s.size, np.int64), 0)
 
 
 # ------------------------------------------------------------------ compute
@@ -147,7 +157,7 @@ def conv2d(p: Placed, n: QNode) -> None:
         wd = wt.data.transpose(1, 2, 3, 0)       # [O,1,kh,kw] -> [1,kh,kw,O]
         wi = p.w.const(n.inputs[1], wd, "int8", ws, np.zeros(ws.size, np.int64), 3)
         y = _raw(p, n, "nhwc", rng)
-        p.w.op("DEPTHWISE_CONV_2D", [x, wi, _bias(p, n.inputs[2])], [y],
+        p.w.op("DEPTHWISE_CONV_2D", [x, wi, _bias(p, n.inputs[2], ws)], [y],
                depthMultiplier=int(a.get("depth_multiplier", o // xt.shape[1])), **geo)
         _finish(p, n, y, "nhwc", rng)
         return
@@ -157,7 +167,7 @@ def conv2d(p: Placed, n: QNode) -> None:
         return
     wi = p.w.const(n.inputs[1], wo, "int8", ws, np.zeros(ws.size, np.int64), 0)
     y = _raw(p, n, "nhwc", rng)
-    p.w.op("CONV_2D" if group == 1 else "CONV_2D_GROUPED", [x, wi, _bias(p, n.inputs[2])], [y], **geo)
+    p.w.op("CONV_2D" if group == 1 else "CONV_2D_GROUPED", [x, wi, _bias(p, n.inputs[2], ws)], [y], **geo)
     _finish(p, n, y, "nhwc", rng)
 
 
@@ -180,9 +190,11 @@ def _grouped(p: Placed, n: QNode, x: int, wo, ws, group: int, geo: dict, rng) ->
     outs = []
     for g in range(group):
         sl = slice(g * og, (g + 1) * og)
-        wi = w.const(f"{n.inputs[1]}_g{g}", wo[sl], "int8", ws[sl], np.zeros(og, np.int64), 0)
-        bi = w.const(f"{n.inputs[2]}_g{g}", bt.data[sl].astype(np.int32), "int32",
-                     bt.scale.reshape(-1)[sl], np.zeros(og, np.int64), 0)
+        wsg = ws if ws.size == 1 else ws[sl]
+        bsg = _bias_scale(bt.scale.reshape(-1)[sl], wsg)
+        wi = w.const(f"{n.inputs[1]}_g{g}", wo[sl], "int8", wsg, np.zeros(wsg.size, np.int64), 0)
+        bi = w.const(f"{n.inputs[2]}_g{g}", bt.data[sl].astype(np.int32), "int32", bsg,
+                     np.zeros(bsg.size, np.int64), 0)
         yg = p.like(f"{n.outputs[0]}_g{g}", n.outputs[0], ys[:3] + [og])
         w.op("CONV_2D", [parts[g], wi, bi], [yg], **geo)
         outs.append(yg)
@@ -226,10 +238,12 @@ def transpose_conv2d(p: Placed, n: QNode) -> None:
     outs = []
     for g, xg in enumerate(parts):
         sl = slice(g * og, (g + 1) * og)
-        wi = w.const(f"{n.inputs[1]}_g{g}", wt.data[sl].transpose(0, 2, 3, 1), "int8", ws[sl],
-                     np.zeros(og, np.int64), 0)
-        bi = w.const(f"{n.inputs[2]}_g{g}", bt.data[sl].astype(np.int32), "int32",
-                     bt.scale.reshape(-1)[sl], np.zeros(og, np.int64), 0)
+        wsg = ws if ws.size == 1 else ws[sl]   # --per-tensor: one scale for every group
+        bsg = _bias_scale(bt.scale.reshape(-1)[sl], wsg)
+        wi = w.const(f"{n.inputs[1]}_g{g}", wt.data[sl].transpose(0, 2, 3, 1), "int8", wsg,
+                     np.zeros(wsg.size, np.int64), 0)
+        bi = w.const(f"{n.inputs[2]}_g{g}", bt.data[sl].astype(np.int32), "int32", bsg,
+                     np.zeros(bsg.size, np.int64), 0)
         yg = y if group == 1 else p.like(f"{n.outputs[0]}_g{g}", n.outputs[0], full[:3] + [og])
         w.op("TRANSPOSE_CONV", [w.const(f"{n.name}_output_shape", np.array(full[:3] + [og], np.int32)), wi,
                                 xg, bi], [yg], padding=pad, strideH=sh, strideW=sw,
@@ -258,7 +272,7 @@ def fully_connected(p: Placed, n: QNode) -> None:
     ws = wt.scale.reshape(-1)
     wi = p.w.const(n.inputs[1], np.ascontiguousarray(wdata), "int8", ws, np.zeros(ws.size, np.int64), 0)
     y = _raw(p, n, "native", rng)
-    p.w.op("FULLY_CONNECTED", [x, wi, _bias(p, n.inputs[2])], [y], fusedActivationFunction=fn,
+    p.w.op("FULLY_CONNECTED", [x, wi, _bias(p, n.inputs[2], ws)], [y], fusedActivationFunction=fn,
            keepNumDims=False)
     _finish(p, n, y, "native", rng)
 
