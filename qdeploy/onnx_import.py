@@ -132,6 +132,19 @@ def parse_input_shape(text: str) -> tuple[str | None, tuple[int, ...]]:
     return (name or None), shape
 
 
+def check_batch_one(g: Graph) -> None:
+    """Every input of ``g`` has batch 1: the QGraph, the artefacts and the calibration
+    run one sample at a time (a fixed batch of 4 was only said by onnxruntime, as
+    'Got: 1 Expected: 4')."""
+    for name in g.inputs:
+        shape = list(g.shape(name))
+        if shape and shape[0] != 1:
+            raise QDeployError(f"model input '{name}' has batch {shape[0]} ({'x'.join(map(str, shape))}); "
+                               "qdeploy quantizes batch-1 models (N samples run one at a time): export the "
+                               "model with batch 1 or a dynamic batch (--input-shape: "
+                               f"1x{'x'.join(map(str, shape[1:]))})")
+
+
 def parse_input_shapes(values) -> InputShapes:
     """Repeated ``--input-shape [name:]1x3xHxW`` -> the argument of
     :func:`import_onnx`: None (none given), the shape (one without a name),

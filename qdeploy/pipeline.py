@@ -140,9 +140,11 @@ class QuantizeResult:
 
 def prepare_float(model, input_shape=None) -> Graph:
     """Import and run the pass pipeline."""
-    from .onnx_import import import_onnx
+    from .onnx_import import check_batch_one, import_onnx
     from .passes import run_passes
-    return run_passes(import_onnx(model, input_shape), copy=False)
+    g = import_onnx(model, input_shape)
+    check_batch_one(g)
+    return run_passes(g, copy=False)
 
 
 def calibration_samples(g: Graph, calib: str | None, preset: str = "imagenet",

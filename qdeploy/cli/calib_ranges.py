@@ -26,12 +26,14 @@ def calibrate_model(model, set_path, method: str = "tailclip", input_shape=None,
                     percentile: float = 99.99, progress: bool = True) -> Ranges:
     """The Python form of ``qdeploy calib ranges`` (without writing)."""
     from ..calibration.calibrate import calibrate   # here: it loads onnx (``qdeploy --help`` needs none)
-    from ..onnx_import import import_onnx, load_model
+    from ..onnx_import import check_batch_one, import_onnx, load_model
     from ..passes import run_passes
     cs = dataset.load_set(set_path, lazy=True)   # read a batch at a time: memory flat in the set size
     if input_shape is None:
         input_shape = _shape_from_set(load_model(model), cs)
-    g = run_passes(import_onnx(model, input_shapes=input_shape))
+    g = import_onnx(model, input_shapes=input_shape)
+    check_batch_one(g)
+    g = run_passes(g)
     if len(g.inputs) != 1:
         raise QDeployError(f"{model}: has {len(g.inputs)} inputs; calib ranges handles single-input models")
     dataset.check_against_model(cs, g.shape(g.inputs[0]), g.inputs[0])

@@ -51,6 +51,7 @@ def bad_models(d: Path) -> None:
          "missing_init.onnx")
     save(conv(inputs={"x": [1, 3, 0, 8]}), "zero_input.onnx")
     save(conv(inputs={"x": [1, 3, "H", "W"]}), "dynamic.onnx")
+    save(conv(inputs={"x": [4, 3, 8, 8]}), "batch4.onnx")
     m = conv()
     m.graph.output.append(m.graph.output[0])
     save(m, "output_twice.onnx")

@@ -137,6 +137,7 @@ RANGES = {
                         ["truncated.onnx"]),
     "duplicate names": (lambda w: ["calib", "ranges", "dup_names.onnx", "set.npz", "-o", "r2.json"], ["twice"]),
     "two inputs": (lambda w: ["calib", "ranges", "two_inputs.onnx", "set.npz", "-o", "r2.json"], ["inputs"]),
+    "fixed batch 4": (lambda w: ["calib", "ranges", "batch4.onnx", "set.npz", "-o", "r2.json"], ["batch 4"]),
     "bad input shape": (lambda w: ["calib", "ranges", "m.onnx", "set.npz", "-o", "r2.json", "--input-shape", "x"],
                         ["--input-shape"]),
     "set recipe broken": (lambda w: ["calib", "ranges", "m.onnx", set_with(w, "k.npz", recipe={"layout": 5}),

@@ -85,6 +85,8 @@ CASES = {
     "emit qdq for fpga": (lambda w: Q + ["--emit", "qdq", "--target", "fpga", "-o", "o"], ["--emit qdq", "fpga"]),
     "input shape bad": (lambda w: Q + ["--input-shape", "1x1xeight", "-o", "o"], ["--input-shape"]),
     "input shape contradicts": (lambda w: Q + ["--input-shape", "1x3x8x8", "-o", "o"], ["contradicts"]),
+    "fixed batch 4": (lambda w: ["quantize", "batch4.onnx", "--calib", "c.npz", "-o", "o"], ["batch 4", "1x3x8x8"]),
+    "input shape batch 4": (lambda w: Q + ["--input-shape", "4x1x8x8", "-o", "o"], ["batch 4", "1x1x8x8"]),
     "truncated model": (lambda w: ["quantize", "truncated.onnx", "-o", "o"], ["truncated.onnx"]),
     "duplicate names": (lambda w: ["quantize", "dup_names.onnx", "-o", "o"], ["twice"]),
     "zero-size weight": (lambda w: ["quantize", "zero_weight.onnx", "-o", "o"], ["zero elements"]),
