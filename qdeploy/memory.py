@@ -8,6 +8,7 @@ letting the allocation fail half-way (or the kernel kill the process).
 """
 from __future__ import annotations
 
+import math
 import os
 
 from .errors import QDeployError
@@ -16,19 +17,26 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def _parse(text: str) -> int | None:
+    """``2G``, ``512M``, ``1.5GiB``, ``1000000`` -> bytes; None if it is not an amount."""
     t = text.strip().upper().removesuffix("B").removesuffix("I")
     unit = t[-1:] if t[-1:] in _UNITS else ""
     try:
-        return int(float(t[:len(t) - len(unit)]) * _UNITS[unit])
+        v = float(t[:len(t) - len(unit)]) * _UNITS[unit]
     except ValueError:
         return None
+    return int(v) if math.isfinite(v) and v >= 0 else None
 
 
 def available() -> int | None:
-    """Bytes that can be allocated now; None when unknown."""
+    """Bytes that can be allocated now; None when unknown. A QDEPLOY_MEMORY_LIMIT
+    that is not an amount is an error (ignoring it would drop the guard)."""
     env = os.environ.get("QDEPLOY_MEMORY_LIMIT")
     if env:
-        return _parse(env)
+        limit = _parse(env)
+        if limit is None:
+            raise QDeployError(f"QDEPLOY_MEMORY_LIMIT={env!r} is not an amount of memory; give bytes or a "
+                               "number with K, M, G or T (such as 2G), or unset it")
+        return limit
     try:
         with open("/proc/meminfo") as f:
             for line in f:

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from tests.badinput.check import READONLY, run_cases
+from tests.badinput.check import READONLY, refused, run_cases
 from tests.badinput.files import set_with
 
 
@@ -160,3 +160,11 @@ def test_calib_inspect_refuses(w, case):
 @pytest.mark.parametrize("case", RANGES.values(), ids=RANGES.keys())
 def test_calib_ranges_refuses(w, case):
     run_cases(w, case)
+
+
+@pytest.mark.parametrize("limit", ["abc", "inf", "nan", "-1", "10x"])
+def test_memory_limit_not_an_amount_is_refused(w, monkeypatch, limit):
+    """QDEPLOY_MEMORY_LIMIT that is no amount of memory: one line naming it (it used to be
+    ignored, dropping the guard, or, for 'inf', a traceback)."""
+    monkeypatch.setenv("QDEPLOY_MEMORY_LIMIT", limit)
+    refused(w, ["calib", "build", "imgs", "-o", "s.npz"], ["QDEPLOY_MEMORY_LIMIT", repr(limit)])
