@@ -2,7 +2,8 @@
 shared library (cached by the hash of the bundle's files, the compiler and its flags,
 under ``$QDEPLOY_CACHE`` or ``~/.cache/qdeploy``; each source's object file cached by
 its own content, so the runtime kernels compile once per target) and called through
-ctypes.
+ctypes. ``CC`` names the compiler as make takes it (``CC="ccache gcc"`` works); it
+must build for this machine (a cross compiler such as arm-none-eabi-gcc is one line).
 
 Inputs are quantized exactly as the reference interpreter's input Quantize node,
 moved to the bundle's layout (NHWC for 4-D), run one sample at a time, and the int8
@@ -12,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -53,11 +55,12 @@ def build_library(cdir: Path, cc: str | None = None, flags=FLAGS) -> Path:
     the same for every model of a target) compile once, a new model only its
     ``model.c`` and weights, then one link."""
     cc = cc or compiler()
+    argv = shlex.split(cc) or [cc]   # CC="ccache gcc", as make takes it
     files = sorted(p for p in cdir.iterdir() if p.suffix in (".c", ".h"))
     if not (cdir / "model.c").is_file():
         raise QDeployError(f"{cdir}: no model.c; quantize again with --emit c")
     try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+        version = subprocess.run([*argv, "--version"], capture_output=True, text=True).stdout
     except OSError as e:
         raise QDeployError(f"C compiler '{cc}' cannot run ({e}); install gcc or clang (or set CC)") from None
     h = _hash([cc, version, *flags], [(p.name, p.read_bytes()) for p in files])
@@ -67,7 +70,7 @@ def build_library(cdir: Path, cc: str | None = None, flags=FLAGS) -> Path:
     _check_cache(lib.parent)
     compile_flags = [f for f in flags if f != "-shared"]
     objs = _objects(cdir, cc, version, compile_flags)
-    _produce(lib, lambda tmp: [cc, *flags, "-o", tmp, *map(str, objs)], cdir)
+    _produce(lib, lambda tmp: [*argv, *flags, "-o", tmp, *map(str, objs)], cdir)
     return lib
 
 
@@ -101,7 +104,8 @@ def _objects(cdir: Path, cc: str, version: str, flags: list[str]) -> list[Path]:
     comments, so the generated headers' "made from model X" lines do not count); compiled,
     in parallel, only when absent."""
     srcs = sources(cdir)
-    pre = [subprocess.Popen([cc, *flags, "-E", "-P", str(src)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    argv = shlex.split(cc) or [cc]
+    pre = [subprocess.Popen([*argv, *flags, "-E", "-P", str(src)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
            for src in srcs]
     objs, todo = [], []
     for src, proc in zip(srcs, pre):
@@ -118,7 +122,7 @@ def _objects(cdir: Path, cc: str, version: str, flags: list[str]) -> list[Path]:
             obj.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{obj.stem}.", suffix=".o", dir=obj.parent)
             os.close(fd)
-            procs.append((subprocess.Popen([cc, *flags, "-c", "-o", tmp, str(src)], stdout=subprocess.PIPE,
+            procs.append((subprocess.Popen([*argv, *flags, "-c", "-o", tmp, str(src)], stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, text=True), tmp, obj))
         for proc, tmp, obj in procs:
             _, err = proc.communicate()
@@ -162,7 +166,14 @@ def run(out: Path, inputs: dict, manifest: dict) -> dict:
     from ..arena import int_io
     out = Path(out)
     qg = load_qgraph(out / QGRAPH)
-    lib = ctypes.CDLL(str(build_library(out / "c")))
+    cc = compiler()
+    path = build_library(out / "c", cc)
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as e:   # CC=arm-none-eabi-gcc in the shell: a library for another machine
+        raise QDeployError(f"the C bundle built by CC '{cc}' does not load on this machine ({e}); the c "
+                           "backend builds for the host: set CC to the host compiler (such as CC=cc) or unset "
+                           "it when running qdeploy") from None
     fn = lib.model_invoke
     fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     fn.restype = ctypes.c_int
