@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -54,21 +55,28 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def dumps_json(obj) -> str:
-    """Stable JSON: sorted keys, 2-space indent, trailing newline."""
-    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    """Stable, standard JSON: sorted keys, 2-space indent, trailing newline; a non-finite
+    number (an SQNR of a bit-exact output is inf) is null, since NaN and Infinity are not JSON
+    (JSON.parse and strict parsers refuse them)."""
+    return json.dumps(_finite(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
     write_bytes(path, dumps_json(obj).encode())
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
+def _finite(o):
+    """``o`` with numpy values as Python ones, tuples as lists, NaN and +-inf as None."""
+    if isinstance(o, (np.generic, np.ndarray)):
+        o = o.tolist()
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    if o is None or isinstance(o, (str, int)):
+        return o
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 

@@ -198,6 +198,36 @@ def test_help_states_option_ranges_without_none(command):
     assert "None" not in res.stdout, res.stdout
 
 
+def _strict_json(text: str):
+    def refuse(token):
+        raise ValueError(f"{token} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_is_standard_json_when_an_output_is_exact(tmp_path):
+    """A model whose int8 output equals the float one (SQNR inf) still gives standard JSON
+    (no NaN/Infinity tokens) on stdout and in report.json / ranges.json, and no numpy
+    warning on stderr."""
+    from onnx import helper
+    from tests.helpers import model
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c"], ["y"], name="relu")]
+    m = model(nodes, {"x": [1, 3, 8, 8]}, {"y": [1, 4, 8, 8]},
+              {"w": np.zeros((4, 3, 3, 3), np.float32), "b": np.zeros(4, np.float32)}, name="zero")
+    (tmp_path / "zero.onnx").write_bytes(m.SerializeToString())
+    np.save(tmp_path / "x.npy", np.abs(np.random.default_rng(0).normal(0, 1, (16, 3, 8, 8))).astype(np.float32))
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:   # the command line prints them on stderr
+        warnings.simplefilter("always")
+        res = cli("quantize", tmp_path / "zero.onnx", "--calib", tmp_path / "x.npy", "--emit", "", "-o",
+                  tmp_path / "out", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert res.stderr == "" and not [str(w.message) for w in caught if w.category is RuntimeWarning]
+    assert _strict_json(res.stdout)["verdict"]["pass"]
+    for name in ("report.json", "ranges.json", "manifest.json"):
+        _strict_json((tmp_path / "out" / name).read_text())
+
+
 # ---------------------------------------------------------------- user files, determinism
 def test_user_files_are_never_modified(work, tmp_path):
     files = [tmp_path / n for n in ("m.onnx", "set.npz", "r.json", "board.toml")]

@@ -157,9 +157,10 @@ def clips(copies: dict, se_factor: float | None = None) -> tuple[bool, float, fl
     gain of the means must exceed ``MARGIN_DB`` and ``se_factor`` (None: ``SE_FACTOR``)
     standard errors."""
     se_factor = SE_FACTOR if se_factor is None else se_factor
-    d = np.subtract(copies["all"], copies["heavy"])
-    gain = float(np.mean(d))
-    se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
+    with np.errstate(invalid="ignore"):   # inf - inf (both candidates bit-exact): nan, not a warning
+        d = np.subtract(copies["all"], copies["heavy"])
+        gain = float(np.mean(d))
+        se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
     return math.isfinite(gain) and gain > MARGIN_DB and gain > se_factor * se, gain, se
 
 

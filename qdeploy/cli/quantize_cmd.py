@@ -112,7 +112,8 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
     if memory:
         summary["memory"] = memory
     if as_json:
-        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+        from ..fsutil import dumps_json
+        click.echo(dumps_json(summary), nl=False)
         return
     if quiet:
         return
