@@ -228,6 +228,19 @@ def test_json_is_standard_json_when_an_output_is_exact(tmp_path):
         _strict_json((tmp_path / "out" / name).read_text())
 
 
+def test_model_with_external_data_is_quantized_from_another_folder(work, tmp_path):
+    """Weights in an external data file beside the model (onnx's save_as_external_data, how
+    large models are exported): the report's float reference finds them too, from any cwd."""
+    import onnx
+    (tmp_path / "m").mkdir()
+    onnx.save_model(onnx.load(str(work / "digits.onnx")), str(tmp_path / "m" / "digits.onnx"),
+                    save_as_external_data=True, location="digits.onnx.data", size_threshold=0)
+    res = cli("quantize", tmp_path / "m" / "digits.onnx", "--calib", work / "calib.npz", *FAST, "--emit", "",
+              "-o", tmp_path / "out", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "out" / "report.json").is_file()
+
+
 # ---------------------------------------------------------------- user files, determinism
 def test_user_files_are_never_modified(work, tmp_path):
     files = [tmp_path / n for n in ("m.onnx", "set.npz", "r.json", "board.toml")]

@@ -39,7 +39,8 @@ def run_original(model: Path, x: np.ndarray, names: list[str]) -> dict[str, np.n
     so = ort.SessionOptions()
     so.log_severity_level = 3
     try:
-        sess = ort.InferenceSession(Path(model).read_bytes(), so, providers=["CPUExecutionProvider"])
+        # by path: onnxruntime finds external data (weights in model.onnx.data) beside the model
+        sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
     except Exception as e:
         raise QDeployError(f"{model}: onnxruntime cannot run the original model ({type(e).__name__}); "
                            "the float reference of the report is the model as given") from None
