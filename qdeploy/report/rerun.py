@@ -42,7 +42,7 @@ def check_manifest(manifest: dict, out: Path) -> None:
 def find_model(out: Path, manifest: dict, given=None) -> Path:
     want = manifest["model"]
     if given and not Path(given).is_file():
-        raise QDeployError(f"--model {given}: no such file; give the ONNX file OUT was quantized from "
+        raise QDeployError(f"--model {given}: no such file (or not a file); give the ONNX file OUT was quantized from "
                            f"({want['file']})")
     cands = [Path(given)] if given else [out.parent / want["file"], Path.cwd() / want["file"]]
     for p in cands:
