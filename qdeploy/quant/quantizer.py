@@ -48,7 +48,7 @@ from .float_island import resolve as resolve_float
 from .prepare import HANDLERS, fixed_params, Ctx, insert_requantize, out_rule, unsupported_reason
 from .qgraph import QGraph, QNode, QTensor
 from .pow2_select import pow2_activation_scale
-from .scales import MIN_SPAN, activation_params
+from .scales import activation_params, symmetric_maxabs
 from .targets import Target, load_target
 
 REQUANTIZING = {"Conv", "ConvTranspose", "Gemm", "Add", "Sub", "Mul", "Div", "Max", "Min", "PRelu",
@@ -174,7 +174,7 @@ def _activation_params(g: Graph, ranges: dict, target: Target, hists: dict) -> d
             lo, hi = max(lo, clamp[0]), min(hi, clamp[1])
             hi = max(hi, lo)
         if nm.pow2_scales and nm.activation_symmetric:
-            maxabs = max(-min(lo, 0.0), max(hi, 0.0), MIN_SPAN / 2)
+            maxabs = symmetric_maxabs(lo, hi)
             return make(name, pow2_activation_scale(maxabs, hists.get(name), qmin, qmax), 0)
         return make(name, *activation_params(lo, hi, qmin, qmax, nm.activation_symmetric, nm.pow2_scales))
 

@@ -6,8 +6,19 @@ Activations (per tensor):
   the dtype (TFLite's ``ChooseQuantizationParams``);
 * symmetric power-of-two (fpga): ``scale = 2**ceil(log2(max|lo|,|hi| / 127))``,
   zero point 0.
-* A zero-width range (a constant activation, a dead ReLU) gets the width
-  ``MIN_SPAN`` so that no scale is 0 and nothing downstream divides by zero.
+* A degenerate range, narrower than ``MIN_SPAN`` (a constant activation, a
+  dead ReLU whose output is 0 on every calibration sample), holds no
+  information to resolve: it is given the width ``DEGENERATE_SPAN`` = 1
+  (asymmetric: ``[lo, lo + 1]``, scale 1/255; symmetric: ``max|x|`` = 1/2).
+  Zero stays exact at any scale, so the tensor's values are the same; what the
+  scale sets is the requantisation ratios of the ops around it, which runtimes
+  bound: behind a dead ReLU the width ``MIN_SPAN`` itself (scale 3.9e-8) made
+  the conv's ``s_in * s_w / s_out`` exceed 256, and LiteRT's XNNPACK refused
+  the TFLite file. A unit range sits in the middle of the usual activation
+  scales, so the ratios to its neighbours stay near 1. (TFLite's converter and
+  onnxruntime give an all-zero tensor the scale 1, PyTorch a scale of at least
+  6.1e-5.) Ranges of
+  ``MIN_SPAN`` or more are untouched.
 
 Weights: int8 symmetric in [-127, 127], per output channel or per tensor, so
 ``scale = max|w| / 127`` (power-of-two targets: the power of two with the
@@ -32,7 +43,8 @@ import numpy as np
 
 from .fixedpoint import tflite_round
 
-MIN_SPAN = 1e-5
+MIN_SPAN = 1e-5          # a range narrower than this is degenerate ...
+DEGENERATE_SPAN = 1.0    # ... and gets this width (see the module docstring)
 INT32_LIMIT = (1 << 31) - 1
 
 
@@ -47,16 +59,23 @@ def activation_params(lo: float, hi: float, qmin: int, qmax: int, symmetric: boo
     """(scale, zero_point) for a real range ``[lo, hi]``."""
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     if symmetric:
-        m = max(-lo, hi, MIN_SPAN / 2)
+        m = symmetric_maxabs(lo, hi)
         s = m / 127.0
         if pow2:
             s = pow2_ceil(s)
         return np.float32(s), 0
     if hi - lo < MIN_SPAN:
-        hi = lo + MIN_SPAN
+        hi = lo + DEGENERATE_SPAN
     s = np.float32((hi - lo) / (qmax - qmin))
     zp = qmin + tflite_round(-lo / float(s))
     return s, int(min(max(zp, qmin), qmax))
+
+
+def symmetric_maxabs(lo: float, hi: float) -> float:
+    """``max(|lo|, |hi|)`` of a symmetric range; ``DEGENERATE_SPAN / 2`` for a
+    degenerate one (narrower than ``MIN_SPAN``)."""
+    m = max(-min(float(lo), 0.0), max(float(hi), 0.0))
+    return m if 2 * m >= MIN_SPAN else DEGENERATE_SPAN / 2
 
 
 def quantize_value(x: float, scale: float, zp: int, qmin: int, qmax: int) -> int:
