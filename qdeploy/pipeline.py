@@ -62,6 +62,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .calibration.sources import require_float
 from .emit import ARTEFACTS, EmitContext, artefact_of, emit_all, load_runner, parse_emit
 from .emit import backends as _artefact_backends
 from .errors import QDeployError
@@ -663,10 +664,11 @@ def _as_inputs(specs: list[dict], x) -> dict[str, np.ndarray]:
     for s in specs:
         v = np.asarray(x[s["name"]])
         want = "x".join(map(str, s["shape"]))
-        if v.dtype.kind not in "biuf" or v.ndim != len(s["shape"]) + 1 or list(v.shape[1:]) != s["shape"]:
+        require_float(v, f"input '{s['name']}'")
+        if v.ndim != len(s["shape"]) + 1 or list(v.shape[1:]) != s["shape"]:
             got = "x".join(map(str, v.shape)) if v.ndim else "a scalar"
             raise QDeployError(f"input '{s['name']}' is {got} {v.dtype}; the model takes N x {want} "
-                               "(N samples along the first axis, numbers)")
+                               "(N samples along the first axis)")
         if len(v) == 0 or not np.isfinite(v).all():
             raise QDeployError(f"input '{s['name']}' " + ("has no samples" if len(v) == 0 else
                                "contains NaN or Inf") + f"; give N >= 1 finite samples of {want}")

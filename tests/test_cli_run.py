@@ -107,7 +107,7 @@ CASES = {
                      ["3x64", "N x 1x8x8"]),
     "NaN input": ("digits", _save("a.npy", np.full((2, 1, 8, 8), np.nan, np.float32)), "y.npy", [], ["NaN"]),
     "no samples": ("digits", _save("a.npy", np.zeros((0, 1, 8, 8), np.float32)), "y.npy", [], ["no samples"]),
-    "strings": ("digits", _save("a.npy", np.array([["a"]])), "y.npy", [], ["'image'"]),
+    "strings": ("digits", _save("a.npy", np.array([["a"]])), "y.npy", [], ["a.npy", "<U1", "not floats"]),
     "unknown backend": ("digits", lambda d, t: d / "x.npy", "y.npy", ["-b", "tpu"], ["backend 'tpu'", "float, ref"]),
     "output suffix": ("digits", lambda d, t: d / "x.npy", "y.txt", [], ["y.txt", ".npy", ".npz"]),
     "several outputs to .npy": ("two", _save("a.npy", np.zeros((2, 3, 8, 8), np.float32)), "y.npy", [],

@@ -49,7 +49,7 @@ from . import images
 from .recipe import (CHANNELS, DEFAULT_PAD, FORMAT, LAYOUTS, RESIZE_MODES, VERSION,
                      check_recipe, describe, image_recipe, tensor_recipe)
 from .set_stats import inspect_set  # noqa: F401  (part of this module's API)
-from .sources import Source, collect, read_tensor
+from .sources import Source, collect, read_tensor, require_float
 from .stream import ImageSamples, all_finite, open_samples
 
 
@@ -286,6 +286,7 @@ def load_set(path, lazy: bool = False) -> CalibSet:
             x = open_samples(path)
         except Exception as e:
             raise QDeployError(f"cannot read calibration set {path}: {type(e).__name__}: {e}") from None
+    require_float(x, str(path))
     if x.dtype != np.float32 or x.ndim < 2 or len(x) == 0:
         raise QDeployError(f"{path}: samples must be a non-empty float32 N x ... array, got "
                            f"{x.dtype} {tuple(x.shape)}; {hint}")

@@ -15,6 +15,9 @@ Decisions where the issue is silent:
   ``imgs/sub/a.jpg`` (relative, so the recipe, and the bytes of the set, do
   not depend on where the folder lives). A file given twice counts once.
 * Images and tensor files cannot be mixed in one set.
+* A tensor file holds the model's preprocessed float input: integer and bool
+  arrays (uint8 pixels, ids) are refused by :func:`require_float` (also for
+  ``--eval`` and ``run --input``) rather than taken as float values.
 * A tensor file holds a *batch*: its first axis counts samples (save a single
   sample with a leading axis of 1, i.e. the model's batch-1 input). A ``.npz``
   must hold one array, or an ``x`` entry (so a qdeploy set can be re-stacked).
@@ -115,6 +118,18 @@ def _names(folder: Path, files: list[Path], show: int = 5) -> str:
     return ", ".join(names[:show]) + (f" and {len(names) - show} more" if len(names) > show else "")
 
 
+FLOAT_HINT = ("qdeploy takes the model's preprocessed float input (as in training: resized, scaled "
+              "and normalised); convert the array to float32 that way, or give the images to "
+              "'qdeploy calib build IMAGES... -o SET.npz', which preprocesses them")
+
+
+def require_float(a: np.ndarray, where: str) -> None:
+    """Refuse samples that are not floats: integer or bool arrays are pixel values
+    or ids, which the model would silently take as its normalised float input."""
+    if a.dtype.kind != "f":
+        raise QDeployError(f"{where} holds {a.dtype} values, not floats; {FLOAT_HINT}")
+
+
 def read_tensor(src: Source) -> np.ndarray:
     """A tensor file as a float32 batch (N, ...); NaN/Inf and non-numeric data
     are errors naming the file."""
@@ -136,8 +151,7 @@ def read_tensor(src: Source) -> np.ndarray:
         raise
     except Exception as e:
         raise QDeployError(f"cannot read tensor file {src.name}: {type(e).__name__}: {e}") from None
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-        raise QDeployError(f"tensor file {src.name} has dtype {a.dtype}; calibration needs numbers")
+    require_float(a, f"tensor file {src.name}")
     if a.ndim < 2:
         raise QDeployError(f"tensor file {src.name} has shape {tuple(a.shape)}; store a batch "
                            "N x ... (one sample: add a leading axis of 1)")

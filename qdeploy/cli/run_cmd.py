@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ..calibration.sources import require_float
 from ..errors import QDeployError
 from ..fsutil import npz_bytes, write_bytes
 from ..pipeline import BACKENDS, read_manifest, run_artifact
@@ -34,7 +35,8 @@ def run(out, backend, input_path, output_path):
     """Run an artefact of a quantize OUT folder on a batch of inputs."""
     if backend not in BACKENDS:
         raise QDeployError(f"unknown backend '{backend}'; this qdeploy runs: {', '.join(BACKENDS)}")
-    outputs = [o["name"] for o in read_manifest(out)["outputs"]]
+    manifest = read_manifest(out)
+    outputs = [o["name"] for o in manifest["outputs"]]
     dst = Path(output_path)
     if dst.suffix not in (".npy", ".npz"):
         raise QDeployError(f"-o {dst}: give an .npy (one output) or .npz path")
@@ -45,7 +47,7 @@ def run(out, backend, input_path, output_path):
         raise QDeployError(f"-o {dst}: is a folder; give a file path")
     if dst.is_file() and Path(input_path).is_file() and os.path.samefile(dst, input_path):
         raise QDeployError(f"-o {dst}: is the --input file, which qdeploy only reads; give another output path")
-    res = run_artifact(out, backend, load_inputs(input_path))
+    res = run_artifact(out, backend, load_inputs(input_path, [i["name"] for i in manifest["inputs"]]))
     if dst.suffix == ".npy":
         buf = io.BytesIO()
         np.save(buf, next(iter(res.values())), allow_pickle=False)
@@ -58,8 +60,9 @@ def run(out, backend, input_path, output_path):
         raise QDeployError(f"-o {dst}: cannot write ({e.strerror or e})") from None
 
 
-def load_inputs(path) -> np.ndarray | dict[str, np.ndarray]:
-    """An .npy array or an .npz's arrays by name."""
+def load_inputs(path, names=None) -> np.ndarray | dict[str, np.ndarray]:
+    """An .npy array or an .npz's arrays by name; the ones the model reads (``names``, or
+    an .npz's only array) must be floats (:func:`~qdeploy.calibration.sources.require_float`)."""
     p = Path(path)
     if p.suffix not in (".npy", ".npz"):
         raise QDeployError(f"--input {p}: give an .npy or .npz array file")
@@ -69,7 +72,12 @@ def load_inputs(path) -> np.ndarray | dict[str, np.ndarray]:
         loaded = np.load(p, allow_pickle=False)
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
-                return {k: loaded[k] for k in loaded.files}
-        return loaded
+                arrays = {k: loaded[k] for k in loaded.files}
+        else:
+            arrays = {None: loaded}
     except Exception as e:
         raise QDeployError(f"--input {p}: not a readable .npy/.npz ({type(e).__name__})") from None
+    for k, a in arrays.items():
+        if k is None or len(arrays) == 1 or k in (names or ()):
+            require_float(a, f"--input {p}" + (f" array '{k}'" if k is not None else ""))
+    return arrays[None] if None in arrays else arrays

@@ -82,6 +82,7 @@ def load_eval(path, labels=None, input_shape=None, input_name: str = "input",
               calib_recipe: dict | None = None) -> EvalSet:
     """Read and check an evaluation set (see the module docstring)."""
     from ..calibration.dataset import CalibSet, check_against_model
+    from ..calibration.sources import require_float
     p = Path(path)
     if not p.is_file() or p.suffix.lower() not in (".npz", ".npy"):
         raise QDeployError(f"--eval {p}: no such .npz/.npy file; give a set from 'qdeploy calib build' "
@@ -108,8 +109,9 @@ def load_eval(path, labels=None, input_shape=None, input_name: str = "input",
         raise
     except Exception as e:
         raise QDeployError(f"--eval {p}: not a readable .npz/.npy ({type(e).__name__})") from None
-    if x.dtype.kind not in "biuf" or x.ndim < 2 or len(x) == 0:
-        raise QDeployError(f"--eval {p}: samples must be a non-empty N x ... array of numbers, got "
+    require_float(x, f"--eval {p}")
+    if x.ndim < 2 or len(x) == 0:
+        raise QDeployError(f"--eval {p}: samples must be a non-empty N x ... array, got "
                            f"{x.dtype} {tuple(x.shape)}")
     x = np.ascontiguousarray(x, np.float32)
     if not np.isfinite(x).all():

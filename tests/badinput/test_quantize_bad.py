@@ -1,5 +1,6 @@
 """``qdeploy quantize`` on bad input: one line, exit 2, no OUT written (an
 existing OUT untouched), inputs untouched."""
+import numpy as np
 import pytest
 
 from tests.badinput.check import READONLY, run_cases
@@ -13,9 +14,18 @@ def _ranges(w, name, change):
 
 
 def _labels(w, n):
-    import numpy as np
     np.save(w / "l.npy", np.zeros(n, np.int64))
     return "l.npy"
+
+
+def _ints(w, name, dtype):
+    """Samples of the digits model's shape (1x1x8x8) as ``dtype`` (labels y stay integers)."""
+    x = np.arange(4 * 64).reshape(4, 1, 8, 8).astype(dtype)
+    if name.endswith(".npz"):
+        np.savez(w / name, x=x, y=np.zeros(4, np.int64))
+    else:
+        np.save(w / name, x)
+    return name
 
 
 def _image_set(w):
@@ -103,6 +113,12 @@ CASES = {
     "io int4": (lambda w: Q + ["--io", "int4", "-o", "o"], ["--io"]),
     "eval missing": (lambda w: Q + ["--eval", "none.npz", "-o", "o"], ["none.npz"]),
     "eval of another shape": (lambda w: Q + ["--eval", _image_set(w), "-o", "o"], ["eval"]),
+    "eval uint8 pixels": (lambda w: Q + ["--eval", _ints(w, "e.npz", np.uint8), "-o", "o"],
+                          ["--eval e.npz", "uint8", "float", "calib build"]),
+    "calib .npy of int64": (lambda w: ["quantize", "m.onnx", "--calib", _ints(w, "c8.npy", np.int64), "-o", "o"],
+                            ["c8.npy", "int64", "float", "calib build"]),
+    "calib .npy of bool": (lambda w: ["quantize", "m.onnx", "--calib", _ints(w, "c8.npy", bool), "-o", "o"],
+                           ["c8.npy", "bool", "float"]),
     "labels missing": (lambda w: Q + ["--eval", "set.npz", "--labels", "none.npy", "-o", "o"], ["none.npy"]),
     "labels wrong count": (lambda w: Q + ["--eval", "set.npz", "--labels", _labels(w, 3), "-o", "o"], ["labels"]),
     "labels without eval": (lambda w: Q + ["--labels", _labels(w, 200), "-o", "o"], ["--labels"]),

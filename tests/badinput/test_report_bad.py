@@ -25,6 +25,8 @@ CASES = {
     "eval not an array file": (lambda w: ["report", "out", "--eval", "model.txt"], ["model.txt"]),
     "eval with NaN": (lambda w: ["report", "out", "--eval", set_with(
         w, "nan.npz", x=np.full((2, 1, 8, 8), np.nan, np.float32))], ["NaN"]),
+    "eval uint8 pixels": (lambda w: np.save(w / "e.npy", np.zeros((2, 1, 8, 8), np.uint8)) or [
+        "report", "out", "--eval", "e.npy"], ["--eval e.npy", "uint8", "float", "calib build"]),
     "labels missing": (lambda w: ["report", "out"] + E + ["--labels", "none.npy"], ["none.npy"]),
     "labels wrong count": (lambda w: ["report", "out"] + E + ["--labels", _labels(w, 3)], ["labels"]),
     "labels floats": (lambda w: ["report", "out"] + E + ["--labels", _labels(w, 200, np.float32)], ["labels"]),

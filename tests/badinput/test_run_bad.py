@@ -95,7 +95,14 @@ CASES = {
     "input no samples": (lambda w: ["run", "out", "--input", _npy(w, "i.npy", np.zeros((0, 1, 8, 8), np.float32)),
                                     "-o", "y.npy"], ["no samples"]),
     "input strings": (lambda w: ["run", "out", "--input", _npy(w, "i.npy", np.array([["a"]])), "-o", "y.npy"],
-                      ["'image'"]),
+                      ["i.npy", "<U1", "not floats"]),
+    # integer or bool samples are pixels or ids, not the model's preprocessed float input
+    "input uint8 pixels": (lambda w: ["run", "out", "--input", _npy(w, "i.npy", np.zeros((2, 1, 8, 8), np.uint8)),
+                                      "-o", "y.npy"], ["--input i.npy", "uint8", "float", "calib build"]),
+    "input bool": (lambda w: ["run", "out", "--input", _npy(w, "i.npy", np.zeros((2, 1, 8, 8), bool)),
+                              "-o", "y.npy"], ["--input i.npy", "bool", "float"]),
+    "input npz of int64": (lambda w: np.savez(w / "i.npz", image=np.zeros((2, 1, 8, 8), np.int64)) or [
+        "run", "out", "--input", "i.npz", "-o", "y.npy"], ["--input i.npz array 'image'", "int64", "float"]),
     "input pickled": (lambda w: ["run", "out", "--input", _npy(w, "i.npy", np.array([{}], dtype=object)),
                                  "-o", "y.npy"], ["i.npy"]),
     "input npz wrong name": (lambda w: np.savez(w / "i.npz", a=np.zeros((1, 1, 8, 8)), b=np.zeros(1)) or [
