@@ -265,7 +265,8 @@ def _eval_samples(opts: QuantizeOptions, g: Graph, x: np.ndarray, recipe, warn: 
             raise QDeployError("--labels needs --eval (the held-out calibration samples have no labels)")
         x, ev = split_calibration(x)
         if len(ev.x) == 0:
-            warn.append(f"only {len(x)} calibration sample: nothing held out to evaluate on (give --eval)")
+            warn.append(f"only {len(x)} calibration sample: nothing held out to evaluate on (give --eval)"
+                        + ("; the artefacts are verified on that sample" if opts.verify else ""))
     check_labels(ev, classes(g.shape(g.outputs[0])[1:]))
     return x, ev
 

@@ -9,7 +9,8 @@ Without ``--eval``, a **held-out split** of the calibration samples: 20 % of the
 set aside and never calibrated on; calibration uses the rest in their original
 order (so it stays deterministic and a given set always splits the same way; a
 set streamed from disk stays there, read through :class:`KeptRows`).
-One sample cannot be split: then nothing is evaluated and a warning says so.
+One sample cannot be split: then nothing is evaluated (a warning and the verdict
+say so), and the artefacts are verified on that sample (report/build.py).
 """
 from __future__ import annotations
 

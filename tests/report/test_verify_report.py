@@ -90,6 +90,24 @@ def test_verification_failure_is_an_error_and_leaves_no_out(digits, tmp_path, fa
     assert json.loads((tmp_path / "o" / "report.json").read_text())["verified"] is False
 
 
+def test_one_calibration_sample_is_still_verified(digits, tmp_path, fake):
+    """One sample cannot be split into calibration and evaluation: nothing is evaluated (the
+    verdict says why), but every artefact is still verified, on that sample, and a backend
+    that differs is still an error that leaves no OUT."""
+    np.save(tmp_path / "one.npy", np.load(digits / "calib.npz")["x"][:1])
+    args = ("quantize", digits / "digits_cnn.onnx", "--calib", tmp_path / "one.npy", "--emit", "fake")
+    res = cli(*args, "-o", tmp_path / "o", "--json")
+    assert res.exit_code == 0, res.stderr
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert rep["eval"]["samples"] == 0 and rep["verified"] is True
+    assert {v["backend"]: v["status"] for v in rep["verification"]}["fake"] == "bit-exact"
+    assert rep["verdict"]["pass"] is None and "verified on the 1 calibration sample" in rep["verdict"]["text"]
+    assert any("verified on that sample" in w for w in json.loads(res.stdout)["warnings"])
+    fake.setenv("FAKE_LSB", "3")
+    assert_error(cli(*args, "-o", tmp_path / "o2"), "verification failed", "backend 'fake'", "3 LSB")
+    assert not (tmp_path / "o2").exists()
+
+
 def test_metrics_are_against_the_original_model(digits, tmp_path):
     """The float reference is the file as given on onnxruntime: recomputed here from it."""
     import onnxruntime as ort
