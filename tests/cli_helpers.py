@@ -3,6 +3,7 @@ CLI, checking the one-line error contract, snapshots of files, small models."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,16 @@ def assert_error(res, *words: str) -> str:
     for w in words:
         assert w in lines[0], (w, lines[0])
     return lines[0]
+
+
+def assert_verdict_exit(res, out) -> dict | None:
+    """quantize/report ran to the end: exit code 1 exactly when OUT's report gives a FAIL
+    verdict (the artefacts written all the same), else 0. Returns the report (None: none written)."""
+    p = Path(out) / "report.json"
+    rep = json.loads(p.read_text()) if p.is_file() else None
+    want = 1 if rep is not None and rep["verdict"]["pass"] is False else 0
+    assert res.exit_code == want, (res.exit_code, want, res.stderr)
+    return rep
 
 
 def snapshot(*paths) -> dict:

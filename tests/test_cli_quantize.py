@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from qdeploy.pipeline import MANIFEST, QGRAPH, RANGES, QuantizeOptions, quantize_model
-from tests.cli_helpers import (DIGITS_CALIB, DIGITS_MODEL, assert_error, cli, folder_bytes,
+from tests.cli_helpers import (DIGITS_CALIB, DIGITS_MODEL, assert_error, assert_verdict_exit, cli, folder_bytes,
                                lrn_softmax_model, snapshot, two_output_model)
 
 FAST = ("--limit", "32")   # enough for the checks below, keeps each quantize well under a second
@@ -317,7 +317,7 @@ def test_ranges_of_another_calibration_set_warn(work, tmp_path):
     """Without --calib, bias correction runs on the bundled photos, not on the set
     the ranges were measured on: said in a warning."""
     res = cli("quantize", work / "digits.onnx", "--ranges", work / "r.json", "-o", tmp_path / "o", "--json")
-    assert res.exit_code == 0, res.stderr
+    assert_verdict_exit(res, tmp_path / "o")   # digits judged on bundled photos: FAIL or not
     assert any("recipes differ" in w for w in json.loads(res.stdout)["warnings"])
 
 
@@ -367,7 +367,7 @@ def test_fold_gap_folds_the_se_squeezes_and_keeps_the_float_model(tmp_path):
              and [c.op for c in g.consumers(n.outputs[0])] == ["Conv"]]
     assert pools
     res = cli("quantize", example, "--fold-gap", "--limit", "8", "-o", tmp_path / "o", "--json")
-    assert res.exit_code == 0, res.stderr
+    assert_verdict_exit(res, tmp_path / "o")   # 2 held-out photos: one changed top-1 fails the verdict
     summary = json.loads(res.stdout)
     assert summary["folded_pools"] == len(pools)
     manifest = json.loads((tmp_path / "o" / MANIFEST).read_text())
@@ -382,4 +382,28 @@ def test_fold_gap_folds_the_se_squeezes_and_keeps_the_float_model(tmp_path):
     assert cli("calib", "ranges", example, tmp_path / "s.npz", "-o", tmp_path / "r.json", "-q").exit_code == 0
     res = cli("quantize", example, "--fold-gap", "--no-cle", "--ranges", tmp_path / "r.json",
               "--calib", tmp_path / "s.npz", "-o", tmp_path / "o2", "-q")
-    assert res.exit_code == 0, res.stderr
+    assert_verdict_exit(res, tmp_path / "o2")
+
+
+def test_fail_verdict_exits_1_and_writes_everything(tmp_path):
+    """A FAIL verdict is exit code 1 for quantize and report (scripts and CI see it), with the
+    same output and the same complete OUT as a PASS; a PASS stays 0."""
+    m = two_output_model(tmp_path / "two.onnx")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(0, 1, (4, 3, 8, 8)).astype(np.float32))
+    q = ("quantize", m, "--limit", "8", "--emit", "qdq", "-o", tmp_path / "o")
+    ok, fail = cli(*q, "--min-sqnr", "1"), cli(*q, "--min-sqnr", "99")
+    assert ok.exit_code == 0 and ok.stdout.splitlines()[1].startswith("PASS"), (ok.exit_code, ok.stderr)
+    assert fail.exit_code == 1 and fail.stdout.splitlines()[1].startswith("FAIL"), (fail.exit_code, fail.stderr)
+    assert "error" not in fail.stderr and "Traceback" not in fail.stderr
+    assert len(fail.stdout.splitlines()) == len(ok.stdout.splitlines())
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["verdict"]["pass"] is False
+    assert {"model.qgraph", "model.qdq.onnx", "report.html", "manifest.json"} <= {p.name for p in (tmp_path / "o").iterdir()}
+    quiet = cli(*q, "--min-sqnr", "99", "-q")
+    assert quiet.exit_code == 1 and quiet.stdout == "" and quiet.stderr == ""
+    js = cli(*q, "--min-sqnr", "99", "--json")
+    assert js.exit_code == 1 and json.loads(js.stdout)["verdict"]["pass"] is False
+    r = ("report", tmp_path / "o", "--eval", tmp_path / "x.npy", "-q")
+    assert cli(*r, "--min-sqnr", "99").exit_code == 1
+    assert cli(*r, "--min-sqnr", "1").exit_code == 0
+    h = cli("quantize", "--help").stdout
+    assert "FAIL verdict exits with code 1" in " ".join(h.split())

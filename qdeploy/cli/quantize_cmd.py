@@ -2,7 +2,8 @@
 
 Output: one summary line on stdout (``--json``: a JSON object and nothing else;
 ``--quiet``: nothing), warnings on stderr; the progress bar goes to stderr and
-only when stderr is a terminal (so logs and pipes get no bar remnants).
+only when stderr is a terminal (so logs and pipes get no bar remnants). Exit code 1 after
+a FAIL verdict (:func:`exit_on_fail`, also for ``qdeploy report``), with OUT complete.
 """
 from __future__ import annotations
 
@@ -70,9 +71,11 @@ def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
 @click.option("--no-verify", is_flag=True,
               help="Do not run the emitted artefacts against the reference interpreter.")
 @click.option("--max-drop", type=POINTS, default=1.0, show_default=True,
-              help="Verdict threshold: accuracy drop with labels, else top-1 disagreement (points).")
+              help="Verdict threshold: accuracy drop with labels, else top-1 disagreement (points). "
+                   "A FAIL verdict exits with code 1 (the artefacts are still written).")
 @click.option("--min-sqnr", type=DECIBELS, default=20.0, show_default=True,
-              help="Verdict threshold (dB) for outputs that are not class scores.")
+              help="Verdict threshold (dB) for outputs that are not class scores. A FAIL verdict "
+                   "exits with code 1.")
 @click.option("-o", "--out", default=None,
               help="Output folder (replaced as a whole, atomically). Default: <model>_<target>/ in the "
                    "current folder.")
@@ -114,9 +117,19 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
     if as_json:
         from ..fsutil import dumps_json
         click.echo(dumps_json(summary), nl=False)
-        return
-    if quiet:
-        return
+    elif not quiet:
+        _print_summary(res, summary, model, fold_gap, memory)
+    exit_on_fail(res.report)
+
+
+def exit_on_fail(report: dict | None) -> None:
+    """Exit code 1 after a FAIL verdict (the artefacts are written and valid: the accuracy
+    is what fell short of --max-drop/--min-sqnr); 0 on PASS or when nothing was evaluated."""
+    if report and report["verdict"]["pass"] is False:
+        sys.exit(1)
+
+
+def _print_summary(res, summary: dict, model, fold_gap: bool, memory) -> None:
     for w in res.warnings:
         click.echo(f"warning: {w}", err=True)
     for r in shortcut_advice(res.graph):

@@ -17,9 +17,11 @@ from .types import DECIBELS, POINTS
                    "current folder; checked by sha256). The float reference of every metric.")
 @click.option("--no-verify", is_flag=True, help="Do not run the emitted artefacts again.")
 @click.option("--max-drop", type=POINTS, default=1.0, show_default=True,
-              help="Verdict threshold: accuracy drop with labels, else top-1 disagreement (points).")
+              help="Verdict threshold: accuracy drop with labels, else top-1 disagreement (points). "
+                   "A FAIL verdict exits with code 1 (the artefacts are still written).")
 @click.option("--min-sqnr", type=DECIBELS, default=20.0, show_default=True,
-              help="Verdict threshold (dB) for outputs that are not class scores.")
+              help="Verdict threshold (dB) for outputs that are not class scores. A FAIL verdict "
+                   "exits with code 1.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def report(out, eval_set, labels, model, no_verify, max_drop, min_sqnr, quiet):
     """Re-run verification and the accuracy-drop report of OUT on an evaluation set."""
@@ -30,9 +32,11 @@ def report(out, eval_set, labels, model, no_verify, max_drop, min_sqnr, quiet):
     from ..report.build import ReportOptions
     from ..report.rerun import report_out
     from ..report.summary import lines
+    from .quantize_cmd import exit_on_fail
     rep = report_out(out, eval_set, labels, model,
                      ReportOptions(verify=not no_verify, max_drop=max_drop, min_sqnr=min_sqnr),
                      progress=not quiet and sys.stderr.isatty())
     if not quiet:
         for line in lines(rep, read_manifest(out), Path(out)):
             click.echo(line)
+    exit_on_fail(rep)

@@ -15,7 +15,7 @@ import pytest
 from onnx import helper
 
 from qdeploy.report.advice import MIN_FLOAT_GAIN_DB, advise, rounding_note
-from tests.cli_helpers import cli
+from tests.cli_helpers import assert_verdict_exit, cli
 from tests.helpers import model
 
 C, H, W = 4, 16, 16
@@ -56,7 +56,7 @@ def report(tmp_path_factory):
     np.save(d / "ev.npy", waves(8, 2))
     res = cli("quantize", d / "m.onnx", "--calib", d / "cal.npy", "--eval", d / "ev.npy", "--method", "minmax",
               "--no-verify", "-o", d / "out")
-    assert res.exit_code == 0, res.stderr
+    assert_verdict_exit(res, d / "out")
     return res.stdout, json.loads((d / "out" / "report.json").read_text())
 
 

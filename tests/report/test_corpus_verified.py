@@ -10,7 +10,7 @@ import json
 import pytest
 
 from qdeploy.corpus import CORPUS, save
-from tests.cli_helpers import cli
+from tests.cli_helpers import assert_verdict_exit, cli
 
 pytestmark = pytest.mark.slow
 OK = ("bit-exact", "within 1 LSB", "drifts")
@@ -29,8 +29,7 @@ def test_corpus_model_verified_or_refused(name, target, tmp_path):
         assert not out.exists()
         print(f"{name} {target}: refused: {lines[0]}")
         return
-    assert res.exit_code == 0, res.stderr
-    rep = json.loads((out / "report.json").read_text())
+    rep = assert_verdict_exit(res, out)   # random-weight nets on 2 photos: FAIL verdicts are expected
     manifest = json.loads((out / "manifest.json").read_text())
     backends = {v["backend"]: v["status"] for v in rep["verification"]}
     assert all(s in OK for s in backends.values()), backends

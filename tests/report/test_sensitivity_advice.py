@@ -20,7 +20,7 @@ from onnx import helper
 
 from qdeploy.report.advice import HEADROOM_DB, bound_by_sensitivity
 from qdeploy.report.sensitivity import SENSITIVE_DB
-from tests.cli_helpers import cli
+from tests.cli_helpers import assert_verdict_exit, cli
 from tests.helpers import model
 
 H, W = 17, 16
@@ -59,7 +59,7 @@ def runs(tmp_path_factory):
         (d / f"{name}.onnx").write_bytes(chain(taps).SerializeToString())
         res = cli("quantize", d / f"{name}.onnx", "--calib", d / "calib.npy", "--per-tensor", "--no-cle",
                   "--no-verify", "-o", d / name)
-        assert res.exit_code == 0, res.stderr
+        assert_verdict_exit(res, d / name)
         out[name] = (res.stdout, json.loads((d / name / "report.json").read_text()),
                      (d / name / "report.html").read_text())
     return out
