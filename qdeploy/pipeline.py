@@ -205,6 +205,11 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
                                if isinstance(p, str)])
     target = load_target(opts.target)
     emits = parse_emit(opts.emit, target)
+    io = (opts.emit_options or {}).get("io", "int8")
+    if io != "int8" and "tflite" not in emits:   # refused like --keep-float off ort: asked for, cannot apply
+        raise QDeployError(f"--io {io} sets the inputs/outputs of {ARTEFACTS['tflite'].path}, which this run "
+                           f"does not write (it emits: {', '.join(emits) or 'nothing'}); add tflite to "
+                           "--emit or drop --io")
     if opts.keep_float:
         from .quant.float_island import check_target, resolve
         check_target(target)

@@ -63,7 +63,7 @@ def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
               help="Artefacts to write, comma-separated: qdq, tflite, c (default: the target's 'emit').")
 @click.option("--io", type=click.Choice(["int8", "float"]), default="int8", show_default=True,
               help="Inputs/outputs of model.int8.tflite: int8 (what firmware feeds), or float32 with "
-                   "QUANTIZE/DEQUANTIZE added at the edges.")
+                   "QUANTIZE/DEQUANTIZE added at the edges (refused when no TFLite file is emitted).")
 @click.option("--eval", "eval_set", default=None,
               help="Evaluation set (.npz from 'calib build', an .npz with x [and labels y], or .npy). "
                    "Default: a seeded held-out 20% of the calibration samples, never calibrated on.")

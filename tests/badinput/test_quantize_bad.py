@@ -88,6 +88,11 @@ CASES = {
                                              "-o", "o"], ["method"]),
     "ranges with --cle": (lambda w: Q + ["--ranges", "r.json", "--cle", "-o", "o"], ["--cle"]),
     "emit unknown": (lambda w: Q + ["--emit", "foo", "-o", "o"], ["'foo'"]),
+    # --io float shapes model.int8.tflite only: asked for where no TFLite file is written, refused
+    "io float on ort": (lambda w: Q + ["--target", "ort", "--io", "float", "-o", "o"],
+                        ["--io float", "model.int8.tflite", "emits: qdq", "--emit"]),
+    "io float with --emit c": (lambda w: Q + ["--emit", "c", "--io", "float", "-o", "o"],
+                               ["--io float", "emits: c", "drop --io"]),
     "emit tflite for fpga": (lambda w: Q + ["--emit", "tflite", "--target", "fpga", "-o", "o"],
                              ["--emit tflite", "fpga"]),
     "emit c for ort": (lambda w: Q + ["--emit", "c", "--target", "ort", "-o", "o"], ["--emit c", "ort"]),
