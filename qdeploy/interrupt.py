@@ -107,5 +107,8 @@ def _deliver(signum: int, handler) -> None:
 
 
 def is_console_script() -> bool:
-    """Running as the ``qdeploy`` command (not imported by other Python code)."""
-    return os.path.basename(sys.argv[0] if sys.argv else "") == "qdeploy"
+    """Running as the ``qdeploy`` command, or as ``python -m qdeploy`` (its ``__main__``
+    module is qdeploy's), not imported by other Python code."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return (os.path.basename(sys.argv[0] if sys.argv else "") == "qdeploy"
+            or getattr(spec, "name", None) == "qdeploy.__main__")

@@ -115,3 +115,38 @@ def test_ctrl_c_during_startup_imports(tmp_path, argv, module):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
                          timeout=120, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert (res.returncode, res.stderr, res.stdout) == (130, "interrupted\n", "")
+
+
+def test_python_m_qdeploy_is_the_command(tmp_path):
+    """``python -m qdeploy`` runs the same command line: output, the one-line error with
+    exit 2 naming 'qdeploy' (not '__main__.py')."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "qdeploy", *a], capture_output=True, text=True,
+                                    env=env, cwd=tmp_path, timeout=120)
+    res = run("targets", "--json")
+    assert res.returncode == 0 and res.stdout == cli("targets", "--json").stdout, res.stderr
+    res = run("quantize")
+    assert (res.returncode, res.stdout) == (2, "")
+    assert res.stderr == "error: Missing argument 'MODEL'; see 'qdeploy quantize --help'\n"
+
+
+@pytest.mark.parametrize("argv0", ["qdeploy", "-m"])
+def test_sigterm_right_after_startup_imports(tmp_path, argv0):
+    """SIGTERM just after ``import qdeploy.cli``, before the command runs, as the console
+    script and under ``python -m qdeploy`` (run here by runpy exactly as -m does): the start-up
+    handler is still in place, so one line `interrupted`, exit 143 (not a silent kill)."""
+    start = ("sys.argv = ['qdeploy', 'targets']\nfrom qdeploy.cli import main\nmain()\n" if argv0 == "qdeploy"
+             else "import runpy\nsys.argv = ['-m', 'targets']\n"
+                  "runpy.run_module('qdeploy', run_name='__main__', alter_sys=True)\n")
+    code = ("import builtins, os, signal, sys\n"
+            "real = builtins.__import__\n"
+            "def imp(name, *a, **k):\n"
+            "    m = real(name, *a, **k)\n"
+            "    if name == 'qdeploy.cli' and 'qdeploy.cli.targets_cmd' in sys.modules:\n"
+            "        os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    return m\n"
+            "builtins.__import__ = imp\n" + start)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=120, preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    assert (res.returncode, res.stderr, res.stdout) == (143, "interrupted\n", ""), res
