@@ -19,7 +19,10 @@ in ``qdeploy/cli/inspect_cmd.py`` renders it). Its parts:
   with resolution ``None``;
 * ``passes`` and ``shortcuts``: what the pass pipeline would change (run on a
   copy) and its records of Add/Concat merges;
-* ``unsupported``: every node the target cannot run, all at once;
+* ``unsupported``: every node the target cannot run, all at once, including
+  the nodes an artefact of the target's default ``emit`` cannot express (the
+  emitter's own ``limits`` table, ``qdeploy.emit.ARTEFACTS``: what ``quantize``
+  would refuse);
 * ``advice``: deploy lint drawn from ``../shared/SEED-NOTES.md``, each entry
   naming the nodes it concerns.
 
@@ -59,6 +62,7 @@ from .quant.targets import Target, load_target
 # ``unsupported`` list (targets/*.toml), and the rules below, per numerics
 # profile: (op, attribute match, why); an empty match applies to every node
 # of that op. They are attribute-level limits the TOML format cannot say yet.
+# A fourth source, per artefact, is the emitter's own table (``emit.limit_rows``).
 PROFILE_LIMITS: dict[str, list[tuple[str, dict, str]]] = {
     "arm": [],
     "ort": [],
@@ -346,8 +350,10 @@ def stage_table(layers: list[dict]) -> list[dict]:
 def unsupported_ops(g: Graph, target: Target | None) -> list[dict]:
     """Every node the target cannot run (all of them, with the reason);
     ``target`` None: only the ops outside the int8 CNN scope."""
-    rules = []
+    from .emit import ARTEFACTS, limit_rows
+    rules, limits = [], []
     if target is not None:
+        limits = limit_rows([a for a in target.emit if target.profile in ARTEFACTS[a].profiles])
         rules = [(op, {}, f"target '{target.name}' does not run {op} (its target file lists it)")
                  for op in target.unsupported] + PROFILE_LIMITS.get(target.profile, [])
     rows = []
@@ -361,6 +367,13 @@ def unsupported_ops(g: Graph, target: Target | None) -> list[dict]:
             if n.op == op and all(n.attrs.get(k) == v for k, v in match.items()):
                 rows.append({"node": n.name, "op": n.op, "reason": why})
                 break
+        else:
+            for art, op, check in limits:   # the emitters' own checks of the default artefacts
+                why = check(n.attrs) if n.op == op else None
+                if why:
+                    rows.append({"node": n.name, "op": n.op, "reason": f"{ARTEFACTS[art].path}: {why} (or "
+                                 f"leave {art} out of quantize --emit)"})
+                    break
     return rows
 
 

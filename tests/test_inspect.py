@@ -212,6 +212,33 @@ def test_unsupported_ops_listed_all_at_once_per_target():
     assert fpga == none | {("softmax", "Softmax"), ("up", "Resize"), ("fc", "Gemm")}
 
 
+def test_inspect_names_what_quantize_refuses_for_the_targets_artefacts(tmp_path):
+    """A dilated ConvTranspose: the arm target's model.int8.tflite cannot express it, and
+    inspect says so with the emitter's own reason, the one quantize then refuses with; ort
+    (QDQ only) runs it, and a dilation-1 ConvTranspose is fine everywhere."""
+    from tests.cli_helpers import assert_error, cli
+    rng = np.random.default_rng(0)
+
+    def net(path, dil):
+        nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1], name="conv1"),
+                 helper.make_node("Relu", ["c"], ["r"], name="relu1"),
+                 helper.make_node("ConvTranspose", ["r", "w2"], ["y"], strides=[2, 2], dilations=[dil, dil],
+                                  name="up")]
+        onnx.save(model(nodes, {"x": [1, 3, 8, 8]}, ["y"], {"w1": rand(rng, 4, 3, 3, 3), "w2": rand(rng, 4, 2, 3, 3)}),
+                  str(path))
+        return path
+    m = net(tmp_path / "dil.onnx", 2)
+    rows = inspect_model(onnx.load(str(m)), target="arm")["unsupported"]
+    assert [(u["node"], u["op"]) for u in rows] == [("up", "ConvTranspose")]
+    assert rows[0]["reason"].startswith("model.int8.tflite: TFLite TRANSPOSE_CONV has no dilation")
+    np.save(tmp_path / "x.npy", rng.normal(0, 1, (4, 3, 8, 8)).astype(np.float32))
+    refusal = assert_error(cli("quantize", m, "--calib", tmp_path / "x.npy", "-o", tmp_path / "o"), "'up'")
+    why = rows[0]["reason"].split(": ", 1)[1].split(" (or leave")[0]
+    assert why in refusal, (why, refusal)
+    assert inspect_model(onnx.load(str(m)), target="ort")["unsupported"] == []
+    assert inspect_model(onnx.load(str(net(tmp_path / "one.onnx", 1))), target="arm")["unsupported"] == []
+
+
 def _codes(r):
     return {a["code"]: a["nodes"] for a in r["advice"]}
 

@@ -33,6 +33,7 @@ class Artefact:
     profiles: tuple[str, ...]       # target profiles whose arithmetic it expresses
     backends: dict[str, str]        # qdeploy run backend -> "module:function"
     what: str                       # one line for help texts and the report
+    limits: str = ""                # "module:TABLE" of attribute limits (qdeploy inspect reads it too)
 
 
 ARTEFACTS: dict[str, Artefact] = {
@@ -41,7 +42,8 @@ ARTEFACTS: dict[str, Artefact] = {
                     "onnxruntime QDQ model (int8 kernels through onnxruntime's QDQ fusion)"),
     "tflite": Artefact("tflite", "model.int8.tflite", "qdeploy.emit.tflite", ("arm",),
                        {"tflm": "qdeploy.emit.tflite:run_tflm", "tflite": "qdeploy.emit.tflite:run_tflite"},
-                       "fully-integer TFLite flatbuffer (TFLite, TFLite Micro)"),
+                       "fully-integer TFLite flatbuffer (TFLite, TFLite Micro)",
+                       "qdeploy.emit.tflite.ops:LIMITS"),
     "c": Artefact("c", "c/", "qdeploy.emit.c", ("arm", "fpga"),
                   {"c": "qdeploy.emit.c:run"},
                   "C99 bundle: const int8 weights, static arena, portable integer kernels"),
@@ -114,6 +116,18 @@ def artefact_of(backend: str) -> Artefact | None:
         if backend in a.backends:
             return a
     return None
+
+
+def limit_rows(names) -> list[tuple[str, str, Any]]:
+    """(artefact name, ONNX op, check(attrs) -> reason or None) for the attribute limits
+    of the named artefacts (their ``limits`` tables): what ``inspect`` reports as what
+    ``quantize`` would refuse, from the emitters' own checks."""
+    rows = []
+    for n in names:
+        if ARTEFACTS[n].limits:
+            mod, table = ARTEFACTS[n].limits.split(":")
+            rows += [(n, onnx_op, check) for onnx_op, check in getattr(_import(mod, f"--emit {n}"), table).values()]
+    return rows
 
 
 def load_runner(spec: str):

@@ -21,7 +21,7 @@ import numpy as np
 from ...errors import QDeployError
 from ...quant.qgraph import QGraph
 from .layout import Placed
-from .ops import LOWER, Unsupported
+from .ops import LOWER, Unsupported, limit
 from .runners import run_tflite, run_tflm  # noqa: F401  (the ARTEFACTS backends)
 from .writer import TYPES, ModelWriter
 
@@ -68,6 +68,7 @@ def build(qg: QGraph, io: str = "int8", metadata: dict | None = None, names: boo
         if problems and any(i not in p.at and not qg.tensors[i].is_const for i in n.inputs):
             continue   # downstream of a node already reported
         try:
+            limit(n)
             LOWER[n.op](p, n)
         except Unsupported as e:
             problems.append(f"node '{n.name}' ({n.op}): {e}")

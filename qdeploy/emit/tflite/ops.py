@@ -209,8 +209,6 @@ def transpose_conv2d(p: Placed, n: QNode) -> None:
     per group + CONCATENATION (TFLite's TRANSPOSE_CONV has no groups)."""
     a = n.attrs
     xt, wt, yt = (p.qg.tensors[k] for k in (n.inputs[0], n.inputs[1], n.outputs[0]))
-    if list(a["dilations"]) != [1, 1]:
-        raise Unsupported("TFLite TRANSPOSE_CONV has no dilation; use a dilation-1 ConvTranspose")
     w = p.w
     x = p.get(n.inputs[0], "nhwc")
     (sh, sw), (kh, kw) = a["strides"], wt.shape[2:]
@@ -334,8 +332,6 @@ def prelu(p: Placed, n: QNode) -> None:
 def _pool(p: Placed, n: QNode, op: str) -> None:
     a = n.attrs
     xt, yt = p.qg.tensors[n.inputs[0]], p.qg.tensors[n.outputs[0]]
-    if list(a.get("dilations", [1, 1])) != [1, 1]:
-        raise Unsupported("TFLite pooling has no dilation")
     x = p.get(n.inputs[0], "nhwc")
     pad = _padding(xt.shape[2:], yt.shape[2:], a["kernel"], a["strides"], [1, 1], a["pads"])
     if pad is None and op == "AVERAGE_POOL_2D":
@@ -734,6 +730,30 @@ def space_to_depth(p: Placed, n: QNode) -> None:
 
 def _fpga(p: Placed, n: QNode) -> None:
     raise Unsupported("the fpga profile's shift arithmetic is not TFLite arithmetic")
+
+
+def _dilated(why: str):
+    return lambda a: why if list(a.get("dilations", [1, 1])) != [1, 1] else None
+
+
+# Attribute limits: nodes no TFLite builtin expresses whatever their numbers, checked before
+# lowering (:func:`limit`) and read by ``qdeploy inspect`` (via ``ARTEFACTS["tflite"].limits``),
+# so inspect names what quantize refuses. QGraph op -> (the ONNX op it comes from, check(attrs)
+# -> the reason, or None).
+LIMITS = {
+    "TransposeConv2D": ("ConvTranspose", _dilated("TFLite TRANSPOSE_CONV has no dilation; use a dilation-1 "
+                                                  "ConvTranspose")),
+    "MaxPool": ("MaxPool", _dilated("TFLite pooling has no dilation")),
+    "AvgPool": ("AveragePool", _dilated("TFLite pooling has no dilation")),
+}
+
+
+def limit(n: QNode) -> None:
+    """Raise :class:`Unsupported` where ``LIMITS`` says TFLite cannot express ``n``."""
+    row = LIMITS.get(n.op)
+    why = row[1](n.attrs) if row else None
+    if why:
+        raise Unsupported(why)
 
 
 LOWER = {
