@@ -7,7 +7,8 @@ bench/RESULTS.md "QDQ speed"). onnxruntime's float activations are MLAS
 approximations (its logistic is a rational polynomial): where the output scale
 is tiny against the function's values they miss the exactly rounded table by a
 few LSB (ppocr_v5_det's final Sigmoid calibrated to [0, 1e-5] on photos without
-text: 3 LSB, 1.2e-7 absolute). So the table is taken from onnxruntime: the same
+text, when such a degenerate range still got the width 1e-5 (quant/scales.py gives it 1
+now): 3 LSB, 1.2e-7 absolute). So the table is taken from onnxruntime: the same
 three ops on all 256 inputs, on the session settings the QDQ backend uses
 (default graph optimizations, which fuse them into QLinearSigmoid & co. as in
 the real model). It describes the onnxruntime build at hand: another build or
