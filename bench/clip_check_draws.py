@@ -3,16 +3,19 @@
     OMP_NUM_THREADS=1 python bench/clip_check_draws.py [--models a,b] [--draws 3] [--draws-per m=N,...]
 
 For each draw of bench/sqnr_real.py (same calibration and evaluation inputs) it quantizes
-with the default and reads what calibration/clip_check.py recorded: the two candidates'
-scores on each jittered copy, the gain of clipping every tail, its standard error and the
-choice. Then it quantizes the graph with each candidate's ranges and runs the integer
-interpreter on the evaluation inputs: the clipping's realized gain there (worst output
-SQNR, float tail replayed, as sqnr_real.py measures it).
+with the default and reads what calibration/clip_check.py recorded: each candidate's
+scores on each jittered copy (``heavy``: tailclip's ranges; ``all``: every tail at its
+99.999th percentiles; ``entropy``: every clippable tensor at its KL window), each gain
+over ``heavy``, its standard error and the choice. Then it quantizes the graph with each
+candidate's ranges and runs the integer interpreter on the evaluation inputs: each
+candidate's realized gain there (worst output SQNR, float tail replayed, as sqnr_real.py
+measures it).
 
 Printed per draw, and summed over the draws per rule: what each rule's choices gained on
 evaluation over never clipping. The rules are the check's margin alone (``MARGIN_DB``) and
-the margin with ``k`` standard errors (k = 1 is the check's rule, ``SE_FACTOR``), all read
-from the same recorded copies, so they are compared on the same numbers.
+the margin with ``k`` standard errors (k = 1 is the check's rule, ``SE_FACTOR``), with
+both clipping candidates (the check) or with ``all`` only (the check before the entropy
+candidate), all read from the same recorded copies, so they are compared on the same numbers.
 """
 from __future__ import annotations
 
@@ -29,13 +32,16 @@ sys.path.insert(0, str(ROOT / "bench"))
 import sqnr_real as R  # noqa: E402
 from sqnr import ort_run, qdeploy_run, worst_sqnr  # noqa: E402
 
-RULES = {"margin only": 0.0, "margin + 1 s.e. (the check)": 1.0, "margin + 2 s.e.": 2.0}
+RULES = {"margin only": (0.0, None), "margin + 1 s.e. (the check)": (1.0, None), "margin + 2 s.e.": (2.0, None),
+         "percentile only, margin + 1 s.e. (the check before entropy)": (1.0, ("heavy", "all"))}
 
 
-def picks(check: dict, k: float) -> bool:
-    """Whether the recorded copies clear the check's margin and ``k`` standard errors."""
-    from qdeploy.calibration.clip_check import clips
-    return clips(check["copies_db"], k)[0]
+def picks(check: dict, k: float, cands=None) -> str:
+    """The candidate the recorded copies pick with the check's margin and ``k`` standard errors
+    (``cands``: only these of the recorded candidates)."""
+    from qdeploy.calibration.clip_check import choose
+    copies = check["copies_db"]
+    return choose({c: v for c, v in copies.items() if cands is None or c in cands}, k)[0]
 
 
 def measure(name: str, draw: int) -> dict:
@@ -48,8 +54,8 @@ def measure(name: str, draw: int) -> dict:
     real = CC.check_clipping
 
     def spy(g, x, ranges, bounds, target, per_tensor, progress=False):
-        seen.update(ranges=ranges, heavy=dict(bounds), all={**bounds, **CC.clip_all(ranges, bounds)},
-                    target=target, per_tensor=per_tensor)
+        seen.update({c: {**bounds, **CC.clip_all(ranges, bounds, m)} for c, m in CC.CANDIDATES.items()},
+                    ranges=ranges, heavy=dict(bounds), target=target, per_tensor=per_tensor)
         return real(g, x, ranges, bounds, target, per_tensor, progress)
     CC.check_clipping = spy     # pipeline.quantize_samples imports it at call time
     try:
@@ -63,7 +69,7 @@ def measure(name: str, draw: int) -> dict:
         return row          # not run (no clippable tensor, too few samples)
     ref = ort_run(model.SerializeToString(), ev)
     row["eval"] = {}
-    for k in ("heavy", "all"):
+    for k in row["check"]["copies_db"]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             qg = quantize_graph(g, seen[k], seen["target"], per_tensor=seen["per_tensor"])
@@ -79,7 +85,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     per_model = dict((k, int(v)) for k, v in (kv.split("=") for kv in a.draws_per.split(",") if kv))
     rows = []
-    print("| model | draw | chosen | gain on calibration (dB) | its s.e. | clipping on evaluation (dB) |")
+    print("| model | draw | chosen | gain on calibration (dB): all, entropy | its s.e.: all, entropy | "
+          "on evaluation (dB): heavy, all, entropy |")
     print("|---|---|---|---|---|---|")
     for name in a.models.split(","):
         for d in range(per_model.get(name, a.draws)):
@@ -89,15 +96,18 @@ def main(argv=None) -> int:
                 print(f"| {name} | {d} | {c.get('chosen')} ({c.get('reason', 'not run')}) | - | - | - |", flush=True)
                 continue
             rows.append(r)
-            gain = c["scores_db"]["all"] - c["scores_db"]["heavy"]
-            print(f"| {name} | {d} | {c['chosen']} | {gain:+.2f} | {c['gain_se_db']:.2f} | "
-                  f"{r['eval']['all'] - r['eval']['heavy']:+.2f} ({r['eval']['heavy']:.2f} -> {r['eval']['all']:.2f}) |",
-                  flush=True)
-    print("\n| rule | draws clipped | summed evaluation gain over never clipping (dB) |\n|---|---|---|")
-    for label, k in RULES.items():
-        took = [r for r in rows if picks(r["check"], k)]
-        total = sum(r["eval"]["all"] - r["eval"]["heavy"] for r in took)
-        print(f"| {label} | {len(took)} of {len(rows)} | {total:+.2f} |")
+            cands = [k for k in ("all", "entropy")]
+            gain = ", ".join(f"{c['scores_db'][k] - c['scores_db']['heavy']:+.2f}" if k in c["scores_db"] else "-"
+                             for k in cands)
+            se = ", ".join(f"{c['gain_se_db'][k]:.2f}" if k in c["gain_se_db"] else "-" for k in cands)
+            ev = ", ".join(f"{r['eval'][k]:.2f}" if k in r["eval"] else "-" for k in ("heavy", *cands))
+            print(f"| {name} | {d} | {c['chosen']} | {gain} | {se} | {ev} |", flush=True)
+    print("\n| rule | draws clipped (all / entropy) | summed evaluation gain over never clipping (dB) |\n|---|---|---|")
+    for label, (k, only) in RULES.items():
+        took = [(r, picks(r["check"], k, only)) for r in rows]
+        total = sum(r["eval"][c] - r["eval"]["heavy"] for r, c in took)
+        n_all, n_ent = (sum(1 for _, c in took if c == w) for w in ("all", "entropy"))
+        print(f"| {label} | {n_all} / {n_ent} of {len(rows)} | {total:+.2f} |")
     return 0
 
 

