@@ -96,7 +96,7 @@ def main(argv=None) -> int:
                 print(f"| {name} | {d} | {c.get('chosen')} ({c.get('reason', 'not run')}) | - | - | - |", flush=True)
                 continue
             rows.append(r)
-            cands = [k for k in ("all", "entropy")]
+            cands = ("all", "entropy")
             gain = ", ".join(f"{c['scores_db'][k] - c['scores_db']['heavy']:+.2f}" if k in c["scores_db"] else "-"
                              for k in cands)
             se = ", ".join(f"{c['gain_se_db'][k]:.2f}" if k in c["gain_se_db"] else "-" for k in cands)
