@@ -514,23 +514,28 @@ def _versions() -> dict:
 def is_output(out) -> bool:
     """``out`` holds a qdeploy manifest (of any version, fields unchecked): a
     qdeploy output folder, which quantize may replace."""
+    return _load_manifest(out) is not None
+
+
+def _load_manifest(out) -> dict | None:
+    """OUT's manifest.json if it is a qdeploy manifest (any version, fields unchecked), else None."""
     try:
         m = json.loads((Path(out) / MANIFEST).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(m, dict) and m.get("format") == MANIFEST_FORMAT
+        return None
+    return m if isinstance(m, dict) and m.get("format") == MANIFEST_FORMAT else None
 
 
 def read_manifest(out, strict: bool = True) -> dict | None:
     """OUT's manifest; a folder without a qdeploy manifest is an error
     (``strict``) or None."""
     out = Path(out)
-    if not is_output(out):
+    m = _load_manifest(out)
+    if m is None:
         if not strict:
             return None
         raise QDeployError(f"{out}: not a qdeploy output folder (no qdeploy {MANIFEST}); make one "
                            "with 'qdeploy quantize MODEL -o OUT'")
-    m = json.loads((out / MANIFEST).read_text())
     if m.get("version") != MANIFEST_VERSION:
         raise QDeployError(f"{out}: written by another qdeploy (manifest version {m.get('version')}, this "
                            f"one reads {MANIFEST_VERSION}); quantize the model again")
@@ -628,6 +633,11 @@ def check_inputs(out: Path, manifest: dict, qg=None) -> None:
                            f"({show(want)}); quantize the model again")
 
 
+def _under(name: str, path: str) -> bool:
+    """File ``name`` of the manifest is ``path``, or lies under it when ``path`` is a folder ("c/")."""
+    return name == path or (path.endswith("/") and name.startswith(path))
+
+
 def check_files(out: Path, manifest: dict, path: str | None = None) -> None:
     """The files a backend reads (``path``, every file under a folder path
     ending in "/", or None: every file the manifest lists) are the ones quantize
@@ -639,11 +649,11 @@ def check_files(out: Path, manifest: dict, path: str | None = None) -> None:
     emitted = [ARTEFACTS[a].path for a in manifest.get("emitted", {}) if a in ARTEFACTS]
     needed = [path] if path is not None else [QGRAPH, FLOAT, *emitted]
     for p in needed:
-        if not any(name == p or (p.endswith("/") and name.startswith(p)) for name in listed):
+        if not any(_under(name, p) for name in listed):
             raise QDeployError(f"{out / MANIFEST}: lists no size and sha256 for {p}, so it cannot be checked "
                                "before it runs; quantize the model again to rewrite OUT")
     for name, rec in listed.items():
-        if path is not None and name != path and not (path.endswith("/") and name.startswith(path)):
+        if path is not None and not _under(name, path):
             continue
         f = out / name
         data = f.read_bytes() if f.is_file() else None

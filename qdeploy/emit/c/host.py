@@ -55,7 +55,7 @@ def build_library(cdir: Path, cc: str | None = None, flags=FLAGS) -> Path:
     the same for every model of a target) compile once, a new model only its
     ``model.c`` and weights, then one link."""
     cc = cc or compiler()
-    argv = shlex.split(cc) or [cc]   # CC="ccache gcc", as make takes it
+    argv = _argv(cc)
     files = sorted(p for p in cdir.iterdir() if p.suffix in (".c", ".h"))
     if not (cdir / "model.c").is_file():
         raise QDeployError(f"{cdir}: no model.c; quantize again with --emit c")
@@ -72,6 +72,11 @@ def build_library(cdir: Path, cc: str | None = None, flags=FLAGS) -> Path:
     objs = _objects(cdir, cc, version, compile_flags)
     _produce(lib, lambda tmp: [*argv, *flags, "-o", tmp, *map(str, objs)], cdir)
     return lib
+
+
+def _argv(cc: str) -> list[str]:
+    """The compiler command as make takes ``CC`` (``CC="ccache gcc"``: two words)."""
+    return shlex.split(cc) or [cc]
 
 
 def _check_cache(folder: Path) -> None:
@@ -104,7 +109,7 @@ def _objects(cdir: Path, cc: str, version: str, flags: list[str]) -> list[Path]:
     comments, so the generated headers' "made from model X" lines do not count); compiled,
     in parallel, only when absent."""
     srcs = sources(cdir)
-    argv = shlex.split(cc) or [cc]
+    argv = _argv(cc)
     pre = [subprocess.Popen([*argv, *flags, "-E", "-P", str(src)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
            for src in srcs]
     objs, todo = [], []
