@@ -9,10 +9,12 @@ re-declared, :func:`at_size`; he2014 cannot be, its SPP head is fixed to a 6x6 m
 and with ``--real`` the real models of ../shared/realmodels, in one process:
 
 * ``float``: the float ONNX model (onnxruntime, default optimisations);
-* ``qdeploy``: ``quantize --target ort --emit qdq`` (uint8 activations, int8
-  per-channel weights, table activations as the float function between DQ and
+* ``qdeploy``: ``quantize --target ort --emit qdq`` (uint8 activations, 8-bit
+  per-channel weights stored as uint8, table activations as the float function between DQ and
   Q), and for models with table activations also ``lut=gather`` (Gather on the
   QGraph's table: the alternative the emitter measured, see "Lut" below);
+* ``qdeploy int8 weights``: the same with ``weight_dtype = "int8"`` (onnxruntime's
+  uint8 x int8 kernels, which saturate on x86 CPUs without VNNI; timed, not checked);
 * ``ort U8S8`` / ``ort S8S8``: onnxruntime's ``quantize_static`` (QDQ, MinMax,
   per-channel int8 weights, after ``quant_pre_process``; bench/sqnr.py's
   ``ort_quantize``) with uint8 / int8 activations.
@@ -147,6 +149,14 @@ def variants(name: str, model: onnx.ModelProto, calib: np.ndarray, tmp: Path, sh
         out["qdeploy" if lut == "float" else "qdeploy lut=gather"] = (o / qdq.FILE).read_bytes()
         if "Lut" not in res.qgraph.op_counts():
             break
+    # the same model with int8 weights (weight_dtype = "int8"): onnxruntime's uint8 x int8 kernels,
+    # which saturate on x86 CPUs without VNNI (emit/qdq.py); timed only, its outputs are not checked
+    s8 = tmp / "ort_int8_weights.toml"
+    s8.write_text((ROOT / "targets" / "ort.toml").read_text().replace('weight_dtype = "uint8"', 'weight_dtype = "int8"'))
+    o = tmp / f"{name}_s8w"
+    quantize_model(src, o, QuantizeOptions(target=str(s8), calib=str(tmp / f"{name}_calib.npy"), emit="qdq",
+                                           input_shape=shape, progress=False, verify=False))
+    out["qdeploy int8 w"] = (o / qdq.FILE).read_bytes()
     for act, col in (("QUInt8", "ort U8S8"), ("QInt8", "ort S8S8")):
         try:
             out[col] = ort_quantize(model, calib, "MinMax", act)
@@ -284,14 +294,15 @@ def _fmt_row(t: dict) -> str:
 
 def table(rows: list[dict], key: str) -> str:
     lines = ["| model | conv share (float) | float ms | qdeploy ms | speed-up vs float | ort U8S8 ms | ort S8S8 ms | "
-             "qdeploy vs best ort |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "qdeploy vs best ort | qdeploy int8 weights ms |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         t = r[key]
         ort_best = min([t[k] for k in ("ort U8S8", "ort S8S8") if k in t], default=float("nan"))
         heavy = " (conv-heavy)" if r["conv_share"] >= CONV_HEAVY else ""
         lines.append(f"| {r['model']} | {100 * r['conv_share']:.0f} %{heavy} | {t['float']:.2f} | {t['qdeploy']:.2f} | "
                      f"{t['float'] / t['qdeploy']:.2f}x | {t.get('ort U8S8', float('nan')):.2f} | "
-                     f"{t.get('ort S8S8', float('nan')):.2f} | {ort_best / t['qdeploy']:.2f}x |")
+                     f"{t.get('ort S8S8', float('nan')):.2f} | {ort_best / t['qdeploy']:.2f}x | "
+                     f"{t.get('qdeploy int8 w', float('nan')):.2f} |")
     return "\n".join(lines)
 
 
@@ -392,7 +403,7 @@ def main(argv=None) -> int:
     body = "\n\n".join([
         f"`python bench/qdq_speed.py --size {a.size}{' --real' if a.real else ''} --runs {a.runs} "
         f"--repeats {a.repeats}` "
-        f"(onnxruntime {onnxruntime.__version__}, {cpu}, {len(__import__('os').sched_getaffinity(0))} cores "
+        f"(onnxruntime {onnxruntime.__version__}, {cpu}{' without VNNI' if qdq.saturating_cpu() else ''}, {len(__import__('os').sched_getaffinity(0))} cores "
         f"shared with other jobs: load average {load0} at the start, "
         f"{Path('/proc/loadavg').read_text().split()[0]} at the end; ms of one batch-1 inference, the "
         "smallest median of the interleaved blocks). `@224`: the corpus architecture with a 224x224 input "

@@ -45,9 +45,19 @@ Every integer comes from the QGraph, nothing is re-decided:
   ``QuantizeLinear(float32(s_in * (q - zp_in)))`` with the Concat's output
   parameters: the same float32 DQ -> Q the reference's ``requant = "float32"``
   Requantize computes (bit-exact; :func:`concat_requantizes`);
-* 7-bit weights (onnxruntime's ``reduce_range``, for AVX2 CPUs without VNNI)
-  are the quantizer's decision (target key ``weight_bits = 7``, recorded in the
-  QGraph's metadata); the emitter writes the weights it is given.
+* weights stored as uint8 (target key ``weight_dtype = "uint8"``, the ``ort``
+  default, recorded in the QGraph's metadata): the QGraph's int8 weights + 128
+  with zero point 128, the same float values, so onnxruntime fuses its uint8 x
+  uint8 kernels. With int8 weights it runs uint8 x int8 kernels, which on x86
+  CPUs with AVX2 but without VNNI (AMD Zen 1-3, Intel before Ice Lake) add pairs
+  of products in int16 (``vpmaddubsw``) and saturate: measured on an AMD EPYC
+  (Zen 3) with onnxruntime 1.32, the digits CNN's logits were up to 42 LSB off
+  the reference and every corpus model's output failed 1 LSB; with uint8
+  weights all are bit-exact there (tests/emit/test_qdq_oneop.py, _corpus.py).
+  Speed: bench/RESULTS.md "QDQ speed";
+* 7-bit weights (onnxruntime's ``reduce_range``) are the quantizer's decision
+  (target key ``weight_bits = 7``, recorded in the QGraph's metadata); the
+  emitter writes the weights it is given.
 
 Numerics: onnxruntime requantises with a float32 scale and rounds half to
 even. The ``ort`` profile's QGraph says the same (``requant = "float32"``:
@@ -169,6 +179,23 @@ class _Builder:
         self.node("DequantizeLinear", [q, s, z], [out], f"{t.name}_dq", **attrs)
         return out
 
+    def uint8_dq(self, t, data, axis: int | None) -> str:
+        """Int8 weights stored as uint8 (target key ``weight_dtype = "uint8"``): the
+        same integers + 128 with their zero point + 128 (128: the weights are
+        symmetric), the same float values. onnxruntime
+        then fuses its uint8 x uint8 kernels, which add the products in int32 on every
+        CPU (module docstring)."""
+        q = self.const(t.name, (np.asarray(data).astype(np.int16) + 128).astype(np.uint8))
+        n = np.asarray(t.scale).size
+        scale = np.asarray(t.scale, np.float32).reshape(-1)
+        s = self.const(t.name + "_scale", scale if n > 1 else scale[0])
+        zp = (np.asarray(t.zero_point, np.int16).reshape(-1) + 128).astype(np.uint8)
+        z = self.const(t.name + "_zero_point", np.broadcast_to(zp, (n,)).copy() if n > 1 else zp[0])
+        out = self.unique(f"{t.name}_dq")
+        attrs = {"axis": int(t.axis if axis is None else axis)} if n > 1 and t.axis is not None else {}
+        self.node("DequantizeLinear", [q, s, z], [out], f"{t.name}_dq", **attrs)
+        return out
+
     def layer_input(self, n) -> str:
         """The float view of a conv/FC node's input (per axis for a ``Float`` node)."""
         return self.dq_float_input(n.inputs[0], n.name) if n.op == "Float" else self.dq(n.inputs[0], n.name)
@@ -179,6 +206,8 @@ class _Builder:
         which onnxruntime cannot fuse into QLinearConv/QGemm."""
         if t.dtype == "float32":
             return self.const(t.name, np.asarray(data, np.float32))
+        if t.dtype == "int8" and self.qg.metadata.get("weight_dtype") == "uint8":
+            return self.uint8_dq(t, data, axis)
         return self.const_dq(t, data, reader, axis)
 
     def q(self, n, float_out: str, k: int = 0) -> None:
@@ -529,6 +558,23 @@ def emit(qg, ctx) -> dict[str, bytes]:
 
 
 # ------------------------------------------------------------------ running
+def saturating_cpu(cpuinfo: str | None = None) -> bool:
+    """True on an x86 CPU without VNNI (AVX512-VNNI or AVX-VNNI), where onnxruntime's
+    uint8 x int8 kernels add pairs of products in int16 (SSE4/AVX2/AVX-512BW
+    ``pmaddubsw``) and can saturate (Linux:
+    /proc/cpuinfo's flags; elsewhere unknown, False)."""
+    import platform
+    if cpuinfo is None:
+        if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+            return False
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), None)
+    return flags is not None and not {"avx512_vnni", "avx_vnni"} & set(flags)
+
+
 def session(model, threads: int = 0, optimized_path: str | None = None, level=None):
     """An onnxruntime session of a QDQ model (bytes or path) with the default
     (all) graph optimisations."""

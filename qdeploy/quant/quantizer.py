@@ -314,5 +314,7 @@ def _wrap(g: Graph, ctx: Ctx, target: Target) -> QGraph:
             "qmin": target.qrange[0], "qmax": target.qrange[1]}
     if target.numerics.weight_bits != 8:   # onnxruntime's reduce_range, decided by the target
         meta["weight_bits"] = target.numerics.weight_bits
+    if target.numerics.weight_dtype != "int8":   # how the QDQ model stores them (emit/qdq.py)
+        meta["weight_dtype"] = target.numerics.weight_dtype
     return QGraph(g.name, target.name, target.profile, list(g.inputs), list(g.outputs), tensors,
                   head + nodes + tail, meta)

@@ -24,8 +24,10 @@ Keys (all required unless a default is given)::
     leaky                = "recipe"     # LeakyRelu: "recipe" (TFLite's, as a table)
                                         # or "shift" ((x * m) >> s from the leaky_shift pass)
     luts = ["Sigmoid", "Tanh", ...]     # activations lowered to 256-entry tables
-    weight_bits          = 8            # 7: weights in [-63, 63], onnxruntime's reduce_range
-                                        # (ort only; for AVX2 CPUs without VNNI, see targets/ort.toml)
+    weight_bits          = 8            # 7: weights in [-63, 63], onnxruntime's reduce_range (ort only)
+    weight_dtype         = "int8"       # "uint8" (ort only): the QDQ model stores the same weights
+                                        # + 128 with zero point 128, so onnxruntime runs its
+                                        # uint8 x uint8 kernels, exact on every x86 CPU (targets/ort.toml)
     float_grouped        = false        # true (ort only): grouped convs that are not depthwise run
                                         # in float between DQ and Q (quant/float_island.py)
 
@@ -65,9 +67,12 @@ class Numerics:
     requant: str = "q31"
     leaky: str = "recipe"
     luts: tuple[str, ...] = LUT_ACTIVATIONS
-    # 7: weights in [-63, 63] (onnxruntime's reduce_range): U8S8 kernels on AVX2 CPUs without VNNI
-    # add pairs of u8*s8 products in int16 and saturate with 8-bit weights (ort profile only)
+    # 7: weights in [-63, 63] (onnxruntime's reduce_range; ort profile only)
     weight_bits: int = 8
+    # how the QDQ model stores the weights (ort profile only): "uint8" = the same integers + 128 with
+    # zero point 128, which onnxruntime runs on its uint8 x uint8 kernels; with "int8" its uint8 x int8
+    # kernels add pairs of products in int16 on x86 CPUs with AVX2 but without VNNI, and saturate
+    weight_dtype: str = "int8"
     # grouped convs that are not depthwise as float layers (ort profile only: quant/float_island.py)
     float_grouped: bool = False
 
@@ -150,7 +155,7 @@ NUMERICS_SCHEMA = {
     "weight_per_channel": Key("bool"), "pow2_scales": Key("bool"),
     "requant": Key("str", ("q31", "shift", "float32")), "leaky": Key("str", ("recipe", "shift")),
     "luts": Key("strs", LUT_ACTIVATIONS), "weight_bits": Key("int", (7, 8)),
-    "float_grouped": Key("bool"),
+    "weight_dtype": Key("str", ("int8", "uint8")), "float_grouped": Key("bool"),
 }
 NUMERICS_SCHEMA = {k: dataclasses.replace(v, required=False) for k, v in NUMERICS_SCHEMA.items()}
 MEMORY_SCHEMA = {"flash_kib": Key("int", required=False), "ram_kib": Key("int", required=False)}
@@ -194,6 +199,8 @@ def _check_numerics(n: Numerics, profile: str, where: str) -> None:
              f"the {profile} profile needs requant = \"q31\" and pow2_scales = false (use profile = \"fpga\" for shifts)")
     need(n.weight_bits == 8 or profile == "ort",
          "weight_bits = 7 (onnxruntime's reduce_range) is for the ort profile only")
+    need(n.weight_dtype == "int8" or profile == "ort",
+         "weight_dtype = \"uint8\" (weights stored for onnxruntime's uint8 x uint8 kernels) is for the ort profile only")
     need(not n.float_grouped or profile == "ort",
          "float_grouped = true (float layers between DequantizeLinear and QuantizeLinear) is for the ort profile only")
     if profile == "arm":

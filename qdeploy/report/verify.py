@@ -134,10 +134,21 @@ def verify(out: Path, manifest: dict, qg, inputs: dict, ref: dict, outputs: dict
             raise QDeployError(
                 f"verification failed: backend '{rec['backend']}' ({ARTEFACTS[rec['artefact']].path}) output "
                 f"'{o}' differs from the reference interpreter {lsb} on the "
-                f"{len(next(iter(inputs.values())))} evaluation samples; nothing was written (a qdeploy bug: "
-                f"report it; --no-verify writes the artefacts unchecked, or --emit without "
+                f"{len(next(iter(inputs.values())))} evaluation samples; nothing was written "
+                f"({_cause(rec['artefact'], qg)}; --no-verify writes the artefacts unchecked, or --emit without "
                 f"'{rec['artefact']}' leaves it out)")
     return records, results
+
+
+def _cause(artefact: str, qg) -> str:
+    """What a failed comparison most likely means: a qdeploy bug, or (int8 weights in the
+    QDQ model of the ort profile, on a CPU whose uint8 x int8 kernels saturate) the CPU."""
+    from ..emit.qdq import saturating_cpu
+    if artefact == "qdq" and qg.profile == "ort" and qg.metadata.get("weight_dtype", "int8") == "int8" \
+            and saturating_cpu():
+        return ("this CPU has no VNNI, and onnxruntime's uint8 x int8 kernels saturate on it: set "
+                "weight_dtype = \"uint8\" in the target file, as targets/ort.toml does")
+    return "a qdeploy bug: report it"
 
 
 def _per_op_ok(how: str, rec: dict, records: list[dict], out, inputs, manifest, qg) -> tuple[bool, str]:

@@ -114,19 +114,66 @@ def test_same_qgraph_same_bytes():
     assert qdq.build(qg).SerializeToString() == qdq.build(qg).SerializeToString()
 
 
-def test_weights_and_bias_are_the_qgraphs_integers():
+@pytest.mark.parametrize("weight_dtype", ["uint8", "int8"])
+def test_weights_and_bias_are_the_qgraphs_integers(weight_dtype):
+    """The weights as the QGraph has them (``weight_dtype = "int8"``) or the same
+    integers + 128 with zero point 128 (``"uint8"``, the ort default: the same
+    float values, onnxruntime's uint8 x uint8 kernels)."""
+    import dataclasses
     from onnx import numpy_helper
+    from qdeploy.quant.targets import load_target
+    base = load_target("ort")
+    assert base.numerics.weight_dtype == "uint8"
+    target = dataclasses.replace(base, numerics=dataclasses.replace(base.numerics, weight_dtype=weight_dtype))
     m, x, _ = build_case("conv")
-    _, qg = pipeline(m, x, "ort")
+    _, qg = pipeline(m, x, target)
     conv = next(n for n in qg.nodes if n.op == "Conv2D")
-    inits = {t.name: numpy_helper.to_array(t) for t in qdq.build(qg).graph.initializer}
+    model = qdq.build(qg)
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     w, b = (qg.tensors[i] for i in conv.inputs[1:])
-    np.testing.assert_array_equal(inits[w.name], w.data)
-    assert inits[w.name].dtype == np.int8 and inits[b.name].dtype == np.int32
+    offset = 128 if weight_dtype == "uint8" else 0
+    np.testing.assert_array_equal(inits[w.name].astype(np.int16) - offset, w.data)
+    assert inits[w.name].dtype == np.dtype(weight_dtype) and inits[b.name].dtype == np.int32
+    zp = inits[w.name + "_zero_point"]
+    assert zp.dtype == np.dtype(weight_dtype) and zp.shape == w.scale.shape and (zp == offset).all()
     np.testing.assert_array_equal(inits[b.name], b.data)
     np.testing.assert_array_equal(inits[w.name + "_scale"], w.scale.astype(np.float32))
     np.testing.assert_array_equal(inits[b.name + "_scale"], b.scale.astype(np.float32))
     assert not inits[b.name + "_zero_point"].any()
+    assert set(inits) <= {i for nd in model.graph.node for i in nd.input}   # nothing left unread
+    # the same float weights either way
+    dq = next(nd for nd in model.graph.node if nd.op_type == "DequantizeLinear" and nd.input[0] == w.name)
+    import onnxruntime as ort
+    from onnx import helper
+    g = helper.make_graph([dq], "w", [], [helper.make_tensor_value_info(dq.output[0], 1, None)],
+                          [numpy_helper.from_array(inits[i], i) for i in dq.input])
+    wf = ort.InferenceSession(helper.make_model(g, opset_imports=model.opset_import).SerializeToString(),
+                              providers=["CPUExecutionProvider"]).run(None, {})[0]
+    np.testing.assert_array_equal(wf, w.data * w.scale.reshape(-1, 1, 1, 1).astype(np.float32))
+
+
+def test_saturating_cpu_reads_the_vnni_flags():
+    assert qdq.saturating_cpu("processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma\n")
+    assert not qdq.saturating_cpu("flags\t\t: fpu avx2 avx512f avx512bw avx512_vnni\n")
+    assert not qdq.saturating_cpu("flags\t\t: fpu avx2 avx_vnni\n")
+    assert not qdq.saturating_cpu("Features\t: fp asimd asimddp\n")   # no flags line (ARM): unknown
+
+
+def test_int8_weights_on_a_saturating_cpu_name_the_cpu(tmp_path, monkeypatch):
+    """A verification failure of an ort QDQ model with int8 weights on a CPU without VNNI
+    says so and names weight_dtype, instead of calling it a qdeploy bug."""
+    import dataclasses
+    from qdeploy.quant.targets import load_target
+    from qdeploy.report import verify as V
+    base = load_target("ort")
+    m, x, _ = build_case("conv")
+    monkeypatch.setattr(qdq, "saturating_cpu", lambda cpuinfo=None: True)
+    for dtype, says in (("int8", "weight_dtype = \"uint8\""), ("uint8", "a qdeploy bug")):
+        t = dataclasses.replace(base, numerics=dataclasses.replace(base.numerics, weight_dtype=dtype))
+        _, qg = pipeline(m, x, t)
+        assert says in V._cause("qdq", qg)
+    monkeypatch.setattr(qdq, "saturating_cpu", lambda cpuinfo=None: False)
+    assert "a qdeploy bug" in V._cause("qdq", qg)
 
 
 def test_fpga_profile_is_refused():
@@ -162,6 +209,21 @@ def test_reduce_range_is_the_quantizers_decision(tmp_path):
     d = end_to_end(qg, qdq.run_session(qdq.session(data), x), run(qg, x))[0]
     assert d.max <= 1, d.line()
     assert "QLinearConv" in optimized_ops(data, tmp_path / "opt.onnx")
+
+
+def test_weight_dtype_uint8_only_for_ort(tmp_path):
+    from qdeploy.quant.targets import load_target
+    from tests.helpers import ROOT
+    text = (ROOT / "targets" / "arm.toml").read_text().replace("[numerics]", "[numerics]\nweight_dtype = \"uint8\"")
+    p = tmp_path / "arm_u8.toml"
+    p.write_text(text)
+    with pytest.raises(QDeployError, match="weight_dtype"):
+        load_target(str(p))
+    p.write_text(text.replace("\"uint8\"", "\"int4\""))
+    with pytest.raises(QDeployError, match="weight_dtype"):
+        load_target(str(p))
+    p.write_text((ROOT / "targets" / "ort.toml").read_text().replace("weight_dtype = \"uint8\"", "weight_dtype = \"int8\""))
+    assert load_target(str(p)).numerics.weight_dtype == "int8"
 
 
 def test_weight_bits_7_only_for_ort(tmp_path):
