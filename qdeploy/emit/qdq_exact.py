@@ -45,8 +45,9 @@ DequantizeLinear):
   ``acc / 2**20`` rounded half away from zero.
 
 The ``ConvInteger``/``MatMulInteger`` fallbacks take int8 x int8 (MLAS's S8S8
-kernels, not the U8S8 ones that can saturate on AVX2 without VNNI; measured
-here only on AVX-512 VNNI); the default float32 Conv path has no such caveat.
+kernels, not the U8S8 ones that can saturate on x86 without VNNI; bit-exact on
+AVX-512 VNNI and on an AVX2 CPU without VNNI, tests/emit/test_qdq_exact.py); the
+default float32 Conv path has no such caveat.
 ``PRelu``: both of TFLite's branches by :func:`mbqm_double`, a ``Where`` on
 the sign. ``Softmax`` (:func:`softmax`): tables of the row difference, the row
 sum, gemmlowp's Newton reciprocal per row in int64.
