@@ -25,7 +25,9 @@ def targets(extra, as_json):
     for t in ts:
         n = t.numerics
         acts = f"{n.activation_dtype} {'sym' if n.activation_symmetric else 'asym'}"
-        weights = f"int8 per-{'channel' if n.weight_per_channel else 'tensor'}"
+        weights = (f"{'int8' if n.weight_bits == 8 else f'{n.weight_bits}-bit'} "
+                   f"per-{'channel' if n.weight_per_channel else 'tensor'}"
+                   + (" (QDQ: as uint8)" if n.weight_dtype == "uint8" else ""))
         requant = ("pow2 shift" if n.pow2_scales else n.requant) + (", leaky shift" if n.leaky == "shift" else "")
         mem = " / ".join(f"{k} {v} KiB" for k, v in (("flash", t.flash_kib), ("RAM", t.ram_kib)) if v) or "-"
         table.add_row(t.name, t.profile, acts, weights, requant, mem, ", ".join(t.emit))

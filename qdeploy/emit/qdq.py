@@ -49,12 +49,12 @@ Every integer comes from the QGraph, nothing is re-decided:
   default, recorded in the QGraph's metadata): the QGraph's int8 weights + 128
   with zero point 128, the same float values, so onnxruntime fuses its uint8 x
   uint8 kernels. With int8 weights it runs uint8 x int8 kernels, which on x86
-  CPUs with AVX2 but without VNNI (AMD Zen 1-3, Intel before Ice Lake) add pairs
+  CPUs without VNNI (AMD Zen 1-3, Intel before Cascade Lake / Ice Lake) add pairs
   of products in int16 (``vpmaddubsw``) and saturate: measured on an AMD EPYC
   (Zen 3) with onnxruntime 1.32, the digits CNN's logits were up to 42 LSB off
   the reference and every corpus model's output failed 1 LSB; with uint8
   weights all are bit-exact there (tests/emit/test_qdq_oneop.py, _corpus.py).
-  Speed: bench/RESULTS.md "QDQ speed";
+  Speed: bench/RESULTS.md "QDQ on a CPU without VNNI";
 * 7-bit weights (onnxruntime's ``reduce_range``) are the quantizer's decision
   (target key ``weight_bits = 7``, recorded in the QGraph's metadata); the
   emitter writes the weights it is given.
@@ -131,14 +131,16 @@ class _Builder:
         self.nodes.append(helper.make_node(op, list(inputs), list(outputs), name=self.unique(name),
                                            domain=domain, **attrs))
 
-    def qparams(self, t, axis_len: int | None = None) -> tuple[str, str]:
-        """Scale and zero-point initializers of QTensor ``t`` (scalars per tensor)."""
-        dt = _NP[t.dtype]
+    def qparams(self, t, as_uint8: bool = False) -> tuple[str, str]:
+        """Scale and zero-point initializers of QTensor ``t`` (scalars per tensor);
+        ``as_uint8``: an int8 tensor's zero point + 128, as uint8 (:meth:`const_dq`)."""
+        z = np.asarray(t.zero_point).reshape(-1)
+        z = (z.astype(np.int16) + 128).astype(np.uint8) if as_uint8 else z.astype(_NP[t.dtype])
         if t.axis is None or np.asarray(t.scale).size == 1:
-            s, z = np.float32(np.asarray(t.scale).reshape(-1)[0]), dt(np.asarray(t.zero_point).reshape(-1)[0])
+            s, z = np.float32(np.asarray(t.scale).reshape(-1)[0]), z[0]
         else:
             s = np.asarray(t.scale, np.float32).reshape(-1)
-            z = np.asarray(t.zero_point).reshape(-1).astype(dt)
+            z = np.broadcast_to(z, s.shape).copy()
         return self.const(t.name + "_scale", s), self.const(t.name + "_zero_point", z)
 
     def dq(self, name: str, reader: str) -> str:
@@ -169,30 +171,17 @@ class _Builder:
         self.node("DequantizeLinear", [name, s, z], [out], f"{name}_dq_{reader}", axis=1)
         return out
 
-    def const_dq(self, t, data, reader: str, axis: int | None = None) -> str:
-        data = np.asarray(data).astype(_NP[t.dtype])
+    def const_dq(self, t, data, reader: str, axis: int | None = None, as_uint8: bool = False) -> str:
+        """A constant int tensor behind its DequantizeLinear; ``as_uint8``: int8 data
+        stored as uint8, the same integers + 128 with the zero point + 128 (the same
+        float values: weights for onnxruntime's uint8 x uint8 kernels, :meth:`weight`)."""
+        data = np.asarray(data)
+        data = (data.astype(np.int16) + 128).astype(np.uint8) if as_uint8 else data.astype(_NP[t.dtype])
         q = self.const(t.name, data)
-        s, z = self.qparams(t)
+        s, z = self.qparams(t, as_uint8)
         out = self.unique(f"{t.name}_dq")
         per_channel = t.axis is not None and np.asarray(t.scale).size > 1
         attrs = {"axis": int(t.axis if axis is None else axis)} if per_channel else {}
-        self.node("DequantizeLinear", [q, s, z], [out], f"{t.name}_dq", **attrs)
-        return out
-
-    def uint8_dq(self, t, data, axis: int | None) -> str:
-        """Int8 weights stored as uint8 (target key ``weight_dtype = "uint8"``): the
-        same integers + 128 with their zero point + 128 (128: the weights are
-        symmetric), the same float values. onnxruntime
-        then fuses its uint8 x uint8 kernels, which add the products in int32 on every
-        CPU (module docstring)."""
-        q = self.const(t.name, (np.asarray(data).astype(np.int16) + 128).astype(np.uint8))
-        n = np.asarray(t.scale).size
-        scale = np.asarray(t.scale, np.float32).reshape(-1)
-        s = self.const(t.name + "_scale", scale if n > 1 else scale[0])
-        zp = (np.asarray(t.zero_point, np.int16).reshape(-1) + 128).astype(np.uint8)
-        z = self.const(t.name + "_zero_point", np.broadcast_to(zp, (n,)).copy() if n > 1 else zp[0])
-        out = self.unique(f"{t.name}_dq")
-        attrs = {"axis": int(t.axis if axis is None else axis)} if n > 1 and t.axis is not None else {}
         self.node("DequantizeLinear", [q, s, z], [out], f"{t.name}_dq", **attrs)
         return out
 
@@ -206,9 +195,9 @@ class _Builder:
         which onnxruntime cannot fuse into QLinearConv/QGemm."""
         if t.dtype == "float32":
             return self.const(t.name, np.asarray(data, np.float32))
-        if t.dtype == "int8" and self.qg.metadata.get("weight_dtype") == "uint8":
-            return self.uint8_dq(t, data, axis)
-        return self.const_dq(t, data, reader, axis)
+        # weight_dtype = "uint8" (the ort default): onnxruntime's uint8 x uint8 kernels (module docstring)
+        as_uint8 = t.dtype == "int8" and self.qg.metadata.get("weight_dtype") == "uint8"
+        return self.const_dq(t, data, reader, axis, as_uint8)
 
     def q(self, n, float_out: str, k: int = 0) -> None:
         """``QuantizeLinear`` of a node's float result into its QGraph output,
