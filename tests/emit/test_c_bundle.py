@@ -138,6 +138,10 @@ def test_run_backend_c_equals_ref(target, tmp_path, monkeypatch):
     lib = build_library(out / "c")
     assert lib.is_file() and str(lib).startswith(str(tmp_path / "cache"))
     assert len(list((tmp_path / "cache").rglob("*.so"))) == 1   # compiled once, reused
+    # a file the user put beside the bundle (their firmware's main) is not compiled into it
+    (out / "c" / "my_main.c").write_text("#error not part of the bundle\nint main(void) { return 0; }\n")
+    np.testing.assert_array_equal(run_artifact(out, "c", x)[k], ref[k])
+    assert len(list((tmp_path / "cache").rglob("*.so"))) == 1
 
 
 def test_quantize_summary_prints_the_arena(tmp_path):

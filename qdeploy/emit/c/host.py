@@ -44,19 +44,22 @@ def cache_dir() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "qdeploy"
 
 
-def sources(cdir: Path) -> list[Path]:
-    return sorted(p for p in cdir.glob("*.c") if p.name != "example_main.c")
+def sources(cdir: Path, names: set[str] | None = None) -> list[Path]:
+    """The bundle's C sources (``names``: only these files, the ones its manifest lists)."""
+    return sorted(p for p in cdir.glob("*.c") if p.name != "example_main.c" and (names is None or p.name in names))
 
 
-def build_library(cdir: Path, cc: str | None = None, flags=FLAGS) -> Path:
+def build_library(cdir: Path, cc: str | None = None, flags=FLAGS, names: set[str] | None = None) -> Path:
     """The bundle in ``cdir`` as a shared library (linked once per content hash). Each
     source is compiled to an object cached by its own content, the bundle's headers,
     the compiler and the flags (:func:`_objects`): the runtime kernels (``qd_*.c``,
     the same for every model of a target) compile once, a new model only its
-    ``model.c`` and weights, then one link."""
+    ``model.c`` and weights, then one link. ``names``: the files of the bundle (its
+    manifest's list; None: every .c and .h in ``cdir``): a file a user added beside
+    them, such as their own firmware's main.c, is not compiled in."""
     cc = cc or compiler()
     argv = _argv(cc)
-    files = sorted(p for p in cdir.iterdir() if p.suffix in (".c", ".h"))
+    files = sorted(p for p in cdir.iterdir() if p.suffix in (".c", ".h") and (names is None or p.name in names))
     if not (cdir / "model.c").is_file():
         raise QDeployError(f"{cdir}: no model.c; quantize again with --emit c")
     try:
@@ -69,7 +72,7 @@ def build_library(cdir: Path, cc: str | None = None, flags=FLAGS) -> Path:
         return lib
     _check_cache(lib.parent)
     compile_flags = [f for f in flags if f != "-shared"]
-    objs = _objects(cdir, cc, version, compile_flags)
+    objs = _objects(cdir, cc, version, compile_flags, names)
     _produce(lib, lambda tmp: [*argv, *flags, "-o", tmp, *map(str, objs)], cdir)
     return lib
 
@@ -103,12 +106,12 @@ def _hash(parts: list[str], files: list[tuple[str, bytes]]) -> str:
     return h.hexdigest()
 
 
-def _objects(cdir: Path, cc: str, version: str, flags: list[str]) -> list[Path]:
+def _objects(cdir: Path, cc: str, version: str, flags: list[str], names: set[str] | None = None) -> list[Path]:
     """Every source of the bundle as an object file under the cache, keyed by the compiler,
     the flags and the source as preprocessed (``-E -P``: the headers it includes, without
     comments, so the generated headers' "made from model X" lines do not count); compiled,
     in parallel, only when absent."""
-    srcs = sources(cdir)
+    srcs = sources(cdir, names)
     argv = _argv(cc)
     pre = [subprocess.Popen([*argv, *flags, "-E", "-P", str(src)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
            for src in srcs]
@@ -172,7 +175,8 @@ def run(out: Path, inputs: dict, manifest: dict) -> dict:
     out = Path(out)
     qg = load_qgraph(out / QGRAPH)
     cc = compiler()
-    path = build_library(out / "c", cc)
+    listed = {k.split("/", 1)[1] for k in manifest.get("artefacts", {}) if k.startswith("c/")}
+    path = build_library(out / "c", cc, names=listed or None)
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as e:   # CC=arm-none-eabi-gcc in the shell: a library for another machine
