@@ -49,9 +49,19 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
                     os.unlink(tmp)
             _rmdirs(made)
         if isinstance(e, OSError):
-            raise QDeployError(f"{path}: cannot write ({e.strerror or e}); choose a writable "
+            raise QDeployError(f"{path}: cannot write ({why(path, e)}); choose a writable "
                                "location") from None
         raise
+
+
+def why(path: str | os.PathLike, e: OSError) -> str:
+    """The reason an output under ``path`` cannot be written: a file where a folder of its
+    path should be (mkdir's bare "File exists" / "Not a directory" do not say which), else
+    the OS's own words."""
+    for p in Path(path).parents:
+        if p.exists() or p.is_symlink():
+            return f"{p} is a file, not a folder" if not p.is_dir() else str(e.strerror or e)
+    return str(e.strerror or e)
 
 
 def dumps_json(obj) -> str:

@@ -66,7 +66,7 @@ from .calibration.sources import require_float
 from .emit import ARTEFACTS, EmitContext, artefact_of, emit_all, load_runner, parse_emit
 from .emit import backends as _artefact_backends
 from .errors import QDeployError
-from .fsutil import atomic_dir, dumps_json, refuse_cwd, write_bytes
+from .fsutil import atomic_dir, dumps_json, refuse_cwd, why, write_bytes
 from .ir import Graph
 from .schema import Key, check
 
@@ -254,7 +254,7 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
             if ev is not None:   # verified on the files in the temporary OUT: a failure leaves no OUT
                 rep = _evaluate(tmp, manifest, qg, g, model, ev, x, opts, target, out)
     except OSError as e:
-        raise QDeployError(f"-o {out}: cannot write the output folder ({e.strerror or e}); "
+        raise QDeployError(f"-o {out}: cannot write the output folder ({why(Path(out) / MANIFEST, e)}); "
                            "choose a writable location") from None
     return QuantizeResult(out, g, qg, ranges, x, list(g.log), warn, rep, manifest["emitted"])
 

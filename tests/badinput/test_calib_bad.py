@@ -32,6 +32,8 @@ BUILD = {
     "no inputs": (lambda w: ["calib", "build", "-o", "s.npz"], ["Missing argument"]),
     "no -o": (lambda w: ["calib", "build", "imgs"], ["Missing option", "-o"]),
     "output not .npz": (lambda w: ["calib", "build", "imgs", "-o", "s.txt"], ["s.txt", ".npz"]),
+    "output under a file": (lambda w: (w / "afile").write_text("x") and ["calib", "build", "imgs", "-o", "afile/s.npz"],
+                            ["afile/s.npz", "afile is a file, not a folder"]),
     "missing input": (lambda w: ["calib", "build", "nothing/", "-o", "s.npz"], ["nothing"]),
     "mean nan": (lambda w: ["calib", "build", "imgs", "-o", "s.npz", "--mean", "nan"], ["--mean", "finite"]),
     "raw mean inf": (lambda w: ["calib", "build", "imgs", "-o", "s.npz", "--preset", "raw", "--mean", "inf"],

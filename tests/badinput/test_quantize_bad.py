@@ -45,6 +45,8 @@ CASES = {
     "default OUT holds other files": (lambda w: (w / "m_arm").mkdir() or (w / "m_arm" / "a.txt").write_text("x")
                                       and ["quantize", "m.onnx", "--calib", "c.npz"], ["m_arm", "not a qdeploy output"]),
     "-o empty": (lambda w: Q + ["-o", ""], ["-o", "empty"]),
+    "-o under a file": (lambda w: (w / "afile").write_text("x") and Q + ["-o", "afile/out"],
+                        ["afile/out", "afile is a file, not a folder"]),
     "-o current folder": (lambda w: Q + ["-o", "."], ["current folder"]),
     "-o parent of the current folder": (lambda w: Q + ["-o", ".."], ["current folder"]),
     "-o absolute current folder": (lambda w: Q + ["-o", str(w)], ["current folder"]),
