@@ -94,6 +94,15 @@ class Target:
         """The activation integer range (qmin, qmax)."""
         return (0, 255) if self.numerics.activation_dtype == "uint8" else (-128, 127)
 
+    @property
+    def argument(self) -> str:
+        """What ``--target`` takes to load this target again: a bundled target's name, else
+        its .toml file's name (a user's copy: ``my_arm.toml``, without the folder it was in,
+        so that outputs do not depend on where it lies)."""
+        if not self.path or any(f.resolve() == Path(self.path).resolve() for f in _bundled_files()):
+            return self.name
+        return Path(self.path).name
+
     def summary(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("path")

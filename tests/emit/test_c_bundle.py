@@ -211,3 +211,19 @@ def test_runtime_kernels_compile_once_per_target(tmp_path, monkeypatch):
     srcs = sorted(str(p) for p in dirs[1].glob("*.c") if p.name != "example_main.c")
     subprocess.run([compiler(), *FLAGS, "-o", str(one_shot), *srcs], check=True)
     assert libs[1].read_bytes() == one_shot.read_bytes()
+
+
+def test_header_names_the_target_as_quantize_takes_it(tmp_path):
+    """The headers' "rebuild with" line gives --target what loads the same target again:
+    a bundled target's name, or the user's .toml file (its name, not the folder it lay in)."""
+    from tests.helpers import ROOT
+    mine = tmp_path / "targets" / "my_board.toml"
+    mine.parent.mkdir()
+    mine.write_text((ROOT / "targets" / "arm.toml").read_text().replace('name = "arm"', 'name = "board"'))
+    for target, arg in (("arm", "arm"), (str(mine), "my_board.toml")):
+        out = tmp_path / f"out_{arg.replace('.', '_')}"
+        quantize_model(DIGITS_MODEL, out, QuantizeOptions(target=target, calib=str(DIGITS_CALIB), emit="c",
+                                                          progress=False))
+        header = (out / "c" / "model.h").read_text()
+        assert f"--target {arg} --emit c" in header
+        assert str(tmp_path) not in header

@@ -158,6 +158,7 @@ def build(qg, ctx) -> Bundle:
     ram = plan.size + in_bytes + out_bytes
     _check_memory(ctx.target, plan, {x.name: x.size for x in buffers}, ram, weights + code, in_bytes, out_bytes, b)
     info = {"version": ctx.version, "model": comment(ctx.model_name, 60), "target": comment(ctx.target.name, 40),
+            "target_argument": comment(ctx.target.argument, 80),
             "profile": profile, "fpga": profile == "fpga", "arena": plan.size, "lower_bound": plan.lower_bound,
             "algorithm": plan.algorithm, "weights": weights, "flash": weights + code, "code": code, "ram": ram,
             "inputs": in_io, "outputs": out_io, "in_bytes": in_bytes, "out_bytes": out_bytes,
