@@ -26,6 +26,14 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def exit_on_fail(report: dict | None) -> None:
+    """Exit code 1 after a FAIL verdict of ``quantize`` or ``report`` (the artefacts are
+    written and valid: the accuracy is what fell short of --max-drop/--min-sqnr); 0 on
+    PASS or when nothing was evaluated."""
+    if report and report["verdict"]["pass"] is False:
+        sys.exit(1)
+
+
 def _fail(message: str, code: int = QDeployError.exit_code):
     click.echo(f"error: {_one_line(message)}", err=True)
     sys.exit(code)

@@ -3,7 +3,7 @@
 Output: one summary line on stdout (``--json``: a JSON object and nothing else;
 ``--quiet``: nothing), warnings on stderr; the progress bar goes to stderr and
 only when stderr is a terminal (so logs and pipes get no bar remnants). Exit code 1 after
-a FAIL verdict (:func:`exit_on_fail`, also for ``qdeploy report``), with OUT complete.
+a FAIL verdict (:func:`qdeploy.cli.exit_on_fail`, also for ``qdeploy report``), with OUT complete.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import click
 
 from ..pipeline import METHODS, QuantizeOptions, quantize_model
 from ..quant.float_island import float_nodes, split_names
+from . import exit_on_fail
 from .types import DECIBELS, POINTS, POSITIVE
 
 
@@ -120,13 +121,6 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
     elif not quiet:
         _print_summary(res, summary, model, fold_gap, memory)
     exit_on_fail(res.report)
-
-
-def exit_on_fail(report: dict | None) -> None:
-    """Exit code 1 after a FAIL verdict (the artefacts are written and valid: the accuracy
-    is what fell short of --max-drop/--min-sqnr); 0 on PASS or when nothing was evaluated."""
-    if report and report["verdict"]["pass"] is False:
-        sys.exit(1)
 
 
 def _print_summary(res, summary: dict, model, fold_gap: bool, memory) -> None:

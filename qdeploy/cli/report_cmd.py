@@ -32,7 +32,7 @@ def report(out, eval_set, labels, model, no_verify, max_drop, min_sqnr, quiet):
     from ..report.build import ReportOptions
     from ..report.rerun import report_out
     from ..report.summary import lines
-    from .quantize_cmd import exit_on_fail
+    from . import exit_on_fail
     rep = report_out(out, eval_set, labels, model,
                      ReportOptions(verify=not no_verify, max_drop=max_drop, min_sqnr=min_sqnr),
                      progress=not quiet and sys.stderr.isatty())
