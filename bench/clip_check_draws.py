@@ -20,6 +20,7 @@ candidate), all read from the same recorded copies, so they are compared on the 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -44,8 +45,25 @@ def picks(check: dict, k: float, cands=None) -> str:
     return choose({c: v for c, v in copies.items() if cands is None or c in cands}, k)[0]
 
 
-def measure(name: str, draw: int) -> dict:
-    """The check's record and both candidates' integer SQNR on the evaluation inputs of one draw."""
+def picks_margin(check: dict, k: float, margin: float) -> str:
+    """:func:`picks` with another margin than the check's ``MARGIN_DB``."""
+    import qdeploy.calibration.clip_check as CC
+    kept = CC.MARGIN_DB
+    CC.MARGIN_DB = margin
+    try:
+        return picks(check, k)
+    finally:
+        CC.MARGIN_DB = kept
+
+
+def best_copy(check: dict, cand: str) -> int:
+    """The index of ``cand``'s jittered copy that scored best on the calibration samples."""
+    return int(max(range(len(check["copies_db"][cand])), key=lambda j: check["copies_db"][cand][j]))
+
+
+def measure(name: str, draw: int, copies: bool = False) -> dict:
+    """The check's record and both candidates' integer SQNR on the evaluation inputs of one draw
+    (``copies``: of every jittered copy the check scored, in ``row["eval_copies"]``)."""
     import qdeploy.calibration.clip_check as CC
     from qdeploy.quant.quantizer import quantize_graph
     model = R.load(name)
@@ -68,12 +86,16 @@ def measure(name: str, draw: int) -> dict:
     if "copies_db" not in row["check"]:
         return row          # not run (no clippable tensor, too few samples)
     ref = ort_run(model.SerializeToString(), ev)
-    row["eval"] = {}
-    for k in row["check"]["copies_db"]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            qg = quantize_graph(g, seen[k], seen["target"], per_tensor=seen["per_tensor"])
-        row["eval"][k] = worst_sqnr(ref, R.assembled(g, qdeploy_run(qg, ev)))
+    from qdeploy.calibration.auto import jittered
+    row["eval"], row["eval_copies"] = {}, {}
+    for k, scored in row["check"]["copies_db"].items():
+        row["eval_copies"][k] = []
+        for j in range(len(scored) if copies else 1):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                qg = quantize_graph(g, jittered(seen[k], j), seen["target"], per_tensor=seen["per_tensor"])
+            row["eval_copies"][k].append(worst_sqnr(ref, R.assembled(g, qdeploy_run(qg, ev))))
+        row["eval"][k] = row["eval_copies"][k][0]
     return row
 
 
@@ -82,6 +104,10 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=",".join(m for m in R.CASES if m != "ppocr_v5_rec_cnn"))
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--draws-per", default="", metavar="MODEL=N,...", help="draws for some models")
+    ap.add_argument("--copies", action="store_true",
+                    help="also run every jittered copy on the evaluation inputs: the rules that ship the copy "
+                         "that scored best on calibration, and other margins")
+    ap.add_argument("--save", metavar="JSON", help="write the measured rows to this file")
     a = ap.parse_args(argv)
     per_model = dict((k, int(v)) for k, v in (kv.split("=") for kv in a.draws_per.split(",") if kv))
     rows = []
@@ -90,7 +116,7 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|")
     for name in a.models.split(","):
         for d in range(per_model.get(name, a.draws)):
-            r = measure(name, d)
+            r = measure(name, d, a.copies)
             c = r["check"]
             if "eval" not in r:
                 print(f"| {name} | {d} | {c.get('chosen')} ({c.get('reason', 'not run')}) | - | - | - |", flush=True)
@@ -102,13 +128,36 @@ def main(argv=None) -> int:
             se = ", ".join(f"{c['gain_se_db'][k]:.2f}" if k in c["gain_se_db"] else "-" for k in cands)
             ev = ", ".join(f"{r['eval'][k]:.2f}" if k in r["eval"] else "-" for k in ("heavy", *cands))
             print(f"| {name} | {d} | {c['chosen']} | {gain} | {se} | {ev} |", flush=True)
+            if a.copies:
+                print("|  | copies | " + "; ".join(
+                    f"{k}: cal {', '.join(f'{v:.2f}' for v in c['copies_db'][k])} / eval "
+                    f"{', '.join(f'{v:.2f}' for v in r['eval_copies'][k])}" for k in c["copies_db"]) + " | | | |",
+                    flush=True)
+    if a.save:
+        Path(a.save).write_text(json.dumps(rows, indent=1))
     print("\n| rule | draws clipped (all / entropy) | summed evaluation gain over never clipping (dB) |\n|---|---|---|")
     for label, (k, only) in RULES.items():
         took = [(r, picks(r["check"], k, only)) for r in rows]
         total = sum(r["eval"][c] - r["eval"]["heavy"] for r, c in took)
         n_all, n_ent = (sum(1 for _, c in took if c == w) for w in ("all", "entropy"))
         print(f"| {label} | {n_all} / {n_ent} of {len(rows)} | {total:+.2f} |")
+    if a.copies:
+        print(copy_rules(rows))
     return 0
+
+
+def copy_rules(rows: list[dict]) -> str:
+    """Summed evaluation gain over never clipping (tailclip's own ranges, copy 0) of the check's
+    rule with margins 0.25 (the check), 0.2, 0.1 and 0, each shipping copy 0 of its choice or the
+    copy of its choice that scored best on calibration."""
+    lines = ["\n| rule (1 s.e.) | draws clipped | summed gain, copy 0 (dB) | summed gain, best copy on calibration (dB) |",
+             "|---|---|---|---|"]
+    for margin in (0.25, 0.2, 0.1, 0.0):
+        took = [(r, picks_margin(r["check"], 1.0, margin)) for r in rows]
+        g0 = sum(r["eval"][c] - r["eval"]["heavy"] for r, c in took)
+        gb = sum(r["eval_copies"][c][best_copy(r["check"], c)] - r["eval"]["heavy"] for r, c in took)
+        lines.append(f"| margin {margin:g} | {sum(c != 'heavy' for _, c in took)} of {len(rows)} | {g0:+.2f} | {gb:+.2f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
