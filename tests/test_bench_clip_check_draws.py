@@ -33,3 +33,26 @@ def test_rules_read_the_recorded_copies(copies, picked):
     # the check's own rule is the second: the same choice calibration/clip_check.py makes
     assert list(ccd.RULES.values())[1] == (CC.SE_FACTOR, None)
     assert ccd.picks(check, CC.SE_FACTOR) == CC.choose(copies)[0]
+
+
+def test_copy_rules_ship_the_copy_best_on_calibration():
+    """--copies: the rules that ship copy 0 of the choice or its copy best on calibration,
+    at other margins, summed against tailclip's own ranges (copy 0 of heavy)."""
+    rows = [
+        # all passes every margin: +0.6 on calibration; its copy 2 scored best there
+        {"check": {"copies_db": {"heavy": H, "all": [20.6, 20.5, 20.7]}},
+         "eval": {"heavy": 10.0, "all": 11.0}, "eval_copies": {"heavy": [10.0, 9.0, 9.5], "all": [11.0, 10.5, 12.0]}},
+        # +0.2 with a small s.e.: only margins below 0.2 take it
+        {"check": {"copies_db": {"heavy": H, "all": [20.21, 20.22, 20.23]}},
+         "eval": {"heavy": 5.0, "all": 6.0}, "eval_copies": {"heavy": [5.0, 7.0, 4.0], "all": [6.0, 5.5, 4.0]}},
+    ]
+    assert ccd.best_copy(rows[0]["check"], "all") == 2 and ccd.best_copy(rows[1]["check"], "heavy") in (0, 1, 2)
+    assert ccd.picks_margin(rows[1]["check"], 1.0, 0.25) == "heavy" == CC.choose(rows[1]["check"]["copies_db"])[0]
+    assert ccd.picks_margin(rows[1]["check"], 1.0, 0.1) == "all"
+    assert CC.MARGIN_DB == 0.25    # restored
+    table = ccd.copy_rules(rows).splitlines()
+    margin = {ln.split("|")[1].strip(): ln.split("|")[2:5] for ln in table if ln.startswith("| margin")}
+    # 0.25: row 0 takes all (+1.0 with copy 0, +2.0 with its best copy), row 1 keeps heavy (its copies tie: copy 0)
+    assert [c.strip() for c in margin["margin 0.25"]] == ["1 of 2", "+1.00", "+2.00"]
+    # 0.1: row 1 takes all too: copy 0 +1.0; its best copy on calibration is copy 2 (20.23): -1.0
+    assert [c.strip() for c in margin["margin 0.1"]] == ["2 of 2", "+2.00", "+1.00"]
