@@ -44,9 +44,18 @@ def cache_dir() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "qdeploy"
 
 
+def _files(cdir: Path, names: set[str] | None = None) -> list[Path]:
+    """The bundle's .c and .h files (``names``: only these, the ones its manifest lists)."""
+    return sorted(p for p in cdir.iterdir() if p.suffix in (".c", ".h") and (names is None or p.name in names))
+
+
+def _is_source(p: Path) -> bool:
+    """A C source compiled into the library (not the firmware example's main)."""
+    return p.suffix == ".c" and p.name != "example_main.c"
+
+
 def sources(cdir: Path, names: set[str] | None = None) -> list[Path]:
-    """The bundle's C sources (``names``: only these files, the ones its manifest lists)."""
-    return sorted(p for p in cdir.glob("*.c") if p.name != "example_main.c" and (names is None or p.name in names))
+    return [p for p in _files(cdir, names) if _is_source(p)]
 
 
 def build_library(cdir: Path, cc: str | None = None, flags=FLAGS, names: set[str] | None = None) -> Path:
@@ -59,7 +68,7 @@ def build_library(cdir: Path, cc: str | None = None, flags=FLAGS, names: set[str
     them, such as their own firmware's main.c, is not compiled in."""
     cc = cc or compiler()
     argv = _argv(cc)
-    files = sorted(p for p in cdir.iterdir() if p.suffix in (".c", ".h") and (names is None or p.name in names))
+    files = _files(cdir, names)
     if not (cdir / "model.c").is_file():
         raise QDeployError(f"{cdir}: no model.c; quantize again with --emit c")
     try:
@@ -72,7 +81,7 @@ def build_library(cdir: Path, cc: str | None = None, flags=FLAGS, names: set[str
         return lib
     _check_cache(lib.parent)
     compile_flags = [f for f in flags if f != "-shared"]
-    objs = _objects(cdir, cc, version, compile_flags, names)
+    objs = _objects(cdir, cc, version, compile_flags, [p for p in files if _is_source(p)])
     _produce(lib, lambda tmp: [*argv, *flags, "-o", tmp, *map(str, objs)], cdir)
     return lib
 
@@ -106,12 +115,11 @@ def _hash(parts: list[str], files: list[tuple[str, bytes]]) -> str:
     return h.hexdigest()
 
 
-def _objects(cdir: Path, cc: str, version: str, flags: list[str], names: set[str] | None = None) -> list[Path]:
+def _objects(cdir: Path, cc: str, version: str, flags: list[str], srcs: list[Path]) -> list[Path]:
     """Every source of the bundle as an object file under the cache, keyed by the compiler,
     the flags and the source as preprocessed (``-E -P``: the headers it includes, without
     comments, so the generated headers' "made from model X" lines do not count); compiled,
     in parallel, only when absent."""
-    srcs = sources(cdir, names)
     argv = _argv(cc)
     pre = [subprocess.Popen([*argv, *flags, "-E", "-P", str(src)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
            for src in srcs]
