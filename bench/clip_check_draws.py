@@ -61,13 +61,11 @@ def best_copy(check: dict, cand: str) -> int:
     return int(max(range(len(check["copies_db"][cand])), key=lambda j: check["copies_db"][cand][j]))
 
 
-def measure(name: str, draw: int, copies: bool = False) -> dict:
-    """The check's record and both candidates' integer SQNR on the evaluation inputs of one draw
-    (``copies``: of every jittered copy the check scored, in ``row["eval_copies"]``)."""
+def spied(quantize) -> tuple:
+    """``(quantize(), seen)``: the call run with calibration/clip_check.py's check spied on;
+    ``seen`` holds each candidate's range set (``heavy`` and those of ``CANDIDATES``), the
+    Ranges (``ranges``, with the check's record), the target and ``per_tensor``."""
     import qdeploy.calibration.clip_check as CC
-    from qdeploy.quant.quantizer import quantize_graph
-    model = R.load(name)
-    cal, ev, _ = R.data(name, draw)
     seen = {}
     real = CC.check_clipping
 
@@ -79,9 +77,18 @@ def measure(name: str, draw: int, copies: bool = False) -> dict:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            g, _ = R.qdeploy_quantize(model, R.CASES[name][1], cal, R.DEFAULT)
+            return quantize(), seen
     finally:
         CC.check_clipping = real
+
+
+def measure(name: str, draw: int, copies: bool = False) -> dict:
+    """The check's record and both candidates' integer SQNR on the evaluation inputs of one draw
+    (``copies``: of every jittered copy the check scored, in ``row["eval_copies"]``)."""
+    from qdeploy.quant.quantizer import quantize_graph
+    model = R.load(name)
+    cal, ev, _ = R.data(name, draw)
+    (g, _), seen = spied(lambda: R.qdeploy_quantize(model, R.CASES[name][1], cal, R.DEFAULT))
     row = {"model": name, "draw": draw, "check": seen["ranges"].options.get("clip_check", {})}
     if "copies_db" not in row["check"]:
         return row          # not run (no clippable tensor, too few samples)

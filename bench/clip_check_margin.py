@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import sqnr as S  # noqa: E402
+from clip_check_draws import picks_margin, spied  # noqa: E402
 
 MARGINS = (0.25, 0.2, 0.1, 0.0)
 
@@ -29,18 +30,10 @@ MARGINS = (0.25, 0.2, 0.1, 0.0)
 def choices(copies: dict) -> dict[float, str]:
     """The check's choice from recorded copies at each of ``MARGINS``."""
     import qdeploy.calibration.clip_check as CC
-    kept, out = CC.MARGIN_DB, {}
-    try:
-        for m in MARGINS:
-            CC.MARGIN_DB = m
-            out[m] = CC.choose(copies)[0]
-    finally:
-        CC.MARGIN_DB = kept
-    return out
+    return {m: picks_margin({"copies_db": copies}, CC.SE_FACTOR, m) for m in MARGINS}
 
 
 def main(argv=None) -> int:
-    import qdeploy.calibration.clip_check as CC
     from qdeploy.quant.quantizer import quantize_graph
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", help="comma-separated subset (default: all corpus models + digits)")
@@ -53,21 +46,8 @@ def main(argv=None) -> int:
         model = allm[name]
         for d in range(a.draws):
             cal, ev, _ = S.datasets(name, model, d)
-            seen = {}
-            real = CC.check_clipping
-
-            def spy(g, x, ranges, bounds, target, per_tensor, progress=False):
-                seen.update({c: {**bounds, **CC.clip_all(ranges, bounds, m)} for c, m in CC.CANDIDATES.items()},
-                            heavy=dict(bounds), target=target, per_tensor=per_tensor, ranges=ranges)
-                return real(g, x, ranges, bounds, target, per_tensor, progress)
-            CC.check_clipping = spy      # pipeline.quantize_samples imports it at call time
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    g, _ = S.qdeploy_quantize(model, cal, "arm", False, "auto", False)
-            finally:
-                CC.check_clipping = real
-            rec = seen["ranges"].options.get("clip_check", {}) if seen else {}
+            (g, _), seen = spied(lambda: S.qdeploy_quantize(model, cal, "arm", False, "auto", False))
+            rec = seen["ranges"].options.get("clip_check", {}) if "ranges" in seen else {}
             if "copies_db" not in rec:
                 print(f"| {name} | {d} | {rec.get('chosen', '-')} ({rec.get('reason', 'not run')}) | - |", flush=True)
                 continue
