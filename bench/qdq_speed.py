@@ -47,6 +47,7 @@ difference. Largest first, in ms per inference.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -64,6 +65,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from qdeploy.emit import qdq  # noqa: E402
 from qdeploy.pipeline import QuantizeOptions, quantize_model  # noqa: E402
+from qdeploy.quant.targets import load_target  # noqa: E402
 
 N_CALIB = 16
 REAL = {   # model: input shape (the realmodels tests' sizes; det at its usual 640)
@@ -151,10 +153,10 @@ def variants(name: str, model: onnx.ModelProto, calib: np.ndarray, tmp: Path, sh
             break
     # the same model with int8 weights (weight_dtype = "int8"): onnxruntime's uint8 x int8 kernels,
     # which saturate on x86 CPUs without VNNI (emit/qdq.py); timed only, its outputs are not checked
-    s8 = tmp / "ort_int8_weights.toml"
-    s8.write_text((ROOT / "targets" / "ort.toml").read_text().replace('weight_dtype = "uint8"', 'weight_dtype = "int8"'))
+    ort = load_target("ort")
+    s8 = dataclasses.replace(ort, numerics=dataclasses.replace(ort.numerics, weight_dtype="int8"))
     o = tmp / f"{name}_s8w"
-    quantize_model(src, o, QuantizeOptions(target=str(s8), calib=str(tmp / f"{name}_calib.npy"), emit="qdq",
+    quantize_model(src, o, QuantizeOptions(target=s8, calib=str(tmp / f"{name}_calib.npy"), emit="qdq",
                                            input_shape=shape, progress=False, verify=False))
     out["qdeploy int8 w"] = (o / qdq.FILE).read_bytes()
     for act, col in (("QUInt8", "ort U8S8"), ("QInt8", "ort S8S8")):
