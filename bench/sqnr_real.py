@@ -85,7 +85,8 @@ over the draws with their standard error and range.
 Columns: qdeploy ``arm`` through what ``qdeploy quantize`` runs
 (pipeline.quantize_samples: automatic CLE, output widening, the float tail)
 with each calibration method (``tailclip`` is the default, ``minmax`` the previous one), integer reference
-interpreter; onnxruntime ``quantize_static`` (QDQ, per-channel int8 weights,
+interpreter (``tailclip gptq``: the default with ``--weight-rounding gptq``, and its paired difference
+from the default); onnxruntime ``quantize_static`` (QDQ, per-channel int8 weights,
 after ``quant_pre_process``) with MinMax / Percentile and QUInt8 / QInt8
 activations, each run both as QDQ semantics (graph optimisations off) and on
 its int8 kernels; "best ort" is the best of those eight numbers per draw.
@@ -94,7 +95,8 @@ where cheap: the classifier's top-1 agreement with the float model (and on the
 text lines its accuracy against the labels), and for
 ppocr_v5_det the IoU of the text map thresholded at 0.3 (DB's default).
 Wall time per column is the mean quantize (calibrate + quantize) time.
-``--write`` replaces the "SQNR on trained models" section of bench/RESULTS.md.
+``--write`` replaces the "SQNR on trained models" section of bench/RESULTS.md; ``--no-ort``
+runs the qdeploy columns only.
 Not part of the test suite.
 """
 from __future__ import annotations
@@ -116,10 +118,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 from sqnr import ORT_SETTINGS, ort_col, ort_quantize, ort_run, qdeploy_run, worst_sqnr  # noqa: E402
 from tests.quant.realmodel_inputs import MODELS, document_pages, photos, text_lines  # noqa: E402
 
-METHODS = ["tailclip", "minmax", "percentile", "entropy", "mse", "auto", "minmax nocle", "percentile nocle"]
+METHODS = ["tailclip", "minmax", "percentile", "entropy", "mse", "auto", "minmax nocle", "percentile nocle",
+           "tailclip gptq"]
 DEFAULT = "tailclip"   # pipeline.QuantizeOptions.method
 ACTIVE = list(METHODS)
 UINT8_ONLY: list[str] = []
+ORT_ACTIVE = list(ORT_SETTINGS)     # --no-ort empties it
 CUTS = {   # models measured on an inner tensor (extract_model from the input to it)
     "ppocr_v5_rec_cnn": "p2o.pd_op.swish.1.0",   # the backbone's last activation before the attention neck
     # the probability map is ~0 on photographs without text (its SQNR is meaningless): the logits
@@ -230,13 +234,15 @@ def data(name: str, draw: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | Non
 
 
 def qdeploy_quantize(model: onnx.ModelProto, shape, cal: np.ndarray, method: str):
-    """``method`` is a calibration method, optionally followed by " nocle" (``--no-cle``)."""
+    """``method`` is a calibration method, optionally followed by " nocle" (``--no-cle``) and/or
+    " gptq" (``--weight-rounding gptq``)."""
     from qdeploy.onnx_import import import_onnx
     from qdeploy.passes import run_passes
     from qdeploy.pipeline import QuantizeOptions, quantize_samples
     g = run_passes(import_onnx(model, tuple(shape)))
-    method, _, nocle = method.partition(" ")
-    opts = QuantizeOptions(target="arm", method=method, cle=False if nocle else None, progress=False)
+    method, _, rest = method.partition(" ")
+    opts = QuantizeOptions(target="arm", method=method, cle=False if "nocle" in rest.split() else None,
+                           weight_rounding="gptq" if "gptq" in rest.split() else "nearest", progress=False)
     qg, *_ = quantize_samples(g, cal, "arm", opts)
     return g, qg
 
@@ -332,7 +338,7 @@ def measure_draw(name: str, model: onnx.ModelProto, draw: int, log) -> dict:
         log(f"  {name:18s} d{draw} qdeploy {method:10s} {_fmt(row[method])} ({time.time() - t0:.1f}s)"
             + (" [every tail clipped]" if row.get(f"clip:{method}") else "")
             + "".join(f" {k}: {_fmt(row.get(f'{method}@{k}'))}" for k in GROUPS.get(name, {})))
-    for method, act, rr in ORT_SETTINGS:
+    for method, act, rr in ORT_ACTIVE:
         if rr or (name in UINT8_ONLY and act != "QUInt8"):
             continue
         col = ort_col(method, act, rr)
@@ -435,7 +441,8 @@ def table(rows: list[dict]) -> str:
     head = ["model", "draws", "eval inputs"] + \
         [f"qdeploy {m}" + (" (default)" if m == DEFAULT else "") for m in cols] + \
         ["best ort", "best single ort", "default - best ort (± s.e., min..max over draws)",
-         "default - best single ort", "minmax - best ort"]
+         "default - best single ort", "minmax - best ort"] + \
+        (["tailclip gptq - default"] if "tailclip gptq" in cols else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["model"], str(r["draws"]), str(r.get("n_ev") or "-")]
@@ -448,7 +455,8 @@ def table(rows: list[dict]) -> str:
             if c == "best single ort" and r.get(c + ":which"):
                 cell += f" {r[c + ':which'][4:]}"
             cells.append(cell)
-        for m, b in ((DEFAULT, "best ort"), (DEFAULT, "best single ort"), ("minmax", "best ort")):
+        for m, b in ((DEFAULT, "best ort"), (DEFAULT, "best single ort"), ("minmax", "best ort")) + \
+                ((("tailclip gptq", DEFAULT),) if "tailclip gptq" in cols else ()):
             if isinstance(r.get(m), float) and isinstance(r.get(b), float):
                 cells.append(paired(r[m + ":draws"], r[b + ":draws"]))
             else:
@@ -489,8 +497,10 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1,
                     help="draws measured in this many processes at once (the SQNR columns do not change; "
                          "the wall-time table is then from a loaded machine)")
+    ap.add_argument("--no-ort", action="store_true", help="qdeploy columns only (onnxruntime not run)")
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args(argv)
+    ORT_ACTIVE[:] = [] if a.no_ort else ORT_SETTINGS
     ACTIVE[:] = a.methods.split(",")
     UINT8_ONLY[:] = a.ort_uint8_only.split(",")
     names = a.models.split(",")

@@ -76,6 +76,10 @@ from .schema import Key, check
 QGRAPH, FLOAT, RANGES, MANIFEST = "model.qgraph", "model.float.onnx", "ranges.json", "manifest.json"
 MANIFEST_FORMAT, MANIFEST_VERSION = "qdeploy-manifest", 1
 METHODS = ("tailclip", "minmax", "percentile", "entropy", "mse", "auto")
+WEIGHT_ROUNDINGS = ("gptq", "nearest")   # quant/gptq.py, or each weight to its nearest integer
+# gptq is opt-in: it lowers each layer's weight error but loses on 6 of 8 trained-model rows
+# once the activations are int8 (quant/gptq.py, bench/RESULTS.md "Weight rounding")
+WEIGHT_ROUNDING = "nearest"
 FILE_SUFFIXES = (".onnx", ".tflite", ".npz", ".npy", ".json", ".qgraph", ".toml", ".h", ".c", ".zip")
 
 
@@ -100,6 +104,7 @@ class QuantizeOptions:
     # bias correction is opt-in: measured neutral to -1 dB on the corpus models (their error is
     # activation noise, not a weight-rounding mean shift), +0.2 top-1 points on digits
     bias_correction: bool = False     # empirical bias correction (after quantization)
+    weight_rounding: str = WEIGHT_ROUNDING   # gptq | nearest (quant/gptq.py)
     # opt-in: H*W times the weights and MACs of each folded 1x1 conv (passes/fold_gap.py)
     fold_gap: bool = False            # GlobalAveragePool -> 1x1 Conv folded into one conv
     # layers run in float between DequantizeLinear and QuantizeLinear (ort only: quant/float_island.py)
@@ -285,7 +290,7 @@ def _evaluate(tmp: Path, manifest: dict, qg, g: Graph, model: Path, ev, x, opts:
     base = {"model": str(model), "target": opts.target if isinstance(opts.target, str) else target.name,
             "calib": opts.calib, "method": opts.method, "per_tensor": opts.per_tensor, "cle": opts.cle,
             "fold_gap": opts.fold_gap, "bias_correction": opts.bias_correction,
-            "keep_float": list(opts.keep_float), "eval": opts.eval,
+            "weight_rounding": opts.weight_rounding, "keep_float": list(opts.keep_float), "eval": opts.eval,
             "labels": opts.labels, "out": str(out)}
     ropts = ReportOptions(verify=opts.verify, max_drop=opts.max_drop, min_sqnr=opts.min_sqnr)
     total = 4 + (len(manifest["emitted"]) * 2 if opts.verify else 0)
@@ -363,6 +368,10 @@ def quantize_samples(g: Graph, x: np.ndarray, target, opts: QuantizeOptions, giv
         qg = quantize_graph(g, bounds, target, per_tensor=per_tensor,
                             hists=_pow2_histograms(g, x, ranges, target, opts.batch_size),
                             keep_float=opts.keep_float)
+        if opts.weight_rounding == "gptq":
+            from .quant.gptq import round_weights
+            g.log += [("weight_rounding", msg) for msg in
+                      round_weights(g, qg, x, wmax=(1 << (target.numerics.weight_bits - 1)) - 1)]
         if opts.bias_correction:
             from .quant.bias_correction import correct_bias
             g.log += [("bias_correction", msg) for msg in correct_bias(g, qg, x)]
@@ -416,6 +425,9 @@ def _pow2_histograms(g: Graph, x: np.ndarray, ranges, target, batch_size: int) -
 def _check_options(opts: QuantizeOptions) -> None:
     if opts.method not in METHODS:
         raise QDeployError(f"unknown calibration method '{opts.method}'; choose from {', '.join(METHODS)}")
+    if opts.weight_rounding not in WEIGHT_ROUNDINGS:
+        raise QDeployError(f"unknown weight rounding '{opts.weight_rounding}'; choose from "
+                           f"{', '.join(WEIGHT_ROUNDINGS)}")
     for name in ("limit", "batch_size"):
         v = getattr(opts, name)
         if v is not None and (not isinstance(v, int) or v < 1):

@@ -80,6 +80,8 @@ CASES = {
     "calibration NaN": (_calib_file("n.npy", _nan()), ["NaN"]),
     "missing calibration": (lambda w, t: [w / "digits.onnx", "--calib", t / "no.npz"], ["no.npz", "no such"]),
     "unknown method": (lambda w, t: [w / "digits.onnx", "--method", "kl"], ["--method", "'kl'", "entropy"]),
+    "unknown weight rounding": (lambda w, t: [w / "digits.onnx", "--weight-rounding", "floor"],
+                                ["--weight-rounding", "'floor'", "gptq", "nearest"]),
     "limit 0": (lambda w, t: [w / "digits.onnx", "--limit", "0"], ["--limit", "x>=1"]),
     "--cle with --ranges": (lambda w, t: [w / "digits.onnx", "--calib", w / "set.npz", "--ranges", w / "r.json",
                                           "--cle"], ["--ranges", "--cle"]),
@@ -383,6 +385,32 @@ def test_fold_gap_folds_the_se_squeezes_and_keeps_the_float_model(tmp_path):
     res = cli("quantize", example, "--fold-gap", "--no-cle", "--ranges", tmp_path / "r.json",
               "--calib", tmp_path / "s.npz", "-o", tmp_path / "o2", "-q")
     assert_verdict_exit(res, tmp_path / "o2")
+
+
+@pytest.mark.parametrize("target", ["cortex-m", "ort"])
+def test_weight_rounding_is_recorded_and_every_artefact_verified(target, work, tmp_path):
+    """``--weight-rounding`` changes the integer weights only: the run verifies every
+    emitted artefact against the reference (a mismatch would stop it), records the
+    choice in manifest.json and the report's rerun command, and the two roundings
+    give different QGraphs."""
+    from qdeploy.quant.qgraph import load_qgraph
+    runs = {}
+    for wr in ("gptq", "nearest"):
+        res = cli("quantize", work / "digits.onnx", "--calib", work / "calib.npz", "--target", target, *FAST,
+                  "--weight-rounding", wr, "-o", tmp_path / wr, "-q")
+        assert res.exit_code == 0, res.stderr
+        manifest = json.loads((tmp_path / wr / MANIFEST).read_text())
+        assert manifest["options"]["weight_rounding"] == wr
+        assert any(p.startswith("weight_rounding: weight rounding (gptq)") for p in manifest["passes"]) == \
+            (wr == "gptq")
+        checked = {v["backend"]: v["status"] for v in json.loads((tmp_path / wr / "report.json").read_text())
+                   ["verification"]}
+        assert checked and all(st in ("bit-exact", "within 1 LSB") for st in checked.values()), checked
+        assert all(checked[b] == "bit-exact" for b in ("tflm", "c") if b in checked), checked
+        runs[wr] = load_qgraph(tmp_path / wr / QGRAPH)
+    moved = [n.name for n in runs["gptq"].nodes if n.op in ("Conv2D", "FullyConnected")
+             and np.any(runs["gptq"].tensor(n.inputs[1]).data != runs["nearest"].tensor(n.inputs[1]).data)]
+    assert moved
 
 
 def test_fail_verdict_exits_1_and_writes_everything(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ..pipeline import METHODS, QuantizeOptions, quantize_model
+from ..pipeline import METHODS, WEIGHT_ROUNDING, WEIGHT_ROUNDINGS, QuantizeOptions, quantize_model
 from ..quant.float_island import float_nodes, split_names
 from . import exit_on_fail
 from .types import DECIBELS, POINTS, POSITIVE
@@ -51,6 +51,11 @@ def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
                    "off with --ranges). --cle: every pair with one reader.")
 @click.option("--bias-correction/--no-bias-correction", default=False, show_default=True,
               help="Empirical bias correction from the calibration set (see bench/RESULTS.md).")
+@click.option("--weight-rounding", type=click.Choice(WEIGHT_ROUNDINGS), default=WEIGHT_ROUNDING,
+              show_default=True,
+              help="How the int8 weights are rounded: nearest, or gptq (each conv/FC layer's rounding "
+                   "errors compensated on its calibration inputs: helps models whose weights cost most, "
+                   "loses on most; compare the two reports, see bench/RESULTS.md).")
 @click.option("--fold-gap", is_flag=True,
               help="Fold each GlobalAveragePool into the 1x1 conv after it (SE blocks, conv heads): "
                    "more precise, but H*W times that conv's weights and MACs.")
@@ -83,7 +88,7 @@ def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (nothing else).")
 def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shapes, cle,
-             bias_correction, fold_gap, keep_float, limit, batch_size, emit, io, eval_set, labels, no_verify, max_drop,
+             bias_correction, weight_rounding, fold_gap, keep_float, limit, batch_size, emit, io, eval_set, labels, no_verify, max_drop,
              min_sqnr, out, quiet, as_json):
     """Quantize MODEL (ONNX) for a target; writes OUT/ atomically, verifies every emitted
     artefact against the reference interpreter and writes the accuracy-drop report
@@ -93,7 +98,8 @@ def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shap
         out = default_out(model, target)
     opts = QuantizeOptions(target=target, calib=calib, ranges=ranges_file, method=method,
                            per_tensor=per_tensor, preset=preset, input_shape=parse_input_shapes(shapes),
-                           cle=cle, bias_correction=bias_correction, fold_gap=fold_gap,
+                           cle=cle, bias_correction=bias_correction, weight_rounding=weight_rounding,
+                           fold_gap=fold_gap,
                            keep_float=split_names(keep_float), limit=limit,
                            batch_size=batch_size, emit=emit, emit_options={"io": io}, eval=eval_set,
                            labels=labels,

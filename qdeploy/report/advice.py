@@ -66,6 +66,8 @@ import shlex
 
 import numpy as np
 
+from ..pipeline import WEIGHT_ROUNDING   # the command leaves the default out
+
 DOMINANT_DB = 6.0
 MIN_FLOAT_GAIN_DB = 1.0
 HEADROOM_DB = 6.0             # advice stays on a sensitive model only this far below its ceiling
@@ -75,7 +77,7 @@ _WEIGHTED = ("Conv2D", "FullyConnected", "TransposeConv2D")
 
 def command(base: dict, **change) -> str:
     """The quantize command of ``base`` (model, target, calib, method, per_tensor, cle,
-    fold_gap, bias_correction, keep_float, eval, labels, out) with ``change`` applied. Paths appear as
+    fold_gap, bias_correction, weight_rounding, keep_float, eval, labels, out) with ``change`` applied. Paths appear as
     the user gave them, except that an absolute path is shortened to its name (the
     report holds no absolute paths: same inputs, same bytes)."""
     o = {k: _short(v) if k in _PATHS else v for k, v in {**base, **change}.items()}
@@ -88,6 +90,8 @@ def command(base: dict, **change) -> str:
     t += ["--cle"] if o.get("cle") is True else ["--no-cle"] if o.get("cle") is False else []
     t += ["--fold-gap"] if o.get("fold_gap") else []
     t += ["--bias-correction"] if o.get("bias_correction") else []
+    if o.get("weight_rounding", WEIGHT_ROUNDING) != WEIGHT_ROUNDING:
+        t += ["--weight-rounding", o["weight_rounding"]]
     for node in o.get("keep_float") or []:
         t += ["--keep-float", node]
     if o.get("eval"):

@@ -69,7 +69,7 @@ HIST_BINS = 64
 HIST_SAMPLES = 64            # activation histograms: at most this many samples
 FEW_SAMPLES = 50             # below this the verdict text says one sample's weight
 SENSITIVITY_SAMPLES = 8      # the float model under input noise: at most this many samples
-_DECISIONS = ("cle", "clip_check", "output_range", "fold_gap", "bias_correction", "float_tail")
+_DECISIONS = ("cle", "clip_check", "output_range", "fold_gap", "weight_rounding", "bias_correction", "float_tail")
 
 
 @dataclass

@@ -22,6 +22,7 @@ _SCHEMA = {"model": Key("dict"), "options": Key("dict"), "target": Key("dict"),
 _PARTS = {"model": {"file": Key("str"), "sha256": Key("str")},
           "options": {"per_tensor": Key("bool", required=False), "fold_gap": Key("bool", required=False),
                       "bias_correction": Key("bool", required=False, nullable=True),
+                      "weight_rounding": Key("str", required=False),
                       "keep_float": Key("strs", required=False, nullable=True)},
           "target": {"name": Key("str", required=False), "profile": Key("str", required=False),
                      "numerics": Key("dict", required=False)},
@@ -88,6 +89,7 @@ def report_out(out, eval_set, labels=None, model=None, ropts=None, progress: boo
             "calib": cal.get("source") if cal.get("source") != "bundled calib/" else None,
             "method": cal.get("method", "minmax"), "per_tensor": o.get("per_tensor"), "cle": None,
             "fold_gap": o.get("fold_gap"), "bias_correction": o.get("bias_correction"),
+            "weight_rounding": o.get("weight_rounding", "nearest"),
             "keep_float": list(o.get("keep_float") or []), "eval": str(eval_set), "labels": labels, "out": str(out)}
     ropts = ropts or ReportOptions()
     with steps("verifying and evaluating", 4 + 2 * len(manifest.get("emitted", {})), progress) as step:

@@ -17,7 +17,8 @@ def _layers():
 
 
 BASE = {"model": "/abs/m.onnx", "target": "ort", "calib": "c.npz", "method": "minmax", "per_tensor": True,
-        "cle": False, "fold_gap": False, "bias_correction": False, "keep_float": ["conv0"], "eval": "e.npz",
+        "cle": False, "fold_gap": False, "bias_correction": False, "weight_rounding": "gptq",
+        "keep_float": ["conv0"], "eval": "e.npz",
         "labels": "l.npy", "out": "o"}
 
 
@@ -44,6 +45,7 @@ def test_every_advice_branch_parses_back():
         assert p[key] == value, (a["command"], key, p[key])
         assert p["model"] == "m.onnx" and p["target"] == "ort" and p["eval_set"] == "e.npz"
         assert p["keep_float"][0] == "conv0"      # the options already given stay in the command
+        assert p["weight_rounding"] == "gptq"
 
 
 def test_keep_float_only_with_a_measured_gain():
@@ -57,5 +59,7 @@ def test_keep_float_only_with_a_measured_gain():
 
 
 def test_the_plain_command_parses_back():
-    p = _parse(command({**BASE, "per_tensor": False, "cle": None, "keep_float": []}))
+    plain = command({**BASE, "per_tensor": False, "cle": None, "keep_float": [], "weight_rounding": "nearest"})
+    p = _parse(plain)
     assert p["keep_float"] == () and p["out"] == "o" and p["labels"] == "l.npy"
+    assert p["weight_rounding"] == "nearest" and "--weight-rounding" not in plain   # the default is left out
