@@ -93,7 +93,7 @@ def round_weights(float_graph: Graph, qg: QGraph, calib_x, wmax: int = 127) -> l
         t.data = q.astype(t.data.dtype)
     total = sum(qg.tensor(n.inputs[1]).data.size for n in layers)
     msg = (f"weight rounding (gptq): {len(layers) - len(kept)} of {len(layers)} layers, "
-           f"{changed} of {total} weights moved one step from nearest")
+           f"{changed} of {total} weights differ from nearest rounding")
     if kept:
         msg += f"; nearest rounding kept for {len(kept)} (fewer input rows than taps, e.g. '{kept[0]}')"
     return [msg]
