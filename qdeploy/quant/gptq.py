@@ -58,6 +58,7 @@ from ..float_run import session
 from ..ir import Graph
 from .error import float_name
 from .qgraph import QGraph, QNode
+from .scales import quantize_weights
 
 LAYERS = ("Conv2D", "FullyConnected")
 DAMP = 0.01      # of the mean diagonal of H
@@ -78,24 +79,31 @@ def round_weights(float_graph: Graph, qg: QGraph, calib_x, wmax: int = 127) -> l
     if len(calib_x) > SAMPLES:
         calib_x = calib_x[np.linspace(0, len(calib_x) - 1, SAMPLES).round().astype(int)]
     hs = hessians(float_graph, qg, layers, calib_x)
-    changed, kept = 0, []
+    changed, kept = 0, {}
     for n in layers:
         h, rows = hs[n.name]
-        h = h.astype(np.float64)
         t = qg.tensor(n.inputs[1])
         w = np.asarray(float_graph.const(float_graph.node(n.source[0]).inputs[1]), np.float64)
-        k = h.shape[1]
-        q = _gptq(w, h, t.scale, wmax, n.attrs.get("group", 1)) if rows >= k else None
+        # only where the float node's weights are what the integers were rounded from
+        if w.shape != t.data.shape or not np.array_equal(quantize_weights(w, t.scale, wmax), t.data):
+            kept.setdefault("its weights are not the float layer's", []).append(n.name)
+            continue
+        if rows < h.shape[1]:
+            kept.setdefault("fewer calibration input rows than taps", []).append(n.name)
+            continue
+        q = _gptq(w, h.astype(np.float64), t.scale, wmax, n.attrs.get("group", 1))
         if q is None:
-            kept.append(n.name)
+            kept.setdefault("H not positive definite", []).append(n.name)
             continue
         changed += int(np.count_nonzero(q != t.data))
         t.data = q.astype(t.data.dtype)
     total = sum(qg.tensor(n.inputs[1]).data.size for n in layers)
-    msg = (f"weight rounding (gptq): {len(layers) - len(kept)} of {len(layers)} layers, "
+    n_kept = sum(len(v) for v in kept.values())
+    msg = (f"weight rounding (gptq): {len(layers) - n_kept} of {len(layers)} layers, "
            f"{changed} of {total} weights differ from nearest rounding")
     if kept:
-        msg += f"; nearest rounding kept for {len(kept)} (fewer input rows than taps, e.g. '{kept[0]}')"
+        msg += f"; nearest rounding kept for {n_kept} (" + "; ".join(
+            f"{why}: {len(names)}, e.g. '{names[0]}'" for why, names in kept.items()) + ")"
     return [msg]
 
 
@@ -124,7 +132,8 @@ def _gptq(w: np.ndarray, h: np.ndarray, scale: np.ndarray, wmax: int, groups: in
         b1 = min(b0 + BLOCK, k)
         err = np.empty(wg.shape[:2] + (b1 - b0,))
         for i in range(b0, b1):
-            qi = np.clip(np.round(wg[:, :, i] / s[:, :, 0]), -wmax, wmax)
+            qi = wg[:, :, i] / s[:, :, 0]
+            qi = np.clip(np.sign(qi) * np.floor(np.abs(qi) + 0.5), -wmax, wmax)   # as quantize_weights
             q[:, :, i] = qi
             e = (wg[:, :, i] - qi * s[:, :, 0]) / u[:, i, i][:, None]
             wg[:, :, i + 1:b1] -= e[:, :, None] * u[:, None, i, i + 1:b1]
@@ -142,7 +151,7 @@ def hessians(g: Graph, qg: QGraph, layers: list[QNode], x: np.ndarray) -> dict[s
     names = [i for i in ins if i not in g.inputs]
     sess = session(g, names) if names else None
     hs = {n.name: [0.0, 0] for n in layers}
-    rng = {n.name: np.random.default_rng(len(n.name)) for n in layers}
+    rng = {n.name: np.random.default_rng(k) for k, n in enumerate(layers)}
     for s in range(len(x)):
         vals = dict(zip(names, sess.run(names, {g.inputs[0]: x[s:s + 1]}))) if sess else {}
         vals[g.inputs[0]] = x[s:s + 1]

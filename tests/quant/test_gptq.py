@@ -134,7 +134,37 @@ def test_fully_connected_with_fewer_samples_than_inputs_keeps_nearest():
     t = next(qg.tensor(n.inputs[1]) for n in qg.nodes if n.op == "FullyConnected")
     nearest = t.data.copy()
     msgs = gptq.round_weights(g, qg, cal)
-    assert "0 of 1 layers" in msgs[0] and "nearest rounding kept for 1" in msgs[0], msgs
+    assert "0 of 1 layers" in msgs[0] and "nearest rounding kept for 1 (fewer calibration input rows" in msgs[0], msgs
     np.testing.assert_array_equal(t.data, nearest)
     out = run(qg, {"x": cal[:1]})
     assert out
+
+
+def test_integers_not_rounded_from_the_float_layer_are_left_alone():
+    """GPTQ re-rounds from the float graph's weights: where the QGraph's integers are
+    not their nearest rounding (a layer the float graph does not hold as it was
+    quantized), that layer keeps its integers and the message says why."""
+    m, cal, _ = _cancelling(1)
+    g, qg = pipeline(m, {"x": cal})
+    t = next(qg.tensor(n.inputs[1]) for n in qg.nodes if n.op == "Conv2D")
+    t.data = t.data.copy()
+    t.data.flat[0] += 1 if t.data.flat[0] < 127 else -1
+    before = t.data.copy()
+    msgs = gptq.round_weights(g, qg, cal)
+    assert "0 of 1 layers" in msgs[0] and "its weights are not the float layer's: 1" in msgs[0], msgs
+    np.testing.assert_array_equal(t.data, before)
+
+
+def test_blocked_updates_equal_column_by_column(monkeypatch):
+    """Rounding in blocks (the rest of the matrix updated once per block) is the same
+    algebra as updating every later column after each one: the same integers."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((400, 20)) @ rng.standard_normal((20, 20))     # correlated inputs
+    h = (x.T @ x)[None]
+    w = rng.standard_normal((6, 20, 1, 1))
+    s = np.abs(w.reshape(6, -1)).max(axis=1) / 127
+    monkeypatch.setattr(gptq, "BLOCK", 1000)
+    whole = gptq._gptq(w, h, s, 127, 1)
+    monkeypatch.setattr(gptq, "BLOCK", 3)
+    np.testing.assert_array_equal(gptq._gptq(w, h, s, 127, 1), whole)
+    assert np.any(whole.reshape(6, -1) != np.round(w.reshape(6, -1) / s[:, None]))
