@@ -383,12 +383,14 @@ def group_table(name: str, per: list[dict]) -> str:
         vals, best = {}, []
         for p in per:
             o = [v for k, v in p.items() if k.startswith("ort ") and k.endswith("@" + group) and isinstance(v, float)]
-            best.append(max(o) if o else float("nan"))
+            best.append(max(o) if o else None)
         for c in cols:
             v = [p.get(f"{c}@{group}") for p in per]
             vals[c] = v if all(isinstance(x, float) for x in v) else None
-        cells = [f"{np.mean(vals[c]):.1f}" if vals[c] else "-" for c in cols] + [f"{np.mean(best):.1f}"]
-        d = [a - b for a, b in zip(vals.get(DEFAULT) or [], best)]
+        has_ort = all(b is not None for b in best)
+        cells = [f"{np.mean(vals[c]):.1f}" if vals[c] else "-" for c in cols] + \
+            [f"{np.mean(best):.1f}" if has_ort else "-"]
+        d = [a - b for a, b in zip(vals.get(DEFAULT) or [], best)] if has_ort else []
         cells.append(f"{np.mean(d):+.1f} ({min(d):+.1f}..{max(d):+.1f})" if d else "-")
         lines.append(f"| {name} {group} | {len(per)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -447,7 +449,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         cells = [r["model"], str(r["draws"]), str(r.get("n_ev") or "-")]
         for c in cols + ["best ort", "best single ort"]:
-            v = r.get(c)
+            v = r.get(c) if ORT_ACTIVE or not c.startswith("best") else None   # --no-ort: "-"
             cell = _fmt(v)
             if isinstance(v, float) and r.get(c + ":task") is not None:
                 cell += f" ({r[c + ':task']:.0f}%" + \
@@ -471,8 +473,9 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         t = [r.get(f"time:{c}") for c in cols + ["ort Percentile UInt8", "ort MinMax UInt8"]]
         lines.append(f"| {r['model']} | " + " | ".join(f"{v:.1f}" if v else "-" for v in t) + " |")
-    lines += ["", "Best ort setting per model: " + "; ".join(f"{r['model']}: {', '.join(r['best ort:which'])}"
-                                                         for r in rows)]
+    if ORT_ACTIVE:
+        lines += ["", "Best ort setting per model: " + "; ".join(f"{r['model']}: {', '.join(r['best ort:which'])}"
+                                                             for r in rows)]
     return "\n".join(lines)
 
 
