@@ -77,7 +77,7 @@ QGRAPH, FLOAT, RANGES, MANIFEST = "model.qgraph", "model.float.onnx", "ranges.js
 MANIFEST_FORMAT, MANIFEST_VERSION = "qdeploy-manifest", 1
 METHODS = ("tailclip", "minmax", "percentile", "entropy", "mse", "auto")
 WEIGHT_ROUNDINGS = ("gptq", "nearest")   # quant/gptq.py, or each weight to its nearest integer
-# gptq is opt-in: it lowers each layer's weight error but loses on 6 of 8 trained-model rows
+# gptq is opt-in: it lowers each layer's weight error but loses on 7 of 9 trained-model rows
 # once the activations are int8 (quant/gptq.py, bench/RESULTS.md "Weight rounding")
 WEIGHT_ROUNDING = "nearest"
 FILE_SUFFIXES = (".onnx", ".tflite", ".npz", ".npy", ".json", ".qgraph", ".toml", ".h", ".c", ".zip")

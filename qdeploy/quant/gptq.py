@@ -26,7 +26,9 @@ output channel:
 * ``H`` is damped by ``DAMP`` times its mean diagonal. A layer whose samples
   give fewer input rows than taps (a FullyConnected on a small calibration
   set: its ``H`` would fit those samples only) keeps nearest rounding, as
-  does a layer whose damped ``H`` is not positive definite.
+  does a layer whose damped ``H`` is not positive definite, and one whose
+  integers are not the nearest rounding of the float graph's weights (a layer
+  the float graph does not hold as it was quantized).
 
 The integers still fit every kernel: they are the same width and range, and
 the reference interpreter, TFLite, the C bundle and the QDQ model read them as
@@ -34,20 +36,17 @@ before.
 
 **Opt-in** (``--weight-rounding gptq``; the default stays ``nearest``), measured
 on the trained models (bench/RESULTS.md "Weight rounding: GPTQ against nearest"):
-with float activations it is what it promises (the rec CNN's output SQNR with
-int8 weights only: 1.0 -> 8.5 dB on photo crops, 7.6 -> 13.5 on text lines;
-every layer of ppocr_v5_det 3-15 dB better on inputs it did not see), but with
-int8 activations it loses on 6 of the 8 trained-model rows (ddddocr_det -1.9 dB,
-ppocr_v5_cls -1.3 and 3-5 points of top-1 agreement), and gains only on the rec
-CNN (photo crops +0.3 dB; text lines +0.1 dB, and 6-9 more lines of 32 decoded
-as the float model does). The loss comes from the first layers (ddddocr_det
-with minmax ranges, draw 0: 25.6 -> 15.7 dB with every layer, and its second
-conv alone -3.6 dB at the output although that conv's own int8 output gets
-0.4 dB better): the smaller error it leaves lies in the directions the rest of
-the network amplifies. Tried and not better: ``H`` from the integer
-model's own inputs (ppocr_v5_det draw 0: 19.7 dB against 19.1, nearest 21.6),
-columns in their natural order (ddddocr_det draw 0: 25.1 against 23.0, nearest
-26.3), ``H`` damped by the input's rounding noise (22.5); stronger damping only
+with float activations it does what it promises (output SQNR with int8 weights
+only: the rec CNN 1.0 -> 8.7 dB on photo crops, 9.4 -> 21.7 on text lines;
+ppocr_v5_det 21.3 -> 37.2), but with int8 activations it loses on 7 of the 9
+trained-model rows (ddddocr_det -1.8 dB, ppocr_v5_cls -1.3 and 5 points of top-1
+agreement) and gains only on the rec CNN (photo crops +0.3 dB; text lines +0.1,
+68 -> 75 % of the lines decoded as the float model does). The loss comes from
+the first layers: on ddddocr_det (minmax ranges, draw 0) its second conv alone
+takes the output from 25.6 to 21.9 dB although that conv's own int8 output gets
+0.5 dB better. Side checks that did not change that: ``H`` from the integer
+model's own inputs, the columns in their natural order, ``H`` damped by the
+input's rounding noise, depthwise or pointwise convs only; stronger damping only
 moves it towards nearest rounding.
 """
 from __future__ import annotations
