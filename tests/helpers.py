@@ -46,3 +46,17 @@ def model(nodes: list[onnx.NodeProto], inputs: dict, outputs: list[str] | dict,
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
     m.ir_version = 7 if opset < 15 else 8
     return m
+
+
+def bench_module(name: str):
+    """bench/``name``.py imported as a module (bench/ on sys.path for its own imports),
+    for the tests of the bench scripts' helpers."""
+    import importlib.util
+    import sys
+    bench = ROOT / "bench"
+    if str(bench) not in sys.path:
+        sys.path.insert(0, str(bench))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", bench / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

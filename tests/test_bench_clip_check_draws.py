@@ -1,17 +1,10 @@
 """bench/clip_check_draws.py: its rules read the check's recorded copies as the check does."""
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from qdeploy.calibration import clip_check as CC
+from tests.helpers import bench_module
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-_spec = importlib.util.spec_from_file_location("bench_clip_check_draws", ROOT / "bench" / "clip_check_draws.py")
-ccd = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ccd)
+ccd = bench_module("clip_check_draws")
 
 H = [20.0, 20.0, 20.0]
 

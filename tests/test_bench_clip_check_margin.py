@@ -1,15 +1,8 @@
 """bench/clip_check_margin.py: the choice at each margin, read from recorded copies as the check reads them."""
-import importlib.util
-import sys
-from pathlib import Path
-
 from qdeploy.calibration import clip_check as CC
+from tests.helpers import bench_module
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-_spec = importlib.util.spec_from_file_location("bench_clip_check_margin", ROOT / "bench" / "clip_check_margin.py")
-ccm = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ccm)
+ccm = bench_module("clip_check_margin")
 
 
 def test_choices_per_margin():

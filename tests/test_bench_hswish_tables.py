@@ -1,17 +1,11 @@
 """bench/hswish_tables.py: its ``gate`` table is what onnxruntime computes, and only h-swish tables change."""
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-_spec = importlib.util.spec_from_file_location("bench_hswish_tables", ROOT / "bench" / "hswish_tables.py")
-ht = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ht)
+from tests.helpers import bench_module
+
+ht = bench_module("hswish_tables")
 
 
 def _ort_hswish(s_in, zp_in, s_out, zp_out) -> np.ndarray:

@@ -1,17 +1,11 @@
 """bench/jitter_real.py: what its jitter moves (activation scales, tied ones together) and what it leaves."""
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-_spec = importlib.util.spec_from_file_location("bench_jitter_real", ROOT / "bench" / "jitter_real.py")
-jr = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(jr)
+from tests.helpers import bench_module
+
+jr = bench_module("jitter_real")
 
 EPS = 0.002
 

@@ -1,14 +1,11 @@
 """bench/sqnr.py helpers: the ops-left-in-float detector and the per-draw mean."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-_spec = importlib.util.spec_from_file_location("bench_sqnr", Path(__file__).resolve().parents[1] / "bench" / "sqnr.py")
-sq = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sq)
+from tests.helpers import bench_module
+
+sq = bench_module("sqnr")
 
 
 def _qdq_model(quantize_relu_input: bool) -> bytes:

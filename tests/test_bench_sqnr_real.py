@@ -1,13 +1,7 @@
 """bench/sqnr_real.py's tables: the paired GPTQ column and the --no-ort layout (no onnxruntime cells)."""
-import importlib.util
-import sys
-from pathlib import Path
+from tests.helpers import bench_module
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-_spec = importlib.util.spec_from_file_location("bench_sqnr_real", ROOT / "bench" / "sqnr_real.py")
-sr = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sr)
+sr = bench_module("sqnr_real")
 
 
 def _draws():
