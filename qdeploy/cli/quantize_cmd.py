@@ -88,8 +88,8 @@ def shortcut_advice(graph, min_bits: float = 1.0) -> list[dict]:
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (nothing else).")
 def quantize(model, target, calib, ranges_file, method, per_tensor, preset, shapes, cle,
-             bias_correction, weight_rounding, fold_gap, keep_float, limit, batch_size, emit, io, eval_set, labels, no_verify, max_drop,
-             min_sqnr, out, quiet, as_json):
+             bias_correction, weight_rounding, fold_gap, keep_float, limit, batch_size, emit, io, eval_set, labels,
+             no_verify, max_drop, min_sqnr, out, quiet, as_json):
     """Quantize MODEL (ONNX) for a target; writes OUT/ atomically, verifies every emitted
     artefact against the reference interpreter and writes the accuracy-drop report
     (OUT/report.html, OUT/report.json)."""

@@ -12,6 +12,7 @@ import hashlib
 from pathlib import Path
 
 from ..errors import QDeployError
+from ..pipeline import WEIGHT_ROUNDINGS
 from ..schema import Key, check
 
 # what the report reads of manifest.json beyond what `run` reads (pipeline._check_manifest)
@@ -22,7 +23,7 @@ _SCHEMA = {"model": Key("dict"), "options": Key("dict"), "target": Key("dict"),
 _PARTS = {"model": {"file": Key("str"), "sha256": Key("str")},
           "options": {"per_tensor": Key("bool", required=False), "fold_gap": Key("bool", required=False),
                       "bias_correction": Key("bool", required=False, nullable=True),
-                      "weight_rounding": Key("str", required=False),
+                      "weight_rounding": Key("str", WEIGHT_ROUNDINGS, required=False),
                       "keep_float": Key("strs", required=False, nullable=True)},
           "target": {"name": Key("str", required=False), "profile": Key("str", required=False),
                      "numerics": Key("dict", required=False)},

@@ -39,6 +39,8 @@ CASES = {
                                  ["manifest.json", "options"]),
     "manifest keep_float mistyped": (lambda w: ["report", out_with(w, "o2", lambda d: d["options"].update(
         keep_float=5))] + E, ["manifest.json", "keep_float"]),
+    "manifest weight rounding unknown": (lambda w: ["report", out_with(w, "o2", lambda d: d["options"].update(
+        weight_rounding="floor"))] + E, ["manifest.json", "weight_rounding", "floor"]),
     "manifest target a string": (lambda w: ["report", out_with(w, "o2", lambda d: d.update(target="fpga"))] + E,
                                  ["manifest.json", "target"]),
     "manifest calibration mistyped": (lambda w: ["report", out_with(w, "o2", lambda d: d.update(calibration=5))]
