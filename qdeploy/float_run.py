@@ -1,6 +1,8 @@
 """Run a float :class:`~qdeploy.ir.Graph` on onnxruntime (ground truth, rung 1)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from . import ort_session
@@ -53,14 +55,26 @@ def run_samples(g: Graph, inputs: dict[str, np.ndarray] | np.ndarray, expose=())
     return {name: np.concatenate([r[j] for r in runs]) for j, name in enumerate(names)}
 
 
+def each_sample(g: Graph, x: np.ndarray, tensors) -> Iterator[dict[str, np.ndarray]]:
+    """``{tensor: value}`` of ``tensors`` (intermediates, or the graph input itself) for
+    each sample of ``x`` in turn: the batch-1 graph on one session, one sample at a
+    time, so memory does not grow with the sample count."""
+    inner = [t for t in dict.fromkeys(tensors) if t not in g.inputs]
+    sess = session(g, inner) if inner else None
+    for i in range(len(x)):
+        vals = dict(zip(inner, sess.run(inner, {g.inputs[0]: x[i:i + 1]}))) if sess else {}
+        vals.update({t: x[i:i + 1] for t in tensors if t in g.inputs})
+        yield vals
+
+
 def channel_stats(g: Graph, inputs: np.ndarray, tensors: list[str]) -> dict[str, tuple]:
     """Per-channel (axis 1) ``(max, min, mean of squares)`` of ``tensors`` over
     the samples ``inputs`` (batch-1 graph, one sample at a time, so memory does
     not grow with the sample count); max/min are widened to contain 0."""
-    sess = session(g, tensors)
     acc: dict[str, list] = {}
-    for i in range(len(inputs)):
-        for name, v in zip(tensors, sess.run(tensors, {g.inputs[0]: inputs[i:i + 1]})):
+    for vals in each_sample(g, inputs, tensors):
+        for name in tensors:
+            v = vals[name]
             v = np.moveaxis(np.asarray(v, np.float64), 1, 0).reshape(v.shape[1], -1)
             hi, lo, sq = v.max(axis=1), v.min(axis=1), (v ** 2).sum(axis=1)
             if name in acc:

@@ -371,7 +371,7 @@ def quantize_samples(g: Graph, x: np.ndarray, target, opts: QuantizeOptions, giv
         if opts.weight_rounding == "gptq":
             from .quant.gptq import round_weights
             g.log += [("weight_rounding", msg) for msg in
-                      round_weights(g, qg, x, wmax=(1 << (target.numerics.weight_bits - 1)) - 1)]
+                      round_weights(g, qg, x, wmax=target.numerics.weight_max)]
         if opts.bias_correction:
             from .quant.bias_correction import correct_bias
             g.log += [("bias_correction", msg) for msg in correct_bias(g, qg, x)]

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..float_run import session
+from ..float_run import each_sample
 from ..ir import Graph
 from .error import float_name
 from .qgraph import QGraph, QNode, QTensor
@@ -142,12 +142,8 @@ def _float_input_means(g: Graph, qg: QGraph, layers: list[QNode], x: np.ndarray)
     """Per layer: the float graph's own input to it, averaged over the samples
     (onnxruntime, one sample at a time; the imported graph has batch 1)."""
     ins = sorted({float_name(qg, g.tensors, n.inputs[0]) for n in layers})
-    names = [i for i in ins if i not in g.inputs]
-    sess = session(g, names) if names else None
     sums = dict.fromkeys(ins, 0.0)
-    for k in range(len(x)):
-        vals = dict(zip(names, sess.run(names, {g.inputs[0]: x[k:k + 1]}))) if sess else {}
-        vals[g.inputs[0]] = x[k:k + 1]
+    for vals in each_sample(g, x, ins):
         for i in ins:
             sums[i] = sums[i] + vals[i].astype(np.float64)
     return {n.name: sums[float_name(qg, g.tensors, n.inputs[0])] / len(x) for n in layers}

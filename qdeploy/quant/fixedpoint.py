@@ -30,6 +30,12 @@ def tflite_round(x: float) -> int:
     return int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)
 
 
+def round_away(x) -> np.ndarray:
+    """:func:`tflite_round` of every element (float64 in, float64 out)."""
+    x = np.asarray(x, np.float64)
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """``real ~= multiplier * 2**(shift - 31)`` with ``multiplier`` in
     [2**30, 2**31) (or 0). Returns ``(multiplier, shift)``; shift > 0 is a left shift."""

@@ -53,9 +53,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..float_run import session
+from ..float_run import each_sample
 from ..ir import Graph
 from .error import float_name
+from .fixedpoint import round_away
 from .qgraph import QGraph, QNode
 from .scales import quantize_weights
 
@@ -131,8 +132,7 @@ def _gptq(w: np.ndarray, h: np.ndarray, scale: np.ndarray, wmax: int, groups: in
         b1 = min(b0 + BLOCK, k)
         err = np.empty(wg.shape[:2] + (b1 - b0,))
         for i in range(b0, b1):
-            qi = wg[:, :, i] / s[:, :, 0]
-            qi = np.clip(np.sign(qi) * np.floor(np.abs(qi) + 0.5), -wmax, wmax)   # as quantize_weights
+            qi = np.clip(round_away(wg[:, :, i] / s[:, :, 0]), -wmax, wmax)   # as quantize_weights
             q[:, :, i] = qi
             e = (wg[:, :, i] - qi * s[:, :, 0]) / u[:, i, i][:, None]
             wg[:, :, i + 1:b1] -= e[:, :, None] * u[:, None, i, i + 1:b1]
@@ -146,23 +146,18 @@ def _gptq(w: np.ndarray, h: np.ndarray, scale: np.ndarray, wmax: int, groups: in
 
 def hessians(g: Graph, qg: QGraph, layers: list[QNode], x: np.ndarray) -> dict[str, tuple[np.ndarray, int]]:
     """Per layer: ``H`` (G, K, K) of its float input patches, and the rows summed."""
-    ins = sorted({float_name(qg, g.tensors, n.inputs[0]) for n in layers})
-    names = [i for i in ins if i not in g.inputs]
-    sess = session(g, names) if names else None
-    hs = {n.name: [0.0, 0] for n in layers}
+    hs, rows = dict.fromkeys((n.name for n in layers), 0.0), dict.fromkeys((n.name for n in layers), 0)
     rng = {n.name: np.random.default_rng(k) for k, n in enumerate(layers)}
-    for s in range(len(x)):
-        vals = dict(zip(names, sess.run(names, {g.inputs[0]: x[s:s + 1]}))) if sess else {}
-        vals[g.inputs[0]] = x[s:s + 1]
+    for vals in each_sample(g, x, sorted({float_name(qg, g.tensors, n.inputs[0]) for n in layers})):
         for n in layers:
             v = vals[float_name(qg, g.tensors, n.inputs[0])]
             cols = patches(v, qg.tensor(n.inputs[1]).data.shape, n.attrs) if n.op == "Conv2D" \
                 else v.reshape(1, 1, -1).astype(np.float32)
             if cols.shape[1] > ROWS:
                 cols = cols[:, np.sort(rng[n.name].choice(cols.shape[1], ROWS, replace=False))]
-            hs[n.name][0] = hs[n.name][0] + np.matmul(np.swapaxes(cols, 1, 2), cols)
-            hs[n.name][1] += cols.shape[1]
-    return {k: (v[0], v[1]) for k, v in hs.items()}
+            hs[n.name] = hs[n.name] + np.matmul(np.swapaxes(cols, 1, 2), cols)
+            rows[n.name] += cols.shape[1]
+    return {k: (h, rows[k]) for k, h in hs.items()}
 
 
 def patches(x: np.ndarray, wshape, attrs: dict) -> np.ndarray:

@@ -213,7 +213,7 @@ def _weights(ctx: Ctx, n: Node, x: str, y: str, W, B):
     nm = ctx.target.numerics
     per_channel = nm.weight_per_channel and not ctx.per_tensor
     s_in, s_out = ctx.t(x).s, ctx.t(y).s
-    wmax = (1 << (nm.weight_bits - 1)) - 1
+    wmax = nm.weight_max
     s_w, notes = weight_scales(W, per_channel, nm.pow2_scales, s_in, s_out, B, wmax=wmax)
     for note in notes:
         ctx.warn(n, note)

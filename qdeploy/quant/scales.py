@@ -41,7 +41,7 @@ import math
 
 import numpy as np
 
-from .fixedpoint import tflite_round
+from .fixedpoint import round_away, tflite_round
 
 MIN_SPAN = 1e-5          # a range narrower than this is degenerate ...
 DEGENERATE_SPAN = 1.0    # ... and gets this width (see the module docstring)
@@ -134,8 +134,7 @@ def weight_scales(w: np.ndarray, per_channel: bool, pow2: bool, s_in: float, s_o
 def quantize_weights(w: np.ndarray, scales: np.ndarray, wmax: int = 127) -> np.ndarray:
     """int8 weights in [-wmax, wmax] (127; 63 for 7-bit weights), round half away from zero."""
     shape = (-1,) + (1,) * (w.ndim - 1)
-    q = np.asarray(w, np.float64) / scales.astype(np.float64).reshape(shape)
-    q = np.sign(q) * np.floor(np.abs(q) + 0.5)
+    q = round_away(np.asarray(w, np.float64) / scales.astype(np.float64).reshape(shape))
     return np.clip(q, -wmax, wmax).astype(np.int8)
 
 
@@ -144,8 +143,7 @@ def quantize_bias(b: np.ndarray | None, s_in: float, s_w: np.ndarray, c: int) ->
     bscale = (np.float64(s_in) * s_w.astype(np.float64)) * np.ones(c)
     if b is None:
         return np.zeros(c, np.int32), bscale.astype(np.float32)
-    q = np.asarray(b, np.float64) / bscale
-    q = np.sign(q) * np.floor(np.abs(q) + 0.5)
+    q = round_away(np.asarray(b, np.float64) / bscale)
     return np.clip(q, -INT32_LIMIT - 1, INT32_LIMIT).astype(np.int32), bscale.astype(np.float32)
 
 

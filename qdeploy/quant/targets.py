@@ -76,6 +76,11 @@ class Numerics:
     # grouped convs that are not depthwise as float layers (ort profile only: quant/float_island.py)
     float_grouped: bool = False
 
+    @property
+    def weight_max(self) -> int:
+        """Weights are symmetric in ``[-weight_max, weight_max]`` (127; 63 for 7 bits)."""
+        return (1 << (self.weight_bits - 1)) - 1
+
 
 @dataclass(frozen=True)
 class Target:

@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 
 from ..errors import QDeployError
-from ..pipeline import WEIGHT_ROUNDINGS
+from ..pipeline import WEIGHT_ROUNDING, WEIGHT_ROUNDINGS
 from ..schema import Key, check
 
 # what the report reads of manifest.json beyond what `run` reads (pipeline._check_manifest)
@@ -90,7 +90,7 @@ def report_out(out, eval_set, labels=None, model=None, ropts=None, progress: boo
             "calib": cal.get("source") if cal.get("source") != "bundled calib/" else None,
             "method": cal.get("method", "minmax"), "per_tensor": o.get("per_tensor"), "cle": None,
             "fold_gap": o.get("fold_gap"), "bias_correction": o.get("bias_correction"),
-            "weight_rounding": o.get("weight_rounding", "nearest"),
+            "weight_rounding": o.get("weight_rounding", WEIGHT_ROUNDING),
             "keep_float": list(o.get("keep_float") or []), "eval": str(eval_set), "labels": labels, "out": str(out)}
     ropts = ropts or ReportOptions()
     with steps("verifying and evaluating", 4 + 2 * len(manifest.get("emitted", {})), progress) as step:
