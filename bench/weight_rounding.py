@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import sqnr_real  # noqa: E402
 from sqnr import ort_run, qdeploy_run, worst_sqnr  # noqa: E402
 
-from qdeploy.float_run import run_float  # noqa: E402
+from qdeploy.float_run import run_samples  # noqa: E402
 from qdeploy.quant import gptq  # noqa: E402
 from qdeploy.quant.error import sqnr_db  # noqa: E402
 from qdeploy.quant.interpreter import run  # noqa: E402
@@ -41,8 +41,8 @@ MODELS = ["ppocr_v5_rec_cnn", "ppocr_v5_rec_cnn_text", "ppocr_v5_cls", "ppocr_v5
 
 
 def _float_outputs(g, x) -> list[np.ndarray]:
-    outs = [run_float(g, x[i:i + 1]) for i in range(len(x))]
-    return [np.concatenate([o[k] for o in outs]) for k in g.outputs]
+    outs = run_samples(g, x)
+    return [outs[k] for k in g.outputs]
 
 
 def _with_weights(g, qg, layers, ints: dict):
@@ -101,8 +101,7 @@ def measure(name: str, method: str, draw: int, log) -> list[str]:
         vals = run(qg, {qg.inputs[0]: few}, keep=True)
         t = qg.tensor(node.outputs[0])
         y = (vals[node.outputs[0]].astype(np.float64) - t.zp) * t.s
-        yf = np.concatenate([run_float(g, few[i:i + 1], expose=[src.outputs[0]])[src.outputs[0]]
-                             for i in range(len(few))])
+        yf = run_samples(g, few, expose=[src.outputs[0]])[src.outputs[0]]
         local[k] = sqnr_db(yf, y)
     use(near)
     return [f"| {name} | {draw} | {wonly['nearest']:.1f} | {wonly['gptq']:.1f} | {int8['nearest']:.1f} | "
