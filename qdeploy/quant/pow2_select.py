@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .fixedpoint import round_away
 from .recipes.pow2 import pow2_scale
 
 CANDIDATES = 3   # the covering scale and the two below it
@@ -38,7 +39,7 @@ def weight_error(w: np.ndarray, scale: float) -> float:
     """Sum of squared errors of symmetric int8 weights at ``scale`` (round half
     away from zero, clip to [-127, 127], as ``scales.quantize_weights``)."""
     r = np.asarray(w, np.float64) / scale
-    q = np.clip(np.sign(r) * np.floor(np.abs(r) + 0.5), -127, 127)
+    q = np.clip(round_away(r), -127, 127)
     return float(np.sum((q * scale - np.asarray(w, np.float64)) ** 2))
 
 

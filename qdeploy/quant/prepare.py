@@ -25,7 +25,7 @@ from ..ir import Graph, Node
 from ..ops import OPS
 from ..passes.fuse_activation import clamp_range
 from . import recipes
-from .fixedpoint import quantize_multiplier_array
+from .fixedpoint import quantize_multiplier_array, round_away
 from .qgraph import QNode, QTensor
 from .scales import (activation_params, clamp_bounds, pow2_exponent, quantize_bias,
                      quantize_value, quantize_weights, weight_scales)
@@ -112,7 +112,7 @@ class Ctx:
             scale, zp = activation_params(v.min(), v.max(), self.qmin, self.qmax,
                                           nm.activation_symmetric, nm.pow2_scales)
         r = v / float(scale)
-        q = np.clip(zp + np.sign(r) * np.floor(np.abs(r) + 0.5), self.qmin, self.qmax)
+        q = np.clip(zp + round_away(r), self.qmin, self.qmax)
         return self.add_const(base, q.astype(nm.activation_dtype), scale, zp)
 
     def warn(self, n: Node, msg: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...quant import recipes
+from ...quant.fixedpoint import tflite_round
 from ...quant.qgraph import QNode
 from .layout import NHWC_AXIS, TO_NHWC, Flat, Placed, flatten_order, is_flat, nhwc
 from .writer import ACT
@@ -25,15 +26,10 @@ class Unsupported(Exception):
 
 
 # ------------------------------------------------------------------ shared pieces
-def _f32_round(v: float) -> int:
-    v = float(v)
-    return int(np.sign(v) * np.floor(abs(v) + 0.5))
-
-
 def _act_range(fn: int, scale: float, zp: int) -> tuple[int, int]:
     """TFLite CalculateActivationRangeQuantized for int8 (float32 arithmetic)."""
     def q(f):
-        return zp + _f32_round(np.float32(f) / np.float32(scale))
+        return zp + tflite_round(float(np.float32(f) / np.float32(scale)))
     if fn == ACT.RELU:
         return max(-128, q(0.0)), 127
     if fn == ACT.RELU6:

@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from ..fixedpoint import round_away
 from . import activations as act
 from ._common import f32
 
@@ -83,7 +84,7 @@ def float_lut(fn_name: str, in_scale: float, in_zp: int, out_scale: float, out_z
     q = _all_inputs(dtype)
     y = FUNCTIONS[fn_name](f32(in_scale) * (q - int(in_zp)).astype(np.float64), **kwargs)
     v = y / f32(out_scale)
-    r = np.sign(v) * np.floor(np.abs(v) + 0.5) + int(out_zp)
+    r = round_away(v) + int(out_zp)
     return np.clip(r, info.min, info.max).astype(dtype)
 
 

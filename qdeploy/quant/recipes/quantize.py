@@ -22,7 +22,7 @@ def quantize_input(x, scale: float, zp: int, qmin: int = -128, qmax: int = 127) 
     """float32 ``x`` -> integers in [qmin, qmax] (int8 unless qmin >= 0: uint8)."""
     v = np.asarray(x, dtype=np.float32) / np.float32(f32(scale))  # float32 division, as in C
     v = v.astype(np.float64)  # exact; rounding in float64 avoids the float32 x+0.5 pitfall
-    r = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    r = fp.round_away(v)
     r = np.clip(np.nan_to_num(r), -(2.0 ** 40), 2.0 ** 40).astype(np.int64) + int(zp)
     return np.clip(r, qmin, qmax).astype(np.uint8 if qmin >= 0 else np.int8)
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..fixedpoint import round_away
 from ._common import cdiv
 
 _FLAGS = {"asymmetric": (False, False), "half_pixel": (False, True),
@@ -110,7 +111,7 @@ def nearest_indices(in_size: int, out_size: int, align_corners: bool,
         scale = np.float32(in_size) / np.float32(out_size)
     offset = np.float32(0.5 if half_pixel_centers else 0.0)
     v = ((np.arange(out_size).astype(np.float32) + offset) * scale).astype(np.float64)
-    idx = np.sign(v) * np.floor(np.abs(v) + 0.5) if align_corners else np.floor(v)
+    idx = round_away(v) if align_corners else np.floor(v)
     idx = np.minimum(idx.astype(np.int64), in_size - 1)
     return np.maximum(idx, 0) if half_pixel_centers else idx
 
