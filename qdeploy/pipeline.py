@@ -219,7 +219,7 @@ def quantize_model(model, out, opts: QuantizeOptions | None = None) -> QuantizeR
         from .quant.float_island import check_target, resolve
         check_target(target)
     g = prepare_float(model, opts.input_shape)
-    check_ops(g, target)
+    check_ops(g, target, tail_pending=True)
     if opts.keep_float:
         resolve(g, opts.keep_float, model)   # a name that is not a layer: one line, before calibrating
     warn: list[str] = []

@@ -51,3 +51,47 @@ def test_real_model_inspects_and_quantizes_for_every_target(name, realmodels, tm
         else:
             assert_verdict_exit(res, out)   # 2 photos: the verdict may FAIL (exit 1), nothing else
             assert (out / "model.qgraph").is_file() and (out / "manifest.json").is_file()
+
+
+# The ONNX "light" models (../shared/realmodels arch_only/: real architectures, every weight
+# 0.02, 1x3x224x224): their 1000 logits are all equal, which aborted TFLite Micro's int8
+# SOFTMAX inside quantize's verification until the wide output softmax moved to the float
+# tail (quant/float_tail.py). arm with its TFLite file verified (TFLite Micro and LiteRT),
+# the other targets without artefacts (what they refuse or accept is decided before any
+# is written). light_vgg19 (143 M weights; arm quantize about 5 min) is left to the by-hand
+# run recorded in issue 10's note.
+SOFTMAX_FPGA = ["(Softmax) is not supported by target 'fpga'"]
+ARCH = {   # model: {target: words of the expected refusal}
+    "light_squeezenet": {"cortex-m": CORTEX_M_TOO_SMALL, "fpga": SOFTMAX_FPGA},
+    "light_shufflenet": {"cortex-m": CORTEX_M_TOO_SMALL, "fpga": SOFTMAX_FPGA},
+    "light_inception_v1": {t: ["'n3' (LRN) has no int8 kernel in qdeploy", "'n8' (LRN)"] for t in TARGETS},
+    "light_resnet50": {"cortex-m": CORTEX_M_TOO_SMALL, "fpga": SOFTMAX_FPGA},
+    "light_inception_v2": {"cortex-m": CORTEX_M_TOO_SMALL, "fpga": SOFTMAX_FPGA},
+    "light_densenet121": {"cortex-m": CORTEX_M_TOO_SMALL},   # ends at the pooled features: no softmax
+}
+# what each target writes here: arm its TFLite file, verified (TFLite Micro, LiteRT); ort its
+# QDQ model unverified (time); cortex-m and fpga refuse before writing anything
+ARCH_OPTS = {"arm": ["--emit", "tflite"], "ort": ["--no-verify"], "cortex-m": [], "fpga": []}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(ARCH))
+def test_architecture_only_model_quantizes_for_every_target(name, realmodels, tmp_path):
+    model = realmodels / "arch_only" / f"{name}.onnx"
+    res = cli("inspect", model, "--json")
+    assert res.exit_code == 0, res.stderr
+    calib = tmp_path / "calib.npy"
+    np.save(calib, inputs("ppocr_v5_det", photos()[:1], (224, 224)))   # ImageNet preprocessing
+    for target in TARGETS:
+        out = tmp_path / f"out_{target}"
+        res = cli("quantize", model, "--target", target, "--calib", calib, "-o", out, "-q", *ARCH_OPTS[target])
+        if target in ARCH[name]:
+            assert_error(res, *ARCH[name][target])
+            assert not out.exists()
+            continue
+        rep = assert_verdict_exit(res, out)
+        assert (out / "model.qgraph").is_file()
+        if target == "arm":
+            assert {v["backend"]: v["status"] for v in rep["verification"]}["tflm"] == "bit-exact"
+            softmax = "fpga" in ARCH[name]
+            assert ("over 1000 values" in (out / "manifest.json").read_text()) == softmax

@@ -50,9 +50,19 @@ a small score range already gets a fine scale there and nothing is cut) and
 the calibrated output span loses at least ``MIN_BITS`` bits against the fixed
 grid's span (``log2(255/256 / span)``: a calibrated max below ~0.25). A
 Sigmoid whose scores are large is left in int8: the fixed grid is then about
-as fine as a calibrated one would be. Only Sigmoid: ``Tanh`` also has a fixed
-output (1/128) on ``arm`` but no measured model needs it, and ``HardSigmoid``
-is calibrated on every target (``prepare.FIXED_ARM``), so it never pays.
+as fine as a calibrated one would be. ``Tanh`` also has a fixed output (1/128)
+on ``arm`` but no measured model needs it, and ``HardSigmoid`` is calibrated on
+every target (``prepare.FIXED_ARM``), so it never pays.
+
+An output Softmax over more than ``recipes.SOFTMAX_MAX_DEPTH`` (511) values
+always joins the tail on the ``arm`` profile: TFLite's int8 SOFTMAX (the
+reference kernel TFLite Micro runs) stops the program with a failed
+``TFLITE_CHECK`` when a row's exponentials sum to 512 or more, which 512 equal
+logits already do (measured: TFLite Micro aborts on the 1000-class heads of the
+ONNX "light" models, whose logits are all equal), and its fixed 1/256 grid
+leaves a 1000-class distribution few non-zero steps. The logits are output
+instead and the softmax is applied in float32 (maximum subtracted first). A
+Softmax that wide elsewhere in the graph is refused (``prepare.unsupported_reason``).
 
 Nothing is cut in a component when a tensor entering it is a graph input, a
 constant, already a graph output, or read outside the cut (it would have to
@@ -80,9 +90,21 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32)
 
 
-# elementwise ops that may join the tail when the target fixes their int8 output grid: float function
-FUNCTIONS = {"Sigmoid": _sigmoid}
-FORMULAS = {"Sigmoid": "sigmoid(x) = 1 / (1 + exp(-x))"}   # how firmware applies them (C bundle model.h)
+def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    """float32 softmax over ``axis``, the maximum subtracted first."""
+    x = np.asarray(x, np.float32)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+
+
+# ops that may join the tail when the target fixes their int8 output grid: float function of
+# (input, the node's attrs)
+FUNCTIONS = {"Sigmoid": lambda x, attrs: _sigmoid(x),
+             "Softmax": lambda x, attrs: _softmax(x, int(attrs.get("axis", -1)))}
+FORMULAS = {"Sigmoid": "sigmoid(x) = 1 / (1 + exp(-x))",    # how firmware applies them (C bundle model.h)
+            "Softmax": "softmax(x)_i = exp(x_i - max(x)) / sum_j exp(x_j - max(x)) over the last axis"}
+WHY = {"Sigmoid": "the int8 grid would flatten the small scores",
+       "Softmax": "TFLite's int8 SOFTMAX cannot take this many values and its grid would flatten them"}
 
 
 def tail_nodes(g: Graph, functions=()) -> list:
@@ -143,10 +165,35 @@ def movable_concats(g: Graph) -> set[str]:
             for n in c if n.op == "Concat"}
 
 
+def wide_softmax(g: Graph, n, target) -> int | None:
+    """The length of ``n``'s softmax rows when ``n`` is a Softmax too wide for
+    ``target``'s int8 SOFTMAX (the arm profile's TFLite recipe: more than
+    ``recipes.SOFTMAX_MAX_DEPTH`` values), else None."""
+    from .recipes import SOFTMAX_MAX_DEPTH
+    if n.op != "Softmax" or target is None or target.profile != "arm":
+        return None
+    shape = g.shape(n.inputs[0])
+    depth = int(shape[int(n.attrs.get("axis", -1)) % len(shape)]) if shape else 0
+    return depth if depth > SOFTMAX_MAX_DEPTH else None
+
+
+def cut_softmaxes(g: Graph, target) -> set[str]:
+    """The wide Softmaxes (:func:`wide_softmax`) that :func:`split_tail` moves to
+    float on ``target``: in a tail component whose entering tensors can all become
+    outputs. They do not depend on calibration."""
+    wide = {n.name for n in g.nodes if wide_softmax(g, n, target) is not None}
+    if not wide:
+        return set()
+    funcs = {n.name for n in g.nodes if n.op in FUNCTIONS}   # the largest tail split_tail may use
+    return {n.name for c in _components(g, tail_nodes(g, funcs)) if _branches(g, c) is not None
+            for n in c if n.name in wide}
+
+
 def fixed_functions(g: Graph, target, bounds: dict, min_bits: float) -> list[dict]:
-    """The Sigmoids that could join the tail and pay on ``target``: its int8
-    output grid is fixed and the calibrated output span (``bounds``) loses
-    ``min_bits`` against it. One record each: node, op, range, fixed_scale, bits_lost."""
+    """The Sigmoids and Softmaxes that could join the tail and pay on ``target``.
+    A Sigmoid: its int8 output grid is fixed and the calibrated output span
+    (``bounds``) loses ``min_bits`` against it (record: node, op, range,
+    fixed_scale, bits_lost). A Softmax: :func:`wide_softmax` (record: node, op, depth)."""
     from ..passes.shortcut_check import span
     from .prepare import fixed_params, out_rule
     if target is None or bounds is None:
@@ -154,7 +201,11 @@ def fixed_functions(g: Graph, target, bounds: dict, min_bits: float) -> list[dic
     cands = {n.name for n in g.nodes if n.op in FUNCTIONS}
     recs = []
     for n in tail_nodes(g, cands):
-        if n.name not in cands or out_rule(n.op, target) != "fixed" or n.outputs[0] not in bounds:
+        if n.name in cands and (depth := wide_softmax(g, n, target)) is not None:
+            recs.append({"node": n.name, "op": n.op, "depth": depth})
+            continue
+        if n.name not in cands or n.op != "Sigmoid" or out_rule(n.op, target) != "fixed" \
+                or n.outputs[0] not in bounds:
             continue
         scale, _ = fixed_params(n.op, target)
         fixed = scale * (target.qrange[1] - target.qrange[0])
@@ -267,7 +318,7 @@ def apply_tail(rec: dict, values: dict[str, np.ndarray]) -> dict[str, np.ndarray
                 shape[0] = xs[0].shape[0]
             y = xs[0].reshape(shape)
         elif n["op"] in FUNCTIONS:
-            y = FUNCTIONS[n["op"]](xs[0])
+            y = FUNCTIONS[n["op"]](xs[0], a)
         else:
             y = np.transpose(xs[0], a.get("perm") or list(range(xs[0].ndim))[::-1])
         env[n["outputs"][0]] = np.ascontiguousarray(y)
@@ -285,13 +336,18 @@ def describe(rec: dict) -> str:
         ratio = f" ({c['ratio']:.0f}x range mismatch)" if c.get("ratio") else ""
         why.append(f"Concat '{c['node']}' would lose {c['max_bits_lost']:.1f} bits{branch} under one int8 "
                    f"scale{ratio}")
-    if rec.get("functions"):
-        fs = rec["functions"]
+    fs = [f for f in rec.get("functions", []) if f["op"] != "Softmax"]
+    if fs:
         worst = max(fs, key=lambda f: f["bits_lost"])
         why.append(f"{len(fs)} {worst['op']} score output(s) calibrated to at most "
                    f"{max(f['range'][1] for f in fs):.3g} would lose up to {worst['bits_lost']:.1f} bits "
                    f"('{worst['node']}') on the target's fixed int8 grid 1/{round(1 / worst['fixed_scale'])} "
                    f"(their inputs, the logits, are output instead)")
+    for f in rec.get("functions", []):
+        if f["op"] == "Softmax":
+            why.append(f"Softmax '{f['node']}' over {f['depth']} values is wider than TFLite's int8 SOFTMAX "
+                       "allows (it stops the program when the exponentials sum to 512 or more) and its fixed "
+                       "1/256 grid would flatten the probabilities (its input, the logits, is output instead)")
     order = [o["name"] for o in rec["outputs"]]
     outs = ", ".join(sorted({o for n in rec["nodes"] for o in n["outputs"]} & set(order), key=order.index))
     ops: dict[str, int] = {}
@@ -309,8 +365,8 @@ def describe(rec: dict) -> str:
 
 def branch_notes(rec: dict | None) -> dict[str, str]:
     """Per int8 output that enters the float tail: how the model's output(s) are made
-    from it after dequantization, for the C bundle's model.h. An output that enters a
-    Sigmoid holds LOGITS; one that enters a Concat is a BRANCH (input k of n, on the
+    from it after dequantization, for the C bundle's model.h. An output that reaches a
+    Sigmoid or Softmax holds LOGITS; one that enters a Concat is a BRANCH (input k of n, on the
     model-layout axis). Outputs the tail does not touch get no note."""
     reads: dict[str, list] = {}
     for n in (rec or {}).get("nodes", []):
@@ -336,11 +392,11 @@ def branch_notes(rec: dict | None) -> dict[str, str]:
                     todo += n["outputs"]
                     made += [o for o in n["outputs"] if o in finals]
         outs = ", ".join(repr(m) for m in made)
-        fn = [n["op"] for n in reads[b] if n["op"] in FUNCTIONS]
+        fn = [n["op"] for n in rec["nodes"] if n["name"] in seen and n["op"] in FUNCTIONS]
         if fn:
             notes[b] = (f"LOGITS: dequantize, then the model's output(s) {outs} = "
                         f"{' -> '.join(steps)} of them (model layout, NCHW) in float, {FORMULAS[fn[0]]} "
-                        "(the int8 grid would flatten the small scores; manifest.json float_tail)")
+                        f"({WHY[fn[0]]}; manifest.json float_tail)")
         else:
             notes[b] = (f"BRANCH: dequantize, then the model's output(s) {outs} = {' -> '.join(steps)} "
                         "of the dequantized outputs (model layout, NCHW) in float (one int8 scale for "

@@ -593,8 +593,10 @@ def out_rule(op: str, target: Target) -> str:
     return "range"
 
 
-def unsupported_reason(g: Graph, n: Node, target: Target) -> str | None:
-    """Why ``n`` cannot be quantized for ``target`` (None: it can)."""
+def unsupported_reason(g: Graph, n: Node, target: Target, tail_pending: bool = False) -> str | None:
+    """Why ``n`` cannot be quantized for ``target`` (None: it can). ``tail_pending``:
+    the float tail is still to be cut (the pipeline's check before calibrating), so
+    a Softmax it will move to float is not refused."""
     if n.op not in HANDLERS:
         note = OPS[n.op].note if n.op in OPS else ""
         return f"has no int8 kernel in qdeploy; {note or 'replace it with a supported op (see qdeploy/ops.py)'}"
@@ -635,4 +637,10 @@ def unsupported_reason(g: Graph, n: Node, target: Target) -> str | None:
             return str(e)
     if n.op == "Softmax" and n.attrs.get("axis", -1) % len(g.shape(n.inputs[0])) != len(g.shape(n.inputs[0])) - 1:
         return "is not over the last axis (only last-axis softmax is quantized)"
+    from .float_tail import cut_softmaxes, wide_softmax
+    if (depth := wide_softmax(g, n, target)) is not None and not (
+            tail_pending and n.name in cut_softmaxes(g, target)):
+        return (f"is over {depth} values: TFLite's int8 SOFTMAX stops the program when the exponentials sum "
+                f"to 512 or more, so target '{target.name}' takes at most {recipes.SOFTMAX_MAX_DEPTH}; only a "
+                "softmax that makes a model output alone runs that wide (in float, after dequantization)")
     return None

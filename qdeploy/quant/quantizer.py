@@ -87,13 +87,14 @@ def quantize_graph(graph: Graph, ranges: dict, target: "str | Target" = "arm",
 
 
 # ------------------------------------------------------------------ checks
-def check_ops(g: Graph, target: "str | Target") -> None:
+def check_ops(g: Graph, target: "str | Target", tail_pending: bool = False) -> None:
     """Raise one error listing every node ``target`` cannot run (public: the
-    pipeline checks this before calibrating)."""
+    pipeline checks this before calibrating, ``tail_pending``: before the float
+    tail is cut, see ``prepare.unsupported_reason``)."""
     target = load_target(target)
     bad = []
     for n in g.nodes:
-        why = unsupported_reason(g, n, target)
+        why = unsupported_reason(g, n, target, tail_pending)
         if why:
             bad.append(f"'{n.name}' ({n.op}) {why}")
     if bad:

@@ -37,7 +37,7 @@ from .prelu import prelu_eval, prelu_params
 from .quantize import dequantize, quantize_input, requantize_eval, requantize_params
 from .resize import (bilinear_taps, nearest_indices, resize_bilinear_eval, resize_bilinear_params,
                      resize_nearest_eval, tflite_resize_flags)
-from .softmax import softmax_eval, softmax_params
+from .softmax import SOFTMAX_MAX_DEPTH, softmax_eval, softmax_params
 
 __all__ = [
     "add_eval", "add_params", "bilinear_taps", "avg_pool2d_eval", "avg_pool_eval", "avg_pool_shift_eval",
@@ -48,7 +48,7 @@ __all__ = [
     "mean_shift_params", "mul_eval", "mul_params",
     "nearest_indices", "pow2_scale", "prelu_eval", "prelu_params", "quantize_input",
     "requantize_eval", "requantize_params",
-    "resize_bilinear_eval", "resize_bilinear_params", "resize_nearest_eval", "softmax_eval",
+    "resize_bilinear_eval", "resize_bilinear_params", "resize_nearest_eval", "SOFTMAX_MAX_DEPTH", "softmax_eval",
     "softmax_params", "sub_eval", "sub_params", "tanh_eval", "tanh_lut", "tanh_params",
     "tflite_resize_flags", "window_counts",
 ]

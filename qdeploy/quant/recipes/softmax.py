@@ -22,6 +22,14 @@ from ._common import clamp8, f32
 
 _SCALED_DIFF_INTEGER_BITS = 5
 _ACCUMULATION_INTEGER_BITS = 12
+# The most values a row may hold on TFLite: its int8 SOFTMAX checks that the exponent of the
+# final shift, num_bits_over_unit + 23, is at most 31 (TFLITE_CHECK: the program stops
+# otherwise), i.e. that the sum of the exponentials in Q12.19 is below 2**28: a sum under 512.
+# Each exponential is at most 1.0 (the row's maximum gives exactly 1.0), so 512 equal values
+# already fail. This interpreter and the C runtime
+# compute the wider shift exactly; quant/float_tail.py and prepare.unsupported_reason keep
+# such rows out of arm-profile graphs.
+SOFTMAX_MAX_DEPTH = 511
 
 
 def softmax_params(in_scale: float, in_zp: int = 0, out_scale=None, out_zp: int = -128,
