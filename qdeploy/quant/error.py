@@ -70,20 +70,74 @@ def metrics(ref, test) -> dict[str, float]:
 _INT = ("int8", "uint8", "int16")
 
 
-def layer_errors(float_graph, qg, inputs, got: dict | None = None) -> list[dict]:
+class _Sums:
+    """The sums :func:`metrics` needs, accumulated over chunks of samples."""
+
+    def __init__(self):
+        self.signal = self.noise = self.dot = self.test = self.worst = 0.0
+
+    def add(self, ref, test) -> None:
+        r = np.asarray(ref, np.float64).ravel()
+        t = np.asarray(test, np.float64).ravel()
+        d = r - t
+        self.signal += float(np.dot(r, r))
+        self.noise += float(np.dot(d, d))
+        self.dot += float(np.dot(r, t))
+        self.test += float(np.dot(t, t))
+        self.worst = max(self.worst, float(np.max(np.abs(d))) if d.size else 0.0)
+
+    def metrics(self) -> dict[str, float]:
+        """:func:`metrics` of everything added (the same conventions for zeros)."""
+        if self.noise == 0.0:
+            sqnr = float("inf")
+        elif self.signal == 0.0:
+            sqnr = float("-inf")
+        else:
+            sqnr = 10.0 * float(np.log10(self.signal / self.noise))
+        nr, nt = float(np.sqrt(self.signal)), float(np.sqrt(self.test))
+        cos = 1.0 if nr == 0.0 and nt == 0.0 else 0.0 if nr == 0.0 or nt == 0.0 else self.dot / (nr * nt)
+        return {"sqnr_db": sqnr, "cosine": float(cos), "max_abs": self.worst}
+
+
+def layer_errors(float_graph, qg, inputs, got: dict | None = None, outputs: dict | None = None) -> list[dict]:
     """One row per quantized activation tensor with a float counterpart, in
     execution order: ``tensor``, ``node``, ``op`` (QGraph op), ``source``
     (float node names), accumulated ``sqnr_db``/``cosine``/``max_abs`` and
     layer-local ``local_sqnr_db``/``local_cosine``/``local_max_abs``.
     ``inputs``: an array (N samples along axis 0, single-input models) or a
-    dict by input name. ``got``: the interpreter's ``run(qg, inputs, keep=True)``
-    when the caller already has it."""
-    from .interpreter import run, run_node
+    dict by input name. The samples are measured one at a time (the metrics from
+    sums over them), so memory holds one sample's tensors, not N. ``got``: the
+    interpreter's ``run(qg, inputs, keep=True)`` when the caller already has it
+    (then all at once). ``outputs``: a dict that receives the interpreter's
+    float outputs on ``inputs`` (by output name, N along axis 0)."""
+    from .interpreter import run
     if not isinstance(inputs, dict):
         inputs = {qg.inputs[0]: inputs}
-    inputs = {k: np.asarray(v, np.float32) for k, v in inputs.items()}
+    n = len(next(iter(inputs.values())))
+    chunks = [(inputs, got)] if got is not None else [
+        ({k: v[i:i + 1] for k, v in inputs.items()}, None) for i in range(n)]
+    sums: dict = {}
+    rows: list[dict] = []
+    outs: dict = {o: [] for o in qg.outputs}
+    for chunk, kept in chunks:
+        chunk = {k: np.asarray(v, np.float32) for k, v in chunk.items()}
+        kept = run(qg, chunk, keep=True) if kept is None else kept
+        for o in qg.outputs:
+            outs[o].append(kept[o])
+        rows = _layer_rows(float_graph, qg, chunk, kept, sums)
+    if outputs is not None:
+        outputs.update({o: np.concatenate(v) for o, v in outs.items() if v})
+    for r in rows:
+        r.update(sums[r["tensor"], ""].metrics())
+        r.update({"local_" + k: v for k, v in sums[r["tensor"], "local"].metrics().items()})
+    return rows
+
+
+def _layer_rows(float_graph, qg, inputs: dict, got: dict, sums: dict) -> list[dict]:
+    """The rows of :func:`layer_errors` for one chunk of samples, their errors added
+    to ``sums`` ({(tensor, "" | "local"): _Sums})."""
+    from .interpreter import run_node
     ref = float_tensors(float_graph, inputs)
-    got = run(qg, inputs, keep=True) if got is None else got
     producers = {o: n for n in qg.nodes for o in n.outputs}
     memo: dict = {}
     rows = []
@@ -95,10 +149,9 @@ def layer_errors(float_graph, qg, inputs, got: dict | None = None) -> list[dict]
         local_out = dict(zip(n.outputs, run_node(qg, n, local_in)))
         for o in outs:
             fo = ref[float_name(qg, ref, o)]
-            row = {"tensor": o, "node": n.name, "op": n.op, "source": list(n.source)}
-            row.update(metrics(fo, dequantize(qg, o, got[o])))
-            row.update({"local_" + k: v for k, v in metrics(fo, dequantize(qg, o, local_out[o])).items()})
-            rows.append(row)
+            sums.setdefault((o, ""), _Sums()).add(fo, dequantize(qg, o, got[o]))
+            sums.setdefault((o, "local"), _Sums()).add(fo, dequantize(qg, o, local_out[o]))
+            rows.append({"tensor": o, "node": n.name, "op": n.op, "source": list(n.source)})
     return rows
 
 

@@ -59,7 +59,7 @@ from .. import __version__
 from .advice import advise, bound_by_sensitivity, dominant, float_candidate, rounding_note
 from .approx import leaky_errors, lut_errors
 from .evalset import EvalSet
-from .measure import evaluate, layer_samples, layer_table, reference_outputs, run_original
+from .measure import evaluate, layer_samples, reference_outputs, run_original
 from .sensitivity import first_below, input_noise, input_step, note
 from .verify import verify
 
@@ -102,7 +102,7 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
         rep.update(_not_evaluated(qg, g, "not evaluated: no evaluation samples (give --eval)"))
         return rep
     inputs = {qg.inputs[0]: vx}
-    ref, kept = reference_outputs(qg, vx)
+    ref, layers = reference_outputs(g, qg, vx, layers=len(ev.x) > 0)
     step("reference interpreter")
     flt = run_original(model, vx, [o["name"] for o in manifest["outputs"]])
     step("original model")
@@ -123,9 +123,7 @@ def build_report(out: Path, manifest: dict, qg, g, model: Path, ev: EvalSet, bas
                                   f"were verified on the {n}"))
         return rep
     rep["metrics"] = evaluate(flt, {b: assemble(v) for b, v in {"ref": ref, **results}.items()}, ev.y)
-    layers = layer_table(g, qg, ev.x, got=kept)
-    del kept
-    step("per-layer errors")
+    step("per-layer errors")   # measured with the reference outputs, in one pass
     nodes = {n.name: n for n in qg.nodes}
     for r in layers:
         r["depthwise"] = bool(nodes[r["node"]].attrs.get("depthwise", False))

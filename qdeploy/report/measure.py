@@ -15,7 +15,8 @@ the function would then go unseen). Per output and per backend:
 Per layer (:func:`qdeploy.quant.error.layer_errors`, on the pass-processed float
 graph whose tensor names the QGraph keeps): accumulated and layer-local SQNR, on at
 most ``LAYER_SAMPLES`` evaluation samples (the reference interpreter is numpy), fewer
-when every activation of that many samples (float and int) would exceed ``LAYER_BYTES``.
+when every activation of that many samples (float and int) would exceed ``LAYER_BYTES``
+(a bound on the table's time on large models; its memory is one sample's tensors).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from ..quant.error import metrics
 
 LAYER_SAMPLES = 16
 LAYER_BYTES = 1 << 30
+RUN_BYTES = 64 << 20   # the reference interpreter's batch outside the table: about this much activation
 TOPK = 5
 
 
@@ -89,34 +91,40 @@ def evaluate(float_out: dict, backends: dict[str, dict], y: np.ndarray | None) -
     return res
 
 
-def layer_samples(qg) -> int:
-    """How many samples the per-layer table runs on (see the module docstring)."""
+def layer_samples(qg, budget: int = LAYER_BYTES) -> int:
+    """How many samples the per-layer table runs on (see the module docstring), or with
+    another ``budget`` how many samples' activations fit in it (at most ``LAYER_SAMPLES``)."""
     per = sum(int(np.prod(t.shape[1:])) for t in qg.tensors.values() if not t.is_const)
-    return int(max(1, min(LAYER_SAMPLES, LAYER_BYTES // max(1, per * 13))))   # f32 + int8 + f64 pair
+    return int(max(1, min(LAYER_SAMPLES, budget // max(1, per * 13))))   # f32 + int8 + f64 pair
 
 
-def reference_outputs(qg, x: np.ndarray) -> tuple[dict, dict]:
-    """(the reference interpreter's outputs on all of ``x``, its every tensor on the first
-    :func:`layer_samples` samples), in one pass over each sample."""
+def reference_outputs(g, qg, x: np.ndarray, layers: bool = True) -> tuple[dict, list[dict] | None]:
+    """(the reference interpreter's outputs on all of ``x``, the per-layer table on the
+    first :func:`layer_samples` samples, or None without ``layers``), with one
+    interpreter pass over each sample. Memory holds a few samples' tensors whatever
+    ``len(x)``: the table streams its samples one at a time (quant/error.layer_errors),
+    and the others run in batches (the interpreter's
+    intermediates, im2col columns in float64, scale with its batch: one batch of every
+    held-out sample took quantize's peak memory from 0.3 to 2.5 GiB on mobilenet_v2 at
+    224x224, bench/rss_calib_set.py), and the others ``RUN_BYTES`` worth at a time."""
+    from ..quant.error import layer_errors
     from ..quant.interpreter import run
     n = min(len(x), layer_samples(qg))
-    head = run(qg, {qg.inputs[0]: x[:n]}, keep=True)
-    if n == len(x):
-        return {o: head[o] for o in qg.outputs}, head
-    rest = run(qg, {qg.inputs[0]: x[n:]})
-    return {o: np.concatenate([head[o], rest[o]]) for o in qg.outputs}, head
-
-
-def layer_table(g, qg, x: np.ndarray, got: dict | None = None) -> list[dict]:
-    """Per-layer accumulated and local errors on the first :func:`layer_samples` samples
-    (``got``: :func:`reference_outputs`' tensors, when already computed)."""
-    from ..quant.error import layer_errors
-    rows = layer_errors(g, qg, x[:layer_samples(qg)], got=got)
-    for r in rows:
-        for k in list(r):
-            if isinstance(r[k], float):
-                r[k] = _finite(r[k])
-    return rows
+    parts: list[dict] = [{}]
+    rows = None
+    if layers:
+        rows = layer_errors(g, qg, x[:n], outputs=parts[0])
+        for r in rows:
+            for k in list(r):
+                if isinstance(r[k], float):
+                    r[k] = _finite(r[k])
+        start = n
+    else:
+        start = 0
+    batch = layer_samples(qg, RUN_BYTES)
+    parts += [run(qg, {qg.inputs[0]: x[i:i + batch]}) for i in range(start, len(x), batch)]
+    parts = [p for p in parts if p]
+    return {o: np.concatenate([p[o] for p in parts]) for o in qg.outputs}, rows
 
 
 def _finite(v):

@@ -90,3 +90,36 @@ def test_layer_errors_accumulated_and_local():
     want = 10 * np.log10(np.sum(ref ** 2) / np.sum((ref - got) ** 2))
     assert by[last]["sqnr_db"] == pytest.approx(want, abs=1e-6)
     assert by[last]["max_abs"] == pytest.approx(np.max(np.abs(ref - got)), rel=1e-6)
+
+
+def test_layer_errors_one_sample_at_a_time_equal_all_at_once(monkeypatch):
+    """The streamed table (metrics from sums over samples, one sample's tensors in
+    memory) equals the one computed on every sample at once, and the outputs it
+    collects are the interpreter's; the report's reference pass (report/measure.py
+    reference_outputs: the table's samples, then batches) gives the outputs of one
+    run over all samples, in order."""
+    import warnings
+    from qdeploy.calibration.calibrate import calibrate
+    from qdeploy.quant.error import layer_errors
+    from qdeploy.quant.interpreter import run
+    from qdeploy.quant.quantizer import quantize_graph
+    from qdeploy.report import measure
+    g = _small_model()
+    x = (np.random.default_rng(4).standard_normal((11, 3, 10, 10)) + 0.3).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qg = quantize_graph(g, calibrate(g, x, progress=False).bounds(), "arm")
+    whole = run(qg, x, keep=True)
+    outs: dict = {}
+    streamed, at_once = layer_errors(g, qg, x, outputs=outs), layer_errors(g, qg, x, got=whole)
+    assert [r["tensor"] for r in streamed] == [r["tensor"] for r in at_once] and len(streamed) >= 4
+    for a, b in zip(streamed, at_once):
+        for k in ("sqnr_db", "cosine", "max_abs", "local_sqnr_db", "local_cosine", "local_max_abs"):
+            assert a[k] == pytest.approx(b[k], rel=1e-9, abs=1e-12), (a["tensor"], k)
+    np.testing.assert_array_equal(outs[qg.outputs[0]], whole[qg.outputs[0]])
+    monkeypatch.setattr(measure, "LAYER_SAMPLES", 3)    # the table on 3 samples, the rest in batches of 3
+    assert measure.layer_samples(qg) == 3 and measure.layer_samples(qg, measure.RUN_BYTES) == 3
+    for layers in (True, False):
+        ref, rows = measure.reference_outputs(g, qg, x, layers=layers)
+        np.testing.assert_array_equal(ref[qg.outputs[0]], whole[qg.outputs[0]])
+        assert (rows is not None) == layers and (not layers or len(rows) == len(streamed))

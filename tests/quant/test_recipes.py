@@ -371,3 +371,24 @@ def test_pow2_scale_is_smallest_covering_power_of_two(r):
     s = R.pow2_scale(r)
     k = int(np.log2(s))
     assert s == 2.0 ** k and 127 * s >= r and 127 * 2.0 ** (k - 1) < r
+
+
+def test_quantize_input_in_chunks_equals_one_pass(monkeypatch):
+    """quantize_input works through long inputs a chunk at a time (bounded float64
+    temporaries); the integers are those of one pass, across the chunk boundaries,
+    on ties, the clip ends, NaN and infinities, int8 and uint8."""
+    from qdeploy.quant.recipes import quantize as qmod
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((6, 5, 301, 257)) * 80).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[::7] = np.round(flat[::7]) + 0.5            # ties at scale 1
+    flat[[0, 1, 2, 3]] = [np.nan, np.inf, -np.inf, 1e30]
+    flat[qmod._CHUNK - 1:qmod._CHUNK + 2] = [-0.5, 0.5, 127.5]
+    assert flat.size > 2 * qmod._CHUNK
+    for args in [(1.0, 3, -128, 127), (0.75, 128, 0, 255)]:
+        chunked = qmod.quantize_input(x, *args)
+        monkeypatch.setattr(qmod, "_CHUNK", flat.size)
+        whole = qmod.quantize_input(x, *args)
+        monkeypatch.undo()
+        assert chunked.dtype == whole.dtype and chunked.shape == x.shape
+        np.testing.assert_array_equal(chunked, whole)

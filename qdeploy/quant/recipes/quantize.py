@@ -18,13 +18,21 @@ from .. import fixedpoint as fp
 from ._common import f32
 
 
+_CHUNK = 1 << 20   # elements quantized at a time: the float64 temporaries stay a few MiB
+
+
 def quantize_input(x, scale: float, zp: int, qmin: int = -128, qmax: int = 127) -> np.ndarray:
     """float32 ``x`` -> integers in [qmin, qmax] (int8 unless qmin >= 0: uint8)."""
-    v = np.asarray(x, dtype=np.float32) / np.float32(f32(scale))  # float32 division, as in C
-    v = v.astype(np.float64)  # exact; rounding in float64 avoids the float32 x+0.5 pitfall
-    r = fp.round_away(v)
-    r = np.clip(np.nan_to_num(r), -(2.0 ** 40), 2.0 ** 40).astype(np.int64) + int(zp)
-    return np.clip(r, qmin, qmax).astype(np.uint8 if qmin >= 0 else np.int8)
+    x = np.asarray(x, dtype=np.float32)
+    out = np.empty(x.shape, np.uint8 if qmin >= 0 else np.int8)
+    flat, dst = x.reshape(-1), out.reshape(-1)
+    for i in range(0, flat.size, _CHUNK):
+        v = flat[i:i + _CHUNK] / np.float32(f32(scale))  # float32 division, as in C
+        v = v.astype(np.float64)  # exact; rounding in float64 avoids the float32 x+0.5 pitfall
+        r = fp.round_away(v)
+        r = np.clip(np.nan_to_num(r), -(2.0 ** 40), 2.0 ** 40).astype(np.int64) + int(zp)
+        dst[i:i + _CHUNK] = np.clip(r, qmin, qmax)
+    return out
 
 
 def dequantize(q, scale: float, zp: int) -> np.ndarray:
