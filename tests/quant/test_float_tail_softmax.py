@@ -180,3 +180,28 @@ def test_apply_tail_softmax_is_stable_and_exact():
     e = np.exp(x64 - x64.max(axis=1, keepdims=True))
     assert y.dtype == np.float32
     np.testing.assert_allclose(y, e / e.sum(axis=1, keepdims=True), rtol=1e-6, atol=1e-30)
+
+
+def test_a_runtime_that_aborts_is_one_error_line(tmp_path, monkeypatch):
+    """TFLite Micro and LiteRT run in a forked child (emit/tflite/runners.isolated): an
+    abort inside their kernels (here the 512-wide int8 SOFTMAX, the limit lifted) ends
+    `quantize`'s verification and `qdeploy run` with one error line naming the runtime
+    and the signal, exit 2, nothing written; the parent process lives on."""
+    from qdeploy.quant import recipes
+    monkeypatch.setattr(recipes, "SOFTMAX_MAX_DEPTH", 1 << 20)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(head(512, 0.0).SerializeToString())
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(2).standard_normal((6, 3, 8, 8)).astype(np.float32))
+    res = cli("quantize", path, "--calib", calib, "--emit", "tflite", "-o", tmp_path / "out", "-q")
+    assert_error(res, "TFLite Micro stopped with SIGABRT running model.int8.tflite", "--no-verify")
+    assert not (tmp_path / "out").exists()
+    res = cli("quantize", path, "--calib", calib, "--emit", "tflite", "--no-verify", "-o", tmp_path / "nv", "-q")
+    assert res.exit_code == 0, res.stderr
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 8, 8), np.float32))
+    for backend, env, who in [("tflm", None, "TFLite Micro"), ("tflite", "reference", "LiteRT")]:
+        if env:
+            monkeypatch.setenv("QDEPLOY_TFLITE_KERNELS", env)
+        res = cli("run", tmp_path / "nv", "-b", backend, "-i", tmp_path / "x.npy", "-o", tmp_path / f"{backend}.npy")
+        assert_error(res, f"{who} stopped with SIGABRT")
+        assert not (tmp_path / f"{backend}.npy").exists()

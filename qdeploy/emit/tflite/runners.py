@@ -163,10 +163,64 @@ def _load(out) -> tuple[bytes, object]:
     return (out / FILE).read_bytes(), load_qgraph(out / QGRAPH)
 
 
+def isolated(work: Callable[[], dict], what: str) -> dict[str, np.ndarray]:
+    """``work()`` (arrays by name) run in a forked child process where there is fork.
+    TFLite's kernels stop the program on a failed ``TFLITE_CHECK`` (abort, e.g. an int8
+    SOFTMAX whose exponentials sum to 512 or more), which in-process would end
+    ``quantize`` or ``run`` without a word; here it is one error line naming the runtime
+    and the signal. An exception in the child is raised again in the parent; what the
+    runtime prints in the child goes to a file that is deleted with the result."""
+    import pickle
+    import signal
+    import tempfile
+    if not hasattr(os, "fork"):
+        return work()
+    with tempfile.TemporaryDirectory(prefix="qdeploy-run-") as d:
+        res, err = Path(d) / "out.npz", Path(d) / "error.pickle"
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:     # the child: never returns into the caller's code
+            code = 1
+            try:
+                log = os.open(Path(d) / "output.log", os.O_WRONLY | os.O_CREAT, 0o600)
+                os.dup2(log, 1)   # the runtime's own prints stay here
+                os.dup2(log, 2)
+                import faulthandler
+                faulthandler.disable()   # an abort is reported by the parent, in one line
+                outs = work()
+                names = list(outs)
+                np.savez(res, names=np.array(names), *[np.asarray(outs[k]) for k in names])
+                code = 0
+            except BaseException as e:   # noqa: BLE001 - handed to the parent as it is
+                try:
+                    err.write_bytes(pickle.dumps(e))
+                except Exception:
+                    err.write_bytes(pickle.dumps(RuntimeError(f"{type(e).__name__}: {e}")))
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+            raise QDeployError(f"{what} stopped with {name} running {FILE} (a failed check inside its int8 "
+                               "kernels: a qdeploy bug, report it with the model; --no-verify writes the "
+                               "artefacts unchecked)")
+        if err.is_file():
+            raise pickle.loads(err.read_bytes())
+        if os.WEXITSTATUS(status) != 0 or not res.is_file():
+            raise QDeployError(f"{what} ended with exit code {os.WEXITSTATUS(status)} running {FILE} "
+                               "without a result (a qdeploy bug: report it with the model)")
+        with np.load(res) as z:
+            names = [str(n) for n in z["names"]]
+            return {k: z[f"arr_{i}"] for i, k in enumerate(names)}
+
+
 def run_tflm(out: Path, inputs: dict[str, np.ndarray], manifest: dict) -> dict[str, np.ndarray]:
-    """``qdeploy run --backend tflm``: TFLite Micro (reference kernels, the bit-exact judge)."""
+    """``qdeploy run --backend tflm``: TFLite Micro (reference kernels, the bit-exact
+    judge), in its own process (:func:`isolated`)."""
     blob, qg = _load(out)
-    return run_blob(blob, qg, inputs, tflm_invoker(blob))
+    return isolated(lambda: run_blob(blob, qg, inputs, tflm_invoker(blob)), "TFLite Micro")
 
 
 def run_tflite(out: Path, inputs: dict[str, np.ndarray], manifest: dict,
@@ -177,4 +231,4 @@ def run_tflite(out: Path, inputs: dict[str, np.ndarray], manifest: dict,
     import os
     reference = reference or os.environ.get("QDEPLOY_TFLITE_KERNELS") == "reference"
     blob, qg = _load(out)
-    return run_blob(blob, qg, inputs, litert_invoker(blob, reference))
+    return isolated(lambda: run_blob(blob, qg, inputs, litert_invoker(blob, reference)), "LiteRT")
