@@ -103,10 +103,10 @@ def reference_outputs(g, qg, x: np.ndarray, layers: bool = True) -> tuple[dict, 
     first :func:`layer_samples` samples, or None without ``layers``), with one
     interpreter pass over each sample. Memory holds a few samples' tensors whatever
     ``len(x)``: the table streams its samples one at a time (quant/error.layer_errors),
-    and the others run in batches (the interpreter's
-    intermediates, im2col columns in float64, scale with its batch: one batch of every
-    held-out sample took quantize's peak memory from 0.3 to 2.5 GiB on mobilenet_v2 at
-    224x224, bench/rss_calib_set.py), and the others ``RUN_BYTES`` worth at a time."""
+    and the other samples run in batches of about ``RUN_BYTES`` of activations (the
+    interpreter's intermediates, im2col columns in float64, grow with its batch: one
+    batch of every held-out sample took quantize's peak memory from 0.3 to 2.5 GiB on
+    mobilenet_v2 at 224x224, bench/rss_calib_set.py)."""
     from ..quant.error import layer_errors
     from ..quant.interpreter import run
     n = min(len(x), layer_samples(qg))

@@ -202,7 +202,10 @@ def isolated(work: Callable[[], dict], what: str) -> dict[str, np.ndarray]:
         _, status = os.waitpid(pid, 0)
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
-            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:
+                name = f"signal {sig}"
             raise QDeployError(f"{what} stopped with {name} running {FILE} (a failed check inside its int8 "
                                "kernels: a qdeploy bug, report it with the model; --no-verify writes the "
                                "artefacts unchecked)")
