@@ -66,6 +66,7 @@ from .verify import verify
 FORMAT, VERSION = "qdeploy-report", 1
 JSON_NAME, HTML_NAME = "report.json", "report.html"
 HIST_BINS = 64
+P999_BINS = 1 << 16       # |v| bins the 99.9th percentile is read from (report histograms)
 HIST_SAMPLES = 64            # activation histograms: at most this many samples
 FEW_SAMPLES = 50             # below this the verdict text says one sample's weight
 SENSITIVITY_SAMPLES = 8      # the float model under input noise: at most this many samples
@@ -217,27 +218,67 @@ def weight_ranges(qg, n) -> dict:
 
 
 def histograms(g, qg, tensors: list[str], x: np.ndarray, source: str) -> dict[str, dict]:
-    """Float value histograms of ``tensors`` (QGraph names) on ``x`` with the int grid's range."""
-    from ..float_run import run_samples
+    """Float value histograms of ``tensors`` (QGraph names) on ``x`` with the int grid's
+    range. Two passes of the float model over ``x``, one sample at a time (memory holds
+    one sample's tensors, not ``len(x)``): the value range, then the counts, the share
+    outside the grid and the 99.9th percentile of ``|v|`` (from ``P999_BINS`` bins over
+    ``[0, max |v|]``, interpolated within its bin: off by at most max |v| / P999_BINS)."""
+    from ..float_run import each_sample
     fnames = qg.metadata.get("float_names", {})
     want = {t: fnames.get(t, t) for t in tensors if fnames.get(t, t) in g.tensors}
     if not want or len(x) == 0:
         return {}
-    vals = run_samples(g, x, expose=sorted(set(want.values())))
-    out = {}
+    names = sorted(set(want.values()))
+    lo_hi = {f: (np.inf, -np.inf) for f in names}
+    for vals in each_sample(g, x, names):
+        for f in names:
+            v = vals[f]
+            lo_hi[f] = (min(lo_hi[f][0], float(v.min())), max(lo_hi[f][1], float(v.max())))
+    stats = {}
     for t, f in want.items():
-        v = np.asarray(vals[f], np.float64).ravel()
         qt = qg.tensors[t]
         info = np.iinfo(np.dtype(qt.dtype))
         lo, hi = (info.min - qt.zp) * qt.s, (info.max - qt.zp) * qt.s
-        a, b = min(lo, float(v.min())), max(hi, float(v.max()))
-        counts, edges = np.histogram(v, bins=HIST_BINS, range=(a, b) if b > a else None)
-        clipped = float(np.mean((v < lo - qt.s / 2) | (v > hi + qt.s / 2))) * 100.0
-        reach = max(abs(lo), abs(hi)) or 1.0
-        out[t] = {"tensor": t, "samples_from": source, "edges": edges.tolist(), "counts": counts.tolist(),
-                  "lo": lo, "hi": hi, "clipped_pct": clipped,
-                  "p999_of_range": float(np.percentile(np.abs(v), 99.9)) / reach}
+        a, b = min(lo, lo_hi[f][0]), max(hi, lo_hi[f][1])
+        top = max(abs(lo_hi[f][0]), abs(lo_hi[f][1]))
+        stats[t] = {"lo": lo, "hi": hi, "range": (a, b) if b > a else None, "top": top, "counts": 0,
+                    "edges": None, "out": 0, "n": 0, "abs": np.zeros(P999_BINS, np.int64)}
+    for vals in each_sample(g, x, names):
+        for t, f in want.items():
+            st, v = stats[t], np.asarray(vals[f], np.float64).ravel()
+            counts, st["edges"] = np.histogram(v, bins=HIST_BINS, range=st["range"])
+            st["counts"] = st["counts"] + counts
+            s_ = qg.tensors[t].s
+            st["out"] += int(np.count_nonzero((v < st["lo"] - s_ / 2) | (v > st["hi"] + s_ / 2)))
+            st["n"] += v.size
+            st["abs"] += np.histogram(np.abs(v), bins=P999_BINS, range=(0.0, st["top"] or 1.0))[0]
+    out = {}
+    for t, st in stats.items():
+        reach = max(abs(st["lo"]), abs(st["hi"])) or 1.0
+        out[t] = {"tensor": t, "samples_from": source, "edges": st["edges"].tolist(),
+                  "counts": st["counts"].tolist(), "lo": st["lo"], "hi": st["hi"],
+                  "clipped_pct": st["out"] / max(1, st["n"]) * 100.0,
+                  "p999_of_range": _quantile(st["abs"], st["top"] or 1.0, 0.999) / reach}
     return out
+
+
+def _quantile(counts: np.ndarray, top: float, q: float) -> float:
+    """The ``q`` quantile (numpy's "linear": between the sorted values ``floor(h)`` and
+    ``floor(h) + 1``, ``h = q (n - 1)``) of values binned by ``counts`` over ``[0, top]``,
+    each value placed evenly within its bin."""
+    n = int(counts.sum())
+    if n == 0:
+        return 0.0
+    cum = np.cumsum(counts)
+    width = top / len(counts)
+
+    def value(j: int) -> float:              # the j-th smallest (0-based)
+        k = int(np.searchsorted(cum, j + 1))
+        before = int(cum[k - 1]) if k else 0
+        return width * (k + (j - before + 0.5) / int(counts[k]))
+    h = q * (n - 1)
+    i = int(np.floor(h))
+    return value(i) + (h - i) * (value(min(i + 1, n - 1)) - value(i))
 
 
 def _float_gain(layers: list[dict], manifest: dict, in_float: dict) -> tuple | None:
