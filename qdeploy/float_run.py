@@ -43,16 +43,24 @@ def run_float(g: Graph, inputs: dict[str, np.ndarray] | np.ndarray, expose=()) -
     return dict(zip(names, sess.run(names, inputs)))
 
 
-def run_samples(g: Graph, inputs: dict[str, np.ndarray] | np.ndarray, expose=()) -> dict[str, np.ndarray]:
-    """N samples of the batch-1 graph along axis 0, run one at a time on one
-    session: outputs (and exposed tensors) by name, stacked the same way."""
+def sample_runs(g: Graph, inputs: dict[str, np.ndarray] | np.ndarray, expose=()) -> Iterator[dict[str, np.ndarray]]:
+    """The batch-1 graph on each of the N samples (axis 0) in turn, on one session:
+    outputs (and exposed tensors) by name, one sample's at a time."""
     if isinstance(inputs, np.ndarray):
         inputs = {g.inputs[0]: inputs}
     sess = session(g, expose)
     names = list(g.outputs) + [e for e in expose if e not in g.outputs]
     n = len(next(iter(inputs.values())))
-    runs = [sess.run(names, {k: v[i:i + 1] for k, v in inputs.items()}) for i in range(n)]
-    return {name: np.concatenate([r[j] for r in runs]) for j, name in enumerate(names)}
+    for i in range(n):
+        yield dict(zip(names, sess.run(names, {k: v[i:i + 1] for k, v in inputs.items()})))
+
+
+def run_samples(g: Graph, inputs: dict[str, np.ndarray] | np.ndarray, expose=()) -> dict[str, np.ndarray]:
+    """N samples of the batch-1 graph along axis 0, run one at a time on one
+    session: outputs (and exposed tensors) by name, stacked the same way."""
+    runs = list(sample_runs(g, inputs, expose))
+    names = list(g.outputs) + [e for e in expose if e not in g.outputs]
+    return {name: np.concatenate([r[name] for r in runs]) for name in names}
 
 
 def each_sample(g: Graph, x: np.ndarray, tensors) -> Iterator[dict[str, np.ndarray]]:

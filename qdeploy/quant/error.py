@@ -110,21 +110,26 @@ def layer_errors(float_graph, qg, inputs, got: dict | None = None, outputs: dict
     interpreter's ``run(qg, inputs, keep=True)`` when the caller already has it
     (then all at once). ``outputs``: a dict that receives the interpreter's
     float outputs on ``inputs`` (by output name, N along axis 0)."""
+    from ..float_run import sample_runs
     from .interpreter import run
     if not isinstance(inputs, dict):
         inputs = {qg.inputs[0]: inputs}
-    n = len(next(iter(inputs.values())))
-    chunks = [(inputs, got)] if got is not None else [
-        ({k: v[i:i + 1] for k, v in inputs.items()}, None) for i in range(n)]
+    inputs = {k: np.asarray(v, np.float32) for k, v in inputs.items()}
+    if got is not None:
+        chunks = [(inputs, float_tensors(float_graph, inputs), got)]
+    else:   # one float session, one sample at a time
+        exposed = [t for t in float_graph.activations() if t not in float_graph.inputs]
+        chunks = ((one, {**ref, **one}, None) for one, ref in zip(
+            ({k: v[i:i + 1] for k, v in inputs.items()} for i in range(len(next(iter(inputs.values()))))),
+            sample_runs(float_graph, inputs, exposed)))
     sums: dict = {}
     rows: list[dict] = []
     outs: dict = {o: [] for o in qg.outputs}
-    for chunk, kept in chunks:
-        chunk = {k: np.asarray(v, np.float32) for k, v in chunk.items()}
+    for chunk, ref, kept in chunks:
         kept = run(qg, chunk, keep=True) if kept is None else kept
         for o in qg.outputs:
             outs[o].append(kept[o])
-        rows = _layer_rows(float_graph, qg, chunk, kept, sums)
+        rows = _layer_rows(qg, ref, kept, sums)
     if outputs is not None:
         outputs.update({o: np.concatenate(v) for o, v in outs.items() if v})
     for r in rows:
@@ -133,11 +138,11 @@ def layer_errors(float_graph, qg, inputs, got: dict | None = None, outputs: dict
     return rows
 
 
-def _layer_rows(float_graph, qg, inputs: dict, got: dict, sums: dict) -> list[dict]:
-    """The rows of :func:`layer_errors` for one chunk of samples, their errors added
-    to ``sums`` ({(tensor, "" | "local"): _Sums})."""
+def _layer_rows(qg, ref: dict, got: dict, sums: dict) -> list[dict]:
+    """The rows of :func:`layer_errors` for one chunk of samples (``ref``: the float
+    graph's tensors and inputs, ``got``: the interpreter's), their errors added to
+    ``sums`` ({(tensor, "" | "local"): _Sums})."""
     from .interpreter import run_node
-    ref = float_tensors(float_graph, inputs)
     producers = {o: n for n in qg.nodes for o in n.outputs}
     memo: dict = {}
     rows = []
