@@ -181,6 +181,11 @@ def isolated(work: Callable[[], dict], what: str) -> dict[str, np.ndarray]:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:     # the child: never returns into the caller's code
+            # no garbage collection here: it would run the destructors of objects the parent
+            # left behind, e.g. an onnxruntime session's, which waits for threads the child
+            # does not have (seen: the child hung in pthread_cond_destroy)
+            import gc
+            gc.disable()
             code = 1
             try:
                 log = os.open(Path(d) / "output.log", os.O_WRONLY | os.O_CREAT, 0o600)
