@@ -6,7 +6,8 @@ For each count a calibration set of that many 3 x SIZE x SIZE samples (the
 deterministic image-like samples of bench/calibration.py) is written as qdeploy
 writes sets (an uncompressed .npz; here streamed to disk so the bench itself
 never holds it), then each command runs in its own process under
-``/usr/bin/time -v`` and its "Maximum resident set size" is read. The commands
+``/usr/bin/time -v`` and its "Maximum resident set size" is read (``--repeats``
+runs, the median kept: the same command moves by about 10 % between runs). The commands
 read the set a batch at a time (qdeploy/calibration/stream.py), so peak RSS
 should not depend on the count (issue 10: 2000 vs 20 samples within 10 %).
 ``quantize`` runs with its defaults (minmax, automatic CLE, output widening).
@@ -62,7 +63,8 @@ def peak_rss(args: list[str]) -> tuple[float, float]:
     t = time.perf_counter()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
-    if p.returncode not in (0, 1):   # 1: quantize's FAIL verdict (random weights), everything written
+    # 1: quantize's FAIL verdict (random weights), everything written; not a crash's traceback
+    if p.returncode not in (0, 1) or "Traceback" in p.stderr or "error:" in p.stderr:
         raise SystemExit(f"{' '.join(args)} failed:\n{p.stderr[-2000:]}")
     kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1))
     return kb / 1024, wall
@@ -73,6 +75,8 @@ def main() -> None:
     ap.add_argument("--model", default="mobilenet_v2")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--counts", default="20,2000")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="runs of each command per count; the table gives medians (RSS moves by ~10 %% between runs)")
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args()
     from qdeploy.corpus import build
@@ -92,8 +96,13 @@ def main() -> None:
             s = d / f"set{n}.npz"
             write_set(s, n, a.size)
             mib = s.stat().st_size / 2**20
-            cr = peak_rss(["calib", "ranges", str(model), str(s), "-o", str(d / f"r{n}.json"), "-q"])
-            qz = peak_rss(["quantize", str(model), "--calib", str(s), "-o", str(d / f"out{n}"), "-q"])
+            runs = [(peak_rss(["calib", "ranges", str(model), str(s), "-o", str(d / f"r{n}_{k}.json"), "-q"]),
+                     peak_rss(["quantize", str(model), "--calib", str(s), "-o", str(d / f"out{n}_{k}"), "-q"]))
+                    for k in range(a.repeats)]
+            cr, qz = (tuple(float(np.median([r[j][i] for r in runs])) for i in range(2)) for j in range(2))
+            print(f"  {n} samples, each run (MiB): calib ranges "
+                  f"{', '.join(f'{r[0][0]:.0f}' for r in runs)}; quantize {', '.join(f'{r[1][0]:.0f}' for r in runs)}",
+                  flush=True)
             rows.append((n, mib, cr, qz))
             print(f"{n} samples ({mib:.0f} MiB): calib ranges {cr[0]:.0f} MiB {cr[1]:.1f} s; "
                   f"quantize {qz[0]:.0f} MiB {qz[1]:.1f} s", flush=True)
@@ -109,7 +118,8 @@ def main() -> None:
     print(text)
     if a.write:
         import onnxruntime
-        head = (f"Command: `python bench/rss_calib_set.py --model {a.model} --size {a.size} --counts {a.counts}`\n\n"
+        head = (f"Command: `python bench/rss_calib_set.py --model {a.model} --size {a.size} --counts {a.counts} "
+                f"--repeats {a.repeats}` (medians of the runs)\n\n"
                 f"Machine: nproc {os.cpu_count()}, Python {platform.python_version()}, numpy {np.__version__}, "
                 f"onnxruntime {onnxruntime.__version__}; date {time.strftime('%Y-%m-%d')}\n\n")
         write_section("Streamed calibration input", head + text + "\n")

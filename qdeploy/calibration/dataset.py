@@ -284,6 +284,8 @@ def load_set(path, lazy: bool = False) -> CalibSet:
     if x is None:
         try:
             x = open_samples(path)
+        except QDeployError:
+            raise
         except Exception as e:
             raise QDeployError(f"cannot read calibration set {path}: {type(e).__name__}: {e}") from None
     require_float(x, str(path))

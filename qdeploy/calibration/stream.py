@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import QDeployError
+
 CHUNK_BYTES = 64 << 20     # whole-set scans (the NaN check) read at most this much at a time
 
 
@@ -105,7 +107,8 @@ class NpzSamples(LazyRows):
             f.seek(self.offset + (self.start + i) * rb)
             buf = f.read(n * rb)
         if len(buf) != n * rb:
-            raise OSError(f"{self.path}: truncated (expected {n * rb} bytes at row {self.start + i})")
+            raise QDeployError(f"{self.path}: truncated at sample {self.start + i} (it shrank while being read?); "
+                               "write the set again (qdeploy calib build)")
         return np.frombuffer(buf, self.dtype).reshape((n,) + self._full[1:]).copy()
 
     def head(self, n: int) -> "NpzSamples":
@@ -132,6 +135,11 @@ def npy_member_offset(path: Path, member: str) -> tuple[int, tuple[int, ...], np
             header = m.tell()
     if fortran or dtype.hasobject:
         return None
+    need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if info.file_size - header < need:
+        raise QDeployError(f"{path}: its '{member}' declares {tuple(shape)} {dtype} samples ({need} bytes) but "
+                           f"holds {info.file_size - header}: the set is damaged; write it again "
+                           "(qdeploy calib build)")
     with open(path, "rb") as f:
         f.seek(info.header_offset)
         local = f.read(30)

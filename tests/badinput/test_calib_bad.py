@@ -78,6 +78,28 @@ def _nan_set(w):
     return set_with(w, "nan.npz", x=x)
 
 
+def _short_set(w):
+    """set.npz whose stored x.npy header declares two samples more than it holds (a copy
+    cut short by a full disk, or a hand-made zip): the lazy reader must refuse it."""
+    import io
+    import zipfile
+    with np.load(w / "set.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    x = arrays["x"]
+    with zipfile.ZipFile(w / "short.npz", "w", zipfile.ZIP_STORED) as z:
+        for k, v in arrays.items():
+            buf = io.BytesIO()
+            if k == "x":
+                np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(x.dtype),
+                                                           "fortran_order": False,
+                                                           "shape": (len(x) + 2,) + x.shape[1:]})
+                buf.write(x.tobytes())
+            else:
+                np.lib.format.write_array(buf, v, allow_pickle=False)
+            z.writestr(f"{k}.npy", buf.getvalue())
+    return "short.npz"
+
+
 INSPECT = {
     "missing set": (lambda w: ["calib", "inspect", "none.npz"], ["none.npz"]),
     "not an npz": (lambda w: (w / "t.npz").write_text("hello") and ["calib", "inspect", "t.npz"], ["t.npz"]),
@@ -121,6 +143,11 @@ def _image_set(w, change):
 
 
 RANGES = {
+    "samples shorter than declared": (lambda w: ["calib", "ranges", "m.onnx", _short_set(w), "-o", "r3.json"],
+                                      ["short.npz", "declares", "damaged", "calib build"]),
+    "quantize on samples shorter than declared": (
+        lambda w: ["quantize", "m.onnx", "--calib", _short_set(w), "-o", "qo"],
+        ["short.npz", "declares", "damaged", "calib build"]),
     "method median": (lambda w: ["calib", "ranges", "m.onnx", "set.npz", "-o", "r2.json", "--method", "median"],
                       ["--method", "'median'"]),
     "percentile 150": (lambda w: ["calib", "ranges", "m.onnx", "set.npz", "-o", "r2.json", "--method",
