@@ -68,9 +68,8 @@ def each_sample(g: Graph, x: np.ndarray, tensors) -> Iterator[dict[str, np.ndarr
     each sample of ``x`` in turn: the batch-1 graph on one session, one sample at a
     time, so memory does not grow with the sample count."""
     inner = [t for t in dict.fromkeys(tensors) if t not in g.inputs]
-    sess = session(g, inner) if inner else None
-    for i in range(len(x)):
-        vals = dict(zip(inner, sess.run(inner, {g.inputs[0]: x[i:i + 1]}))) if sess else {}
+    runs = sample_runs(g, {g.inputs[0]: x}, inner) if inner else ({} for _ in range(len(x)))
+    for i, vals in enumerate(runs):
         vals.update({t: x[i:i + 1] for t in tensors if t in g.inputs})
         yield vals
 

@@ -115,13 +115,12 @@ def layer_errors(float_graph, qg, inputs, got: dict | None = None, outputs: dict
     if not isinstance(inputs, dict):
         inputs = {qg.inputs[0]: inputs}
     inputs = {k: np.asarray(v, np.float32) for k, v in inputs.items()}
-    if got is not None:
-        chunks = [(inputs, float_tensors(float_graph, inputs), got)]
-    else:   # one float session, one sample at a time
+    def one_at_a_time():   # one float session, one sample at a time
         exposed = [t for t in float_graph.activations() if t not in float_graph.inputs]
-        chunks = ((one, {**ref, **one}, None) for one, ref in zip(
-            ({k: v[i:i + 1] for k, v in inputs.items()} for i in range(len(next(iter(inputs.values()))))),
-            sample_runs(float_graph, inputs, exposed)))
+        for i, ref in enumerate(sample_runs(float_graph, inputs, exposed)):
+            one = {k: v[i:i + 1] for k, v in inputs.items()}
+            yield one, {**ref, **one}, None
+    chunks = [(inputs, float_tensors(float_graph, inputs), got)] if got is not None else one_at_a_time()
     sums: dict = {}
     rows: list[dict] = []
     outs: dict = {o: [] for o in qg.outputs}

@@ -109,21 +109,13 @@ def reference_outputs(g, qg, x: np.ndarray, layers: bool = True) -> tuple[dict, 
     mobilenet_v2 at 224x224, bench/rss_calib_set.py)."""
     from ..quant.error import layer_errors
     from ..quant.interpreter import run
-    n = min(len(x), layer_samples(qg))
-    parts: list[dict] = [{}]
-    rows = None
-    if layers:
-        rows = layer_errors(g, qg, x[:n], outputs=parts[0])
-        for r in rows:
-            for k in list(r):
-                if isinstance(r[k], float):
-                    r[k] = _finite(r[k])
-        start = n
-    else:
-        start = 0
+    n = min(len(x), layer_samples(qg)) if layers else 0
+    head: dict = {}
+    rows = layer_errors(g, qg, x[:n], outputs=head) if layers else None
+    for r in rows or []:
+        r.update({k: _finite(v) for k, v in r.items() if isinstance(v, float)})
     batch = layer_samples(qg, RUN_BYTES)
-    parts += [run(qg, {qg.inputs[0]: x[i:i + batch]}) for i in range(start, len(x), batch)]
-    parts = [p for p in parts if p]
+    parts = [head] * bool(head) + [run(qg, {qg.inputs[0]: x[i:i + batch]}) for i in range(n, len(x), batch)]
     return {o: np.concatenate([p[o] for p in parts]) for o in qg.outputs}, rows
 
 
